@@ -1,0 +1,80 @@
+# Set-up and checks for the book. `make book` and `make test` do all set-up themselves.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+SITE = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+INSTALLED := $(VENV)/.installed
+VENDORED := _vendor/.vendored
+HTML := _build/html
+# Times each stage of `make test` (bash's time keyword prints to stderr).
+TIMEFORMAT := %R s
+
+.PHONY: setup book lab notebooks test lint unit chapters nbval build-book browser bench check-chromium clean
+
+setup: $(INSTALLED) $(VENDORED)
+	@$(PY) -m ipykernel install --user --name dlmem --display-name "Python (dlmem book)" >/dev/null
+
+$(INSTALLED): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+# BokehJS from the installed bokeh wheel and MathJax 2 from jupyter-server-mathjax, so that
+# the rendered book and the live notebooks load nothing from the internet.
+$(VENDORED): $(INSTALLED)
+	rm -rf _vendor && mkdir -p _vendor/bokeh
+	cp $(SITE)/bokeh/server/static/js/bokeh{,-widgets,-tables}.min.js _vendor/bokeh/
+	cp -r $(SITE)/jupyter_server_mathjax/static _vendor/mathjax2
+	touch $@
+
+book: setup
+	$(BIN)/jupyter-book build --warningiserror --nitpick --keep-going . 
+	@echo "The book: file://$(abspath $(HTML))/index.html"
+
+lab: setup
+	BOOK_LIVE=1 $(BIN)/jupyter lab book/
+
+# Re-executes every chapter in full mode and writes the outputs back (slow: trains models).
+notebooks: setup
+	$(PY) -m tests.chapters.run_notebooks book/
+
+bench: setup
+	$(PY) -m memlib.bench trace
+
+check-chromium:
+	@command -v chromium >/dev/null || { echo "Chromium is missing: the browser checks need Debian's chromium (apt-get install chromium). Do not run 'playwright install'."; exit 1; }
+
+test: setup check-chromium
+	@echo "== lint";     time $(MAKE) --no-print-directory lint
+	@echo "== unit";     time $(MAKE) --no-print-directory unit
+	@echo "== chapters"; time $(MAKE) --no-print-directory chapters
+	@echo "== nbval";    time $(MAKE) --no-print-directory nbval
+	@echo "== build";    time $(MAKE) --no-print-directory build-book
+	@echo "== browser";  time $(MAKE) --no-print-directory browser
+
+lint:
+	$(BIN)/ruff check .
+
+unit:
+	$(BIN)/pytest -q tests/unit
+
+chapters:
+	BOOK_QUICK=1 $(BIN)/pytest -q tests/chapters --durations=0
+
+nbval:
+	BOOK_QUICK=1 $(BIN)/pytest -q -p no:cacheprovider --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg book/
+
+build-book:
+	rm -rf _build
+	$(BIN)/jupyter-book build --warningiserror --nitpick --keep-going .
+
+browser:
+	$(BIN)/pytest -q tests/browser
+
+clean:
+	rm -rf _build _vendor

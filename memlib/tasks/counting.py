@@ -1,0 +1,67 @@
+"""Counting: how many 1s are in a bit string of varying length?
+
+The simplest task that needs memory of the whole input: the answer depends on every
+position, and sequences come in many lengths. Chapter 1 uses it to contrast a static model
+(fixed-size input) with a recurrent one (any length).
+
+Shapes: ``B`` batch, ``T`` time (the longest sequence in the batch).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+
+class CountingBatch(NamedTuple):
+    bits: torch.Tensor  # (B, T) float 0/1, zero padded past each length
+    lengths: torch.Tensor  # (B,) int64, each in [min_len, max_len]
+    counts: torch.Tensor  # (B,) float: number of 1s in bits[b, :lengths[b]]
+
+
+def counting_batch(
+    batch_size: int,
+    min_len: int,
+    max_len: int,
+    *,
+    seed: int = 0,
+    step: int = 0,
+    p: float = 0.5,
+    device: torch.device | str = "cpu",
+) -> CountingBatch:
+    """A batch of random bit strings with lengths uniform in ``[min_len, max_len]``.
+
+    The batch depends only on ``(seed, step)``: training step ``k`` always sees the same data.
+    """
+    if batch_size < 1:
+        raise ValueError(f"counting_batch: expected batch_size >= 1, got {batch_size}")
+    if not 1 <= min_len <= max_len:
+        raise ValueError(f"counting_batch: expected 1 <= min_len <= max_len, got min_len={min_len}, max_len={max_len}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"counting_batch: expected 0 <= p <= 1, got p={p}")
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    lengths = torch.randint(min_len, max_len + 1, (batch_size,), generator=gen)
+    bits = (torch.rand(batch_size, max_len, generator=gen) < p).float()
+    positions = torch.arange(max_len)
+    bits = bits * (positions[None, :] < lengths[:, None])  # zero the padding
+    counts = bits.sum(dim=1)
+    return CountingBatch(bits.to(device), lengths.to(device), counts.to(device))
+
+
+def encode_bits(text: str, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``"0110"`` -> tensor([0., 1., 1., 0.]) of shape (T,); spaces are ignored."""
+    if not isinstance(text, str):
+        raise TypeError(f"encode_bits: expected a str of 0s and 1s, got {type(text).__name__}")
+    cleaned = text.replace(" ", "")
+    bad = sorted(set(cleaned) - {"0", "1"})
+    if bad:
+        raise ValueError(f"encode_bits: expected only '0' and '1', got {''.join(bad)!r} in {text!r}")
+    if not cleaned:
+        raise ValueError("encode_bits: expected at least one bit, got an empty string")
+    return torch.tensor([float(c) for c in cleaned], device=device)
+
+
+def decode_bits(bits: torch.Tensor) -> str:
+    """Inverse of :func:`encode_bits` for a (T,) tensor of 0/1."""
+    return "".join("1" if b > 0.5 else "0" for b in bits.tolist())

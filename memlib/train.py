@@ -1,0 +1,156 @@
+"""Devices, seeds and a small training loop shared by every chapter.
+
+``fit`` stops before the optimiser step when the loss turns non-finite (so the weights it
+leaves are the last finite ones), writes checkpoints atomically and resumes from them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+_DEVICE_TYPES = ("cpu", "cuda")
+
+
+def device(spec: str | torch.device = "auto") -> torch.device:
+    """The device to run on: ``"auto"`` picks CUDA when present, else the CPU.
+
+    ``spec`` may also be ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
+    """
+    if isinstance(spec, torch.device):
+        return device(str(spec))
+    if not isinstance(spec, str):
+        raise TypeError(f"device: expected a str or torch.device, got {type(spec).__name__}")
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise ValueError(
+            f"device: unknown device {spec!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        ) from None
+    if dev.type not in _DEVICE_TYPES:
+        raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {spec!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {spec!r} requested but CUDA is not available here; use 'auto' or 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device: {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
+    return dev
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (CPU and CUDA); return a CPU generator seeded the same way."""
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed_everything: expected an int seed, got {type(seed).__name__}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+@dataclass
+class FitResult:
+    losses: list[float] = field(default_factory=list)  # one per step, from step 0
+    seconds: float = 0.0  # wall time of this call (not of earlier, resumed runs)
+    resumed_from: int = 0  # step the run resumed at (0: fresh start)
+
+    @property
+    def steps(self) -> int:
+        return len(self.losses)
+
+    def final_loss(self, window: int = 50) -> float:
+        """Mean of the last ``window`` losses: a steadier summary than the last value."""
+        tail = self.losses[-window:]
+        return float(sum(tail) / len(tail))
+
+
+def _show_progress() -> bool:
+    return sys.stderr.isatty()
+
+
+def fit(
+    model: torch.nn.Module,
+    batches: Callable[[int], Any],
+    loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
+    *,
+    steps: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    lr: float = 1e-3,
+    clip: float | None = 1.0,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 500,
+    progress: bool | None = None,
+) -> FitResult:
+    """Train ``model`` for ``steps`` steps and return the loss of every step.
+
+    ``batches(step)`` returns the batch for a step (tasks are seeded by step, so a resumed run
+    sees the same data); ``loss_fn(model, batch)`` returns a scalar loss. ``progress=None``
+    shows a tqdm bar only on a terminal, so notebooks run by papermill stay quiet.
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"fit: expected steps to be a positive int, got {steps!r}")
+    if optimizer is None:
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    result = FitResult()
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and path.exists():
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        result.losses = list(state["losses"])
+        result.resumed_from = len(result.losses)
+
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=steps, initial=result.resumed_from, disable=not (_show_progress() if progress is None else progress)
+    )
+    model.train()
+    start = time.perf_counter()
+    for step in range(result.resumed_from, steps):
+        loss = loss_fn(model, batches(step))
+        value = loss.item()
+        if not math.isfinite(value):
+            bar.close()
+            last = f"{result.losses[-1]:.4g}" if result.losses else "none"
+            raise FloatingPointError(
+                f"fit: loss became {value} at step {step} (last finite loss: {last}); the model keeps "
+                f"the weights of step {step - 1}. Lower the learning rate or clip gradients."
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        result.losses.append(value)
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{value:.4f}")
+        if path is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
+            save_checkpoint(path, model=model.state_dict(), optimizer=optimizer.state_dict(), losses=result.losses)
+    bar.close()
+    model.eval()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def save_checkpoint(path: str | os.PathLike, **state: Any) -> None:
+    """Write ``state`` with torch.save through a temporary file, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)

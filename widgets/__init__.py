@@ -1,0 +1,18 @@
+"""Explorers for the book: Bokeh figures driven by CustomJS (static) and ipywidgets (live).
+
+Explorers take data (arrays from a memlib trace), never models.
+"""
+
+from widgets.base import Explorer
+from widgets.display import bokeh_html, claim_check, claim_check_html, load_bokeh_inline, show_bokeh
+from widgets.hidden_state import HiddenStateExplorer
+
+__all__ = [
+    "Explorer",
+    "HiddenStateExplorer",
+    "bokeh_html",
+    "claim_check",
+    "claim_check_html",
+    "load_bokeh_inline",
+    "show_bokeh",
+]
