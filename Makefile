@@ -24,12 +24,15 @@ $(INSTALLED): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-# BokehJS from the installed bokeh wheel and MathJax 2 from jupyter-server-mathjax, so that
-# the rendered book and the live notebooks load nothing from the internet.
+# BokehJS from the installed bokeh wheel and MathJax 3 from the npm registry (a package, fetched
+# once at set-up), so that the rendered book loads nothing from the internet when it is read.
+MATHJAX := mathjax@3.2.2
 $(VENDORED): $(INSTALLED)
-	rm -rf _vendor && mkdir -p _vendor/bokeh
-	cp $(SITE)/bokeh/server/static/js/bokeh{,-widgets,-tables}.min.js _vendor/bokeh/
-	cp -r $(SITE)/jupyter_server_mathjax/static _vendor/mathjax2
+	@command -v npm >/dev/null || { echo "npm is missing: it fetches MathJax ($(MATHJAX)) once (apt-get install npm)."; exit 1; }
+	rm -rf _vendor _vendor.tmp && mkdir -p _vendor.tmp/bokeh
+	cp $(SITE)/bokeh/server/static/js/bokeh{,-widgets,-tables}.min.js _vendor.tmp/bokeh/
+	cd _vendor.tmp && tar xzf "$$(npm pack --silent $(MATHJAX))" package/es5 && mv package/es5 mathjax && rm -rf package *.tgz
+	mv _vendor.tmp _vendor
 	touch $@
 
 book: setup
@@ -40,8 +43,9 @@ lab: setup
 	BOOK_LIVE=1 $(BIN)/jupyter lab book/
 
 # Re-executes every chapter in full mode and writes the outputs back (slow: trains models).
+# NB=book/ch01_introduction.ipynb limits it to some notebooks.
 notebooks: setup
-	$(PY) -m tests.chapters.run_notebooks book/
+	$(PY) -m tests.chapters.run_notebooks $(NB)
 
 bench: setup
 	$(PY) -m memlib.bench trace

@@ -1,0 +1,131 @@
+"""Headless Chromium (Debian's, driven by Playwright) with every non-local request blocked.
+
+Pages are served from the built book (_build/html) on 127.0.0.1. A test fails on page errors,
+console errors outside ALLOWED_CONSOLE, failed requests, and any request that tried to leave
+the machine.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HTML = ROOT / "_build" / "html"
+SHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+# Messages every page of a good Jupyter Book 1.0.4 build prints, harmless and not ours to fix:
+ALLOWED_MESSAGES = (
+    # sphinx-thebe's script is included twice (theme and extension): the second redeclares a constant.
+    "Identifier 'THEBE_JS_URL' has already been declared",
+    # pydata-sphinx-theme reads an unset theme mode from localStorage and falls back to auto.
+    "Got invalid theme mode: . Resetting to auto.",
+)
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+
+
+def is_local(url: str) -> bool:
+    parsed = urlparse(url)
+    return parsed.scheme in ("data", "blob", "about") or parsed.hostname in LOCAL_HOSTS
+
+
+@dataclass
+class PageLog:
+    errors: list[str] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        def allowed(message: str) -> bool:
+            return any(a in message for a in ALLOWED_MESSAGES)
+
+        return (
+            [f"page error: {e}" for e in self.errors if not allowed(e)]
+            + [f"console error: {m}" for m in self.console if not allowed(m)]
+            + [f"failed request: {u}" for u in self.failed]
+            + [f"blocked non-local request: {u}" for u in self.blocked]
+        )
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output readable
+        pass
+
+
+@pytest.fixture(scope="session")
+def book_url():
+    if not (HTML / "index.html").exists():
+        pytest.fail(f"No built book at {HTML}: run `make build-book` first")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=HTML))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: install Debian's chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=FLAGS, viewport={"width": 1280, "height": 900}
+        )
+        yield context
+        context.close()
+
+
+def open_logged(context, url: str, log: PageLog):
+    """A new page in ``context`` that records problems into ``log`` and blocks non-local requests."""
+    page = context.new_page()
+
+    def route(r):
+        if is_local(r.request.url):
+            r.continue_()
+        else:
+            log.blocked.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.on("pageerror", lambda exc: log.errors.append(str(exc)))
+    page.on("console", lambda msg: msg.type == "error" and log.console.append(msg.text))
+    page.on("requestfailed", lambda req: req.url not in log.blocked and log.failed.append(req.url))
+    page.goto(url, wait_until="load")
+    return page
+
+
+@pytest.fixture
+def open_page(browser):
+    pages = []
+
+    def _open(url: str) -> tuple:
+        log = PageLog()
+        page = open_logged(browser, url, log)
+        pages.append(page)
+        return page, log
+
+    yield _open
+    for page in pages:
+        page.close()
+
+
+def screenshot(page, name: str) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

@@ -1,0 +1,105 @@
+"""The built book in headless Chromium, offline: every page clean, equations typeset, explorers alive."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.browser.conftest import screenshot
+from tests.chapters.pages import ROOT, toc_files
+
+PAGES = toc_files()
+
+# Sphinx wraps every formula in span.math / div.math; MathJax 3 renders each into an
+# mjx-container and marks TeX errors with mjx-merror.
+_MATH_STATE = """
+async () => {
+  if (!window.MathJax || !MathJax.startup) return null;
+  await MathJax.startup.promise;
+  return {
+    formulas: document.querySelectorAll('span.math, div.math').length,
+    rendered: document.querySelectorAll('mjx-container').length,
+    errors: document.querySelectorAll('mjx-merror').length,
+    raw: document.querySelectorAll('span.math:not(:has(mjx-container)), div.math:not(:has(mjx-container))').length,
+  };
+}
+"""
+
+
+def _has_math(name: str) -> bool:
+    for suffix in (".ipynb", ".md"):
+        path = ROOT / f"{name}{suffix}"
+        if path.exists():
+            text = path.read_text()
+            if suffix == ".ipynb":
+                cells = json.loads(text)["cells"]
+                text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+            return "$" in text or "{math}" in text
+    return False
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_page_is_clean_offline(name, book_url, open_page):
+    page, log = open_page(f"{book_url}/{name}.html")
+    page.wait_for_load_state("networkidle")
+    text = page.inner_text("main")
+    assert "VBox(" not in text and "HBox(" not in text, "a raw ipywidgets repr is shown"
+    assert "injected-parameters" not in page.content(), "papermill's injected cell is shown"
+    html = page.content()
+    assert "cdn.bokeh.org" not in html and "cdn.jsdelivr" not in html
+    assert len(html) < 1_500_000, f"page is {len(html)} bytes: is an inline BokehJS stored?"
+    if _has_math(name):
+        state = page.evaluate(_MATH_STATE)
+        assert state is not None, "MathJax did not load"
+        assert state["formulas"] > 0, "the page's formulas were not found"
+        assert state["raw"] == 0 and state["rendered"] >= state["formulas"], f"not every formula was typeset: {state}"
+        assert state["errors"] == 0, f"MathJax errors: {state}"
+    screenshot(page, name.replace("/", "_"))
+    assert not log.problems(), "\n".join(log.problems())
+
+
+_SOURCE_DATA = """
+(name) => {
+  for (const doc of Bokeh.documents) {
+    const model = doc.get_model_by_name(name);
+    if (model) return Array.from(model.data.value);
+  }
+  return null;
+}
+"""
+
+_CANVASES = """
+() => {
+  let n = 0;
+  const walk = (root) => root.querySelectorAll('*').forEach(el => {
+    if (el.tagName === 'CANVAS') n++;
+    if (el.shadowRoot) walk(el.shadowRoot);
+  });
+  walk(document);
+  return n;
+}
+"""
+
+
+def test_chapter1_explorer_answers_its_slider(book_url, open_page):
+    page, log = open_page(f"{book_url}/book/ch01_introduction.html")
+    page.wait_for_function("() => window.Bokeh && Bokeh.documents.length >= 2")
+    page.wait_for_function(f"() => ({_CANVASES})() > 0")
+    before = page.evaluate(_SOURCE_DATA, "hidden_state_at_step")
+    assert before is not None, "the explorer's data source is missing"
+    handle = page.locator(".noUi-handle").first
+    handle.scroll_into_view_if_needed()
+    handle.focus()
+    for _ in range(5):
+        page.keyboard.press("ArrowLeft")
+    after = page.evaluate(_SOURCE_DATA, "hidden_state_at_step")
+    assert len(after) == len(before)
+    assert after != before, "moving the slider did not change the plotted hidden state"
+    assert _count_canvases(page) >= 3
+    screenshot(page, "ch01_explorer_after_slider")
+    assert not log.problems(), "\n".join(log.problems())
+
+
+def _count_canvases(page) -> int:
+    return page.evaluate(_CANVASES)

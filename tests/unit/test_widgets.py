@@ -1,0 +1,223 @@
+"""widgets: HiddenStateExplorer's three layers (prepare, static Bokeh layout, live controls) and claim checks."""
+
+from __future__ import annotations
+
+import ipywidgets
+import numpy as np
+import pytest
+import torch
+from bokeh.models import ColumnDataSource, CustomJS, Slider
+
+import memlib
+from memlib.hybrid import SequenceRegressor
+from memlib.tasks import encode_bits
+from widgets import HiddenStateExplorer, claim_check_html
+
+
+def raw(T: int = 6, D: int = 4, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    inputs = rng.integers(0, 2, T).astype(float)
+    return dict(hidden=rng.uniform(-1, 1, (T, D)), inputs=inputs, readout=rng.normal(size=T), target=np.cumsum(inputs))
+
+
+@pytest.fixture
+def explorer() -> HiddenStateExplorer:
+    return HiddenStateExplorer(HiddenStateExplorer.prepare(**raw()))
+
+
+# Layer 1: prepare ------------------------------------------------------------------------------
+
+
+def test_prepare_takes_numpy_and_torch_alike():
+    arrays = raw()
+    tensors = {k: torch.tensor(v, dtype=torch.float32, requires_grad=True) for k, v in arrays.items()}
+    from_numpy = HiddenStateExplorer.prepare(**arrays)
+    from_torch = HiddenStateExplorer.prepare(**tensors)
+    assert from_numpy.keys() == from_torch.keys() == {"hidden", "inputs", "readout", "target"}
+    for name, value in from_torch.items():
+        assert isinstance(value, np.ndarray) and value.dtype == np.float64
+        np.testing.assert_allclose(value, from_numpy[name], rtol=1e-6)
+
+
+def test_prepare_takes_a_real_trace():
+    model = SequenceRegressor("gru", hidden_size=5)
+    x = encode_bits("0110")[None]  # (1, T)
+    with memlib.trace() as tr:
+        model(x)
+    data = HiddenStateExplorer.prepare(tr.last("hidden")[0], x[0], tr.last("readout")[0], x[0].cumsum(0))
+    assert data["hidden"].shape == (4, 5)
+
+
+@pytest.mark.parametrize(
+    "hidden,expected",
+    [(np.zeros(6), r"\(T, D\).*got \(6,\)"), (np.zeros((6, 4, 2)), r"\(T, D\).*got \(6, 4, 2\)")],
+)
+def test_prepare_rejects_hidden_of_wrong_rank(hidden, expected):
+    with pytest.raises(ValueError, match=expected):
+        HiddenStateExplorer.prepare(**{**raw(), "hidden": hidden})
+
+
+@pytest.mark.parametrize("name", ["inputs", "readout", "target"])
+def test_prepare_rejects_per_step_arrays_of_another_length(name):
+    with pytest.raises(ValueError, match=rf"{name} of shape \(6,\) to match hidden \(6, 4\), got \(5,\)"):
+        HiddenStateExplorer.prepare(**{**raw(), name: np.zeros(5)})
+
+
+def test_prepare_rejects_a_per_step_array_of_two_dimensions():
+    with pytest.raises(ValueError, match=r"readout: expected shape \(6,\).*got \(6, 1\)"):
+        HiddenStateExplorer.prepare(**{**raw(), "readout": np.zeros((6, 1))})
+
+
+def test_prepare_rejects_empty_hidden():
+    with pytest.raises(ValueError, match=r"\(T>0, D>0\), got \(0, 4\)"):
+        HiddenStateExplorer.prepare(np.zeros((0, 4)), [], [], [])
+
+
+@pytest.mark.parametrize("name", ["hidden", "readout"])
+def test_prepare_rejects_nan(name):
+    arrays = raw()
+    arrays[name] = arrays[name].copy()
+    arrays[name].flat[2] = np.nan
+    with pytest.raises(ValueError, match=rf"{name}: expected finite values, got 1 NaN"):
+        HiddenStateExplorer.prepare(**arrays)
+
+
+def test_prepare_rejects_non_numbers():
+    with pytest.raises(TypeError, match="hidden"):
+        HiddenStateExplorer.prepare(**{**raw(), "hidden": [["a", "b"]]})
+
+
+# Layer 2: the static Bokeh layout ----------------------------------------------------------------
+
+
+def test_layout_has_a_slider_with_customjs(explorer):
+    slider = explorer.layout.select_one({"name": "step_slider"})
+    assert isinstance(slider, Slider)
+    assert (slider.start, slider.end, slider.value) == (1, 6, 6)
+    callbacks = slider.js_property_callbacks["change:value"]
+    assert len(callbacks) == 1 and isinstance(callbacks[0], CustomJS)
+    assert {"slider", "grid", "state", "cursor", "curve", "span", "div"} <= set(callbacks[0].args)
+
+
+def test_state_source_starts_at_the_last_step(explorer):
+    source = explorer.layout.select_one({"name": "hidden_state_at_step"})
+    assert isinstance(source, ColumnDataSource)
+    assert source is explorer.sources["hidden_state_at_step"]
+    np.testing.assert_array_equal(source.data["value"], explorer.data["hidden"][-1])
+    np.testing.assert_array_equal(source.data["unit"], np.arange(4))
+
+
+def test_update_replaces_data_and_moves_the_slider(explorer):
+    explorer.layout  # noqa: B018 (built first, as show() does)
+    new = HiddenStateExplorer.prepare(**raw(T=9, D=4, seed=1))
+    explorer.update(new)
+    assert explorer.data is new
+    np.testing.assert_array_equal(explorer.sources["hidden_state_at_step"].data["value"], new["hidden"][-1])
+    np.testing.assert_array_equal(explorer.sources["running_answer"].data["readout"], new["readout"])
+    assert explorer.sources["hidden_grid"].data["T"] == [9]
+    slider = explorer.layout.select_one({"name": "step_slider"})
+    assert (slider.end, slider.value) == (9, 9)
+    assert "step 9 of 9" in explorer.layout.select_one({"name": "step_caption"}).text
+
+
+@pytest.mark.xfail(strict=True, raises=AttributeError,
+                   reason="on_update uses self.mapper/slider/span/div, which exist only once the layout is built")
+def test_update_before_the_layout_is_built():
+    explorer = HiddenStateExplorer(HiddenStateExplorer.prepare(**raw()))
+    explorer.update(HiddenStateExplorer.prepare(**raw(T=9)))
+    assert explorer.layout.select_one({"name": "step_slider"}).end == 9
+
+
+def test_static_html_uses_the_pages_bokehjs(explorer):
+    page = explorer.static_html()
+    assert "<div" in page and "<script" in page
+    assert "step_slider" in page and "hidden_state_at_step" in page
+    assert "BEGIN bokeh.min.js" not in page  # no inline BokehJS (~4 MB)
+    assert len(page) < 200_000
+    assert "cdn.bokeh.org" not in page
+
+
+# Layer 3: live controls --------------------------------------------------------------------------
+
+
+def failing_compute(value):
+    raise ValueError(f"cannot read {value!r}")
+
+
+def test_recompute_keeps_the_figures_on_bad_input():
+    explorer = HiddenStateExplorer(HiddenStateExplorer.prepare(**raw()), compute=failing_compute)
+    explorer.layout  # noqa: B018
+    status = explorer.status_widget()
+    before = explorer.data
+    value_before = list(explorer.sources["hidden_state_at_step"].data["value"])
+    assert explorer.recompute("01x") is False
+    assert explorer.data is before
+    assert list(explorer.sources["hidden_state_at_step"].data["value"]) == value_before
+    assert status.value == "Not updated: cannot read '01x'"
+
+
+def test_recompute_without_compute_says_why(explorer):
+    with pytest.raises(RuntimeError, match="no compute function"):
+        explorer.recompute("01")
+
+
+def rerun_model(model: torch.nn.Module):
+    """A chapter's compute: run the model on typed bits and prepare its trace."""
+
+    def compute(text: str):
+        x = encode_bits(text)[None]  # (1, T)
+        with memlib.trace() as tr:
+            model(x)
+        return HiddenStateExplorer.prepare(tr.last("hidden")[0], x[0], tr.last("readout")[0], x[0].cumsum(0))
+
+    return compute
+
+
+def test_typing_in_the_text_box_updates_the_figures():
+    model = SequenceRegressor("gru", hidden_size=4)
+    compute = rerun_model(model)
+    explorer = HiddenStateExplorer(compute("0110"), compute=compute, initial_input="0110")
+    explorer.layout  # noqa: B018
+    status = explorer.status_widget()
+    [box] = explorer.controls()
+    assert isinstance(box, ipywidgets.Text)
+    assert box.value == "0110"
+
+    box.value = "1011101"
+    assert explorer.data["hidden"].shape == (7, 4)
+    np.testing.assert_array_equal(explorer.sources["running_answer"].data["input"], [1, 0, 1, 1, 1, 0, 1])
+    np.testing.assert_array_equal(explorer.sources["hidden_state_at_step"].data["value"], explorer.data["hidden"][-1])
+    assert explorer.layout.select_one({"name": "step_slider"}).end == 7
+    assert status.value == ""
+
+    box.value = "10z"
+    assert explorer.data["hidden"].shape == (7, 4)
+    assert "'z'" in status.value and status.value.startswith("Not updated:")
+
+    box.value = "11"
+    assert explorer.data["hidden"].shape == (2, 4)
+    assert status.value == ""
+
+
+# Claim checks ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "verdict,label", [("holds", "Holds."), ("partly", "Holds in part."), ("fails", "Does not hold.")]
+)
+def test_claim_check_shows_the_verdict(verdict, label):
+    html = claim_check_html("LSTMs have 4x the parameters", "Measured <b>4.0x</b>.", verdict)
+    assert 'class="claim-check"' in html
+    assert label in html
+    assert "Measured <b>4.0x</b>." in html  # the finding may hold HTML
+
+
+def test_claim_check_escapes_the_claim():
+    html = claim_check_html('<script>alert("x")</script> & more', "ok", "holds")
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; more" in html
+
+
+def test_claim_check_rejects_an_unknown_verdict():
+    with pytest.raises(ValueError, match=r"\['fails', 'holds', 'partly'\], got 'maybe'"):
+        claim_check_html("claim", "finding", "maybe")
