@@ -24,6 +24,8 @@ def _check_sequences(name: str, x: torch.Tensor, lengths: torch.Tensor | None) -
         raise ValueError(f"{name}: expected at least one time step, got shape {tuple(x.shape)}")
     if lengths is None:
         return torch.full((x.shape[0],), x.shape[1], dtype=torch.long)
+    if not isinstance(lengths, torch.Tensor) or lengths.is_floating_point():
+        raise TypeError(f"{name}: expected lengths as an integer tensor of shape (B,), got {type(lengths).__name__}")
     if lengths.shape != (x.shape[0],):
         raise ValueError(f"{name}: expected lengths of shape ({x.shape[0]},), got {tuple(lengths.shape)}")
     lengths = lengths.cpu().long()
@@ -43,6 +45,8 @@ class WindowCNN(nn.Module):
 
     def __init__(self, window: int = 20, channels: int = 32, kernel_size: int = 3):
         super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"WindowCNN: expected an odd kernel_size (same-length convolutions), got {kernel_size}")
         self.window = window
         self.conv = nn.Sequential(
             nn.Conv1d(1, channels, kernel_size, padding=kernel_size // 2),

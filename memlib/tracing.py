@@ -26,7 +26,8 @@ class Trace:
         self._records: dict[str, list[torch.Tensor]] = {}
 
     def add(self, name: str, value: torch.Tensor) -> None:
-        self._records.setdefault(name, []).append(value.detach())
+        # A copy: modules may change a tensor in place (a memory matrix) after recording it.
+        self._records.setdefault(name, []).append(value.detach().clone())
 
     def names(self) -> list[str]:
         return list(self._records)

@@ -30,7 +30,7 @@ def device(spec: str | torch.device = "auto") -> torch.device:
     if isinstance(spec, torch.device):
         return device(str(spec))
     if not isinstance(spec, str):
-        raise TypeError(f"device: expected a str or torch.device, got {type(spec).__name__}")
+        raise TypeError(f"device: expected a str or torch.device, got {spec!r} ({type(spec).__name__})")
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -100,7 +100,7 @@ def fit(
     sees the same data); ``loss_fn(model, batch)`` returns a scalar loss. ``progress=None``
     shows a tqdm bar only on a terminal, so notebooks run by papermill stay quiet.
     """
-    if not isinstance(steps, int) or steps < 1:
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"fit: expected steps to be a positive int, got {steps!r}")
     if optimizer is None:
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -112,6 +112,11 @@ def fit(
         optimizer.load_state_dict(state["optimizer"])
         result.losses = list(state["losses"])
         result.resumed_from = len(result.losses)
+        if result.resumed_from > steps:
+            raise ValueError(
+                f"fit: the checkpoint {path} already holds {result.resumed_from} steps, more than steps={steps}"
+            )
+        torch.set_rng_state(state["rng"])
 
     from tqdm import tqdm
 
@@ -120,29 +125,34 @@ def fit(
     )
     model.train()
     start = time.perf_counter()
-    for step in range(result.resumed_from, steps):
-        loss = loss_fn(model, batches(step))
-        value = loss.item()
-        if not math.isfinite(value):
-            bar.close()
-            last = f"{result.losses[-1]:.4g}" if result.losses else "none"
-            raise FloatingPointError(
-                f"fit: loss became {value} at step {step} (last finite loss: {last}); the model keeps "
-                f"the weights of step {step - 1}. Lower the learning rate or clip gradients."
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
-        result.losses.append(value)
-        bar.update(1)
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{value:.4f}")
-        if path is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
-            save_checkpoint(path, model=model.state_dict(), optimizer=optimizer.state_dict(), losses=result.losses)
-    bar.close()
-    model.eval()
+    try:
+        for step in range(result.resumed_from, steps):
+            loss = loss_fn(model, batches(step))
+            value = loss.item()
+            if not math.isfinite(value):
+                kept = f"the weights after step {step - 1}" if step else "its initial weights"
+                last = f"{result.losses[-1]:.4g}" if result.losses else "none"
+                raise FloatingPointError(
+                    f"fit: loss became {value} at step {step} (last finite loss: {last}); the model keeps "
+                    f"{kept}. Lower the learning rate or clip gradients."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            optimizer.step()
+            result.losses.append(value)
+            bar.update(1)
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{value:.4f}")
+            if path is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
+                save_checkpoint(
+                    path, model=model.state_dict(), optimizer=optimizer.state_dict(), losses=result.losses,
+                    rng=torch.get_rng_state(),
+                )
+    finally:
+        bar.close()
+        model.eval()
     result.seconds = time.perf_counter() - start
     return result
 

@@ -56,6 +56,7 @@ class Explorer(ABC):
         }
         self._layout: LayoutDOM | None = None
         self._status = None
+        self.last_error: str | None = None  # why the last recompute was refused, if it was
 
     @staticmethod
     @abstractmethod
@@ -81,6 +82,7 @@ class Explorer(ABC):
 
     def update(self, data: Prepared) -> None:
         """Replace the data behind every figure (used by the live layer)."""
+        _ = self.layout  # on_update adjusts widgets of the layout: make sure it exists
         self.data = data
         for name, cols in self.source_data(data).items():
             self.sources[name].data = cols
@@ -106,6 +108,7 @@ class Explorer(ABC):
         return True
 
     def _set_status(self, message: str) -> None:
+        self.last_error = message or None
         if self._status is not None:
             self._status.value = message
 

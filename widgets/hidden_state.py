@@ -21,7 +21,7 @@ from bokeh.plotting import figure
 from widgets.base import Explorer, Prepared, as_array
 
 _JS_STEP = """
-const t = slider.value - 1;
+const t = Math.min(slider.value, grid.data.T[0]) - 1;  // a 1-step input keeps a 2-step slider
 const img = grid.data.image[0];
 const D = grid.data.D[0], T = grid.data.T[0];
 const value = new Array(D);
@@ -119,6 +119,7 @@ class HiddenStateExplorer(Explorer):
         answer.legend.location = "top_left"
 
         self.div = Div(text=self._caption(T - 1), width=680, name="step_caption")
+        # Bokeh needs end > start: a 1-step input gets a 2-step slider, clamped in the callback.
         self.slider = Slider(start=1, end=max(T, 2), value=T, step=1, title="step", width=680, name="step_slider")
         self.slider.js_on_change("value", CustomJS(
             args=dict(slider=self.slider, grid=s["hidden_grid"], state=s["hidden_state_at_step"],

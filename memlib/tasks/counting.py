@@ -4,7 +4,7 @@ The simplest task that needs memory of the whole input: the answer depends on ev
 position, and sequences come in many lengths. Chapter 1 uses it to contrast a static model
 (fixed-size input) with a recurrent one (any length).
 
-Shapes: ``B`` batch, ``T`` time (the longest sequence in the batch).
+Shapes: ``B`` batch, ``T`` time (``max_len``: every batch is padded to it).
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def counting_batch(
         raise ValueError(f"counting_batch: expected 1 <= min_len <= max_len, got min_len={min_len}, max_len={max_len}")
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"counting_batch: expected 0 <= p <= 1, got p={p}")
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    # Hashing the pair keeps distinct (seed, step) pairs apart (int hashing is not randomised).
+    gen = torch.Generator().manual_seed(hash((seed, step)) % 2**63)
     lengths = torch.randint(min_len, max_len + 1, (batch_size,), generator=gen)
     bits = (torch.rand(batch_size, max_len, generator=gen) < p).float()
     positions = torch.arange(max_len)

@@ -52,9 +52,12 @@ class PageLog:
         def allowed(message: str) -> bool:
             return any(a in message for a in ALLOWED_MESSAGES)
 
+        # Chromium logs "Failed to load resource" for every failed request; the request and
+        # response listeners below report those with their URL, so the console line adds nothing.
+        console = [m for m in self.console if not m.startswith("Failed to load resource")]
         return (
             [f"page error: {e}" for e in self.errors if not allowed(e)]
-            + [f"console error: {m}" for m in self.console if not allowed(m)]
+            + [f"console error: {m}" for m in console if not allowed(m)]
             + [f"failed request: {u}" for u in self.failed]
             + [f"blocked non-local request: {u}" for u in self.blocked]
         )
@@ -90,7 +93,7 @@ def browser():
         context.close()
 
 
-def open_logged(context, url: str, log: PageLog):
+def open_logged(context, url: str, log: PageLog, wait_until: str = "load"):
     """A new page in ``context`` that records problems into ``log`` and blocks non-local requests."""
     page = context.new_page()
 
@@ -105,7 +108,8 @@ def open_logged(context, url: str, log: PageLog):
     page.on("pageerror", lambda exc: log.errors.append(str(exc)))
     page.on("console", lambda msg: msg.type == "error" and log.console.append(msg.text))
     page.on("requestfailed", lambda req: req.url not in log.blocked and log.failed.append(req.url))
-    page.goto(url, wait_until="load")
+    page.on("response", lambda resp: resp.status >= 400 and log.failed.append(f"{resp.status} {resp.url}"))
+    page.goto(url, wait_until=wait_until)
     return page
 
 

@@ -139,3 +139,13 @@ def test_bad_inputs_say_what_was_expected(make, x, lengths, error, expected):
 def test_unknown_cell_is_named():
     with pytest.raises(ValueError, match=r"\['gru', 'lstm', 'rnn'\], got 'transformer'"):
         SequenceRegressor("transformer")
+
+
+def test_window_cnn_rejects_an_even_kernel():
+    with pytest.raises(ValueError, match="odd kernel_size.*got 4"):
+        WindowCNN(kernel_size=4)
+
+
+def test_lengths_must_be_an_integer_tensor():
+    with pytest.raises(TypeError, match="integer tensor of shape \\(B,\\), got list"):
+        SequenceRegressor("gru")(torch.zeros(2, 5), [5, 5])

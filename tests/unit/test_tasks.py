@@ -133,3 +133,9 @@ def test_empty_input_is_rejected(text):
 def test_non_string_is_a_type_error(value):
     with pytest.raises(TypeError, match=type(value).__name__):
         encode_bits(value)
+
+
+def test_seed_and_step_pairs_do_not_collide():
+    a = counting_batch(16, 5, 10, seed=0, step=1_000_003)
+    b = counting_batch(16, 5, 10, seed=1, step=0)
+    assert not torch.equal(a.bits, b.bits)

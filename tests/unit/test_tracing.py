@@ -99,11 +99,6 @@ def test_recorded_tensors_are_detached():
     torch.testing.assert_close(tr.last("y"), torch.full((3,), 2.0))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="record() stores value.detach(), which shares storage: an in-place change after recording "
-    "alters the recorded value, though the docstring promises a copy",
-)
 def test_recorded_value_is_a_snapshot():
     h = torch.zeros(2)
     with memlib.trace() as tr:

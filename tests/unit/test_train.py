@@ -127,6 +127,8 @@ def test_fit_stops_before_a_non_finite_step(bad_step):
     assert "nan" in str(err.value)
     if bad_step == 0:
         assert "last finite loss: none" in str(err.value)
+        assert "initial weights" in str(err.value)
+    assert model.training is False  # fit leaves the model in eval mode even when it stops
     for p, q in zip(model.parameters(), reference.parameters(), strict=True):
         assert torch.isfinite(p).all()
         torch.testing.assert_close(p, q, rtol=0, atol=0)
@@ -189,7 +191,14 @@ def test_fit_with_a_finished_checkpoint_trains_no_more(tmp_path):
         assert torch.equal(p, saved[name]), name
 
 
-@pytest.mark.parametrize("steps", [0, -3, 2.5, "10", None])
+def test_fit_refuses_a_checkpoint_longer_than_asked(tmp_path):
+    path = tmp_path / "long.pt"
+    fit_counting(fresh_counter(), steps=8, checkpoint=path)
+    with pytest.raises(ValueError, match="already holds 8 steps, more than steps=5"):
+        fit_counting(fresh_counter(), steps=5, checkpoint=path)
+
+
+@pytest.mark.parametrize("steps", [0, -3, 2.5, "10", None, True])
 def test_fit_rejects_bad_steps(steps):
     with pytest.raises(ValueError, match="positive int") as err:
         memlib.fit(nn.Linear(3, 1), regression_batch, mse, steps=steps, progress=False)

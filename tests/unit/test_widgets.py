@@ -120,8 +120,6 @@ def test_update_replaces_data_and_moves_the_slider(explorer):
     assert "step 9 of 9" in explorer.layout.select_one({"name": "step_caption"}).text
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="on_update uses self.mapper/slider/span/div, which exist only once the layout is built")
 def test_update_before_the_layout_is_built():
     explorer = HiddenStateExplorer(HiddenStateExplorer.prepare(**raw()))
     explorer.update(HiddenStateExplorer.prepare(**raw(T=9)))
