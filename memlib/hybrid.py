@@ -9,9 +9,10 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from memlib.recurrent import GRU, LSTM, RNN
 from memlib.tracing import record, tracing
 
-_RECURRENT = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+_RECURRENT = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
 
 
 def _check_sequences(name: str, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:

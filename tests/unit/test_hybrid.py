@@ -62,7 +62,9 @@ def test_trace_records_hidden_and_readout(dev, cell):
     x, lengths = padded_batch([4, 7, 2], dev)
     with memlib.trace() as tr:
         out = model(x, lengths)
-    assert tr.names() == ["hidden", "readout"]
+    # The model's own names, plus the recurrent layer's per-step records (memlib.recurrent).
+    assert tr.names()[-2:] == ["hidden", "readout"]
+    assert len(tr[f"{cell}.hidden.l0"]) == x.shape[1]
     hidden, readout = tr.last("hidden"), tr.last("readout")
     assert hidden.shape == (3, 7, 6)  # (B, T, D)
     assert readout.shape == (3, 7)  # (B, T)
