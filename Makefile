@@ -51,7 +51,7 @@ bench: setup
 	$(PY) -m memlib.bench trace
 
 check-chromium:
-	@command -v chromium >/dev/null || { echo "Chromium is missing: the browser checks need Debian's chromium (apt-get install chromium). Do not run 'playwright install'."; exit 1; }
+	@command -v chromium >/dev/null || { echo "Chromium is missing: the browser checks need Debian's chromium (apt-get install chromium). (Playwright's own browser download is not used)."; exit 1; }
 
 test: setup check-chromium
 	@echo "== lint";     time $(MAKE) --no-print-directory lint
