@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 import torch
 
+from memlib.tasks.seeding import batch_generator
+
 
 class CountingBatch(NamedTuple):
     bits: torch.Tensor  # (B, T) float 0/1, zero padded past each length
@@ -40,8 +42,7 @@ def counting_batch(
         raise ValueError(f"counting_batch: expected 1 <= min_len <= max_len, got min_len={min_len}, max_len={max_len}")
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"counting_batch: expected 0 <= p <= 1, got p={p}")
-    # Hashing the pair keeps distinct (seed, step) pairs apart (int hashing is not randomised).
-    gen = torch.Generator().manual_seed(hash((seed, step)) % 2**63)
+    gen = batch_generator(seed, step)
     lengths = torch.randint(min_len, max_len + 1, (batch_size,), generator=gen)
     bits = (torch.rand(batch_size, max_len, generator=gen) < p).float()
     positions = torch.arange(max_len)
