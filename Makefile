@@ -47,8 +47,10 @@ lab: setup
 notebooks: setup
 	$(PY) -m tests.chapters.run_notebooks $(NB)
 
+# SUITE=recurrent runs one suite; QUICK=1 passes --quick.
+SUITE ?= trace recurrent
 bench: setup
-	$(PY) -m memlib.bench trace
+	for s in $(SUITE); do $(PY) -m memlib.bench $$s $(if $(QUICK),--quick); done
 
 check-chromium:
 	@command -v chromium >/dev/null || { echo "Chromium is missing: the browser checks need Debian's chromium (apt-get install chromium). (Playwright's own browser download is not used)."; exit 1; }

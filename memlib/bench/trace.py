@@ -1,46 +1,28 @@
-"""Side-by-side timings: ``python -m memlib.bench SUITE [--repeats N] [--out PATH]``.
+"""The ``trace`` suite: what recording costs.
 
-Each suite is a function in :data:`SUITES` that takes the number of repeats and returns a
-:class:`Report`: a plain table to print and a JSON-ready dict, saved (atomically) to ``--out``.
-
-Suites:
-- ``trace``: what recording costs. A GRUCell step loop runs (a) with no ``record`` call,
-  (b) calling ``memlib.record("h", h)`` every step outside any trace, and (c) the same inside
-  ``memlib.trace()``. The variants are interleaved within each repeat, in a rotating order, so
-  they share the machine's noise; ratios are medians of the per-repeat ratios. DESIGN.md says
-  that outside a trace recording costs nothing: (b)/(a) should be 1 within noise.
+A GRUCell step loop runs (a) with no ``record`` call, (b) calling ``memlib.record("h", h)`` every
+step outside any trace, and (c) the same inside ``memlib.trace()``. The variants are interleaved
+within each repeat, in a rotating order, so they share the machine's noise; ratios are medians of
+the per-repeat ratios. DESIGN.md says that outside a trace recording costs nothing: (b)/(a)
+should be 1 within noise.
 
 Shapes: ``T`` steps, ``B`` batch, ``D`` hidden width.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import statistics
 import time
 import timeit
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 
+from memlib.bench import Report
+from memlib.profiling import synchronize
 from memlib.tracing import record, trace
 from memlib.train import device, seed_everything
-
-
-class Report(NamedTuple):
-    table: str  # what a person reads
-    data: dict[str, Any]  # what is saved as JSON
-
-
-def _sync(dev: torch.device) -> None:
-    """Wait for queued GPU work, so a timer stops when the work is done."""
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
 
 # trace suite ----------------------------------------------------------------------------------
 
@@ -81,7 +63,11 @@ def _ns_per_call(fn: Callable[[], Any], repeats: int) -> float:
     return statistics.median(samples) / RECORD_CALLS * 1e9
 
 
-def trace_suite(repeats: int) -> Report:
+DEFAULT_REPEATS = 21
+
+
+def run(repeats: int, quick: bool = False) -> Report:
+    """``quick`` changes nothing: the suite takes seconds."""
     dev = device("auto")
     seed_everything(0)
     cell = torch.nn.GRUCell(INPUT_SIZE, D).to(dev)
@@ -93,13 +79,13 @@ def trace_suite(repeats: int) -> Report:
         for _ in range(WARMUP):
             for _, loop in TRACE_VARIANTS.values():
                 loop(cell, xs, h0)
-        _sync(dev)
+        synchronize(dev)
         for i in range(repeats):
             for k in keys[i % 3 :] + keys[: i % 3]:  # rotate which variant goes first
                 loop = TRACE_VARIANTS[k][1]
                 start = time.perf_counter()
                 loop(cell, xs, h0)
-                _sync(dev)
+                synchronize(dev)
                 times_ms[k].append((time.perf_counter() - start) * 1e3)
 
     h = torch.zeros(B, D, device=dev)
@@ -126,34 +112,3 @@ def trace_suite(repeats: int) -> Report:
         lines.append(f"{f'({k}) {name}':<30}{median_ms[k]:>10.3f}{ratio:>15.3f}")
     lines.append(f"{'one record() outside a trace':<30}{record_ns:>10.1f} ns (an empty call: {empty_call_ns:.1f} ns)")
     return Report("\n".join(lines), data)
-
-
-SUITES: dict[str, Callable[[int], Report]] = {"trace": trace_suite}
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write through a temporary file, so an interrupted run never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m memlib.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("suite", metavar="SUITE", choices=sorted(SUITES), help=f"one of {sorted(SUITES)}")
-    parser.add_argument("--repeats", type=int, default=21, help="timed repeats per variant (default 21)")
-    parser.add_argument("--out", type=Path, help="JSON file (default _build/bench/<suite>.json)")
-    args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error(f"--repeats: expected a positive int, got {args.repeats}")
-    report = SUITES[args.suite](args.repeats)
-    out = args.out or Path("_build/bench") / f"{args.suite}.json"
-    write_json(out, report.data)
-    print(report.table)
-    print(f"saved {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""Side-by-side measurements: ``python -m memlib.bench SUITE [--quick] [--repeats N] [--out PATH]``.
+
+Each suite is a module of this package with a ``run(repeats, quick) -> Report`` function and a
+``DEFAULT_REPEATS``: a table to print and a JSON-ready dict, saved (atomically) to ``--out``
+(default ``_build/bench/<suite>.json``) together with the machine it ran on. Variants are run
+interleaved within each repeat so they share the machine's noise; quote medians and ratios.
+
+Suites:
+- ``trace``: what recording costs (``memlib.bench.trace``).
+- ``recurrent``: torch.nn against memlib's fused and reference paths (``memlib.bench.recurrent``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+SUITES = {  # name: module with run(repeats, quick) and DEFAULT_REPEATS
+    "trace": "memlib.bench.trace",
+    "recurrent": "memlib.bench.recurrent",
+}
+
+
+class Report(NamedTuple):
+    table: str  # what a person reads
+    data: dict[str, Any]  # what is saved as JSON
+
+
+def machine() -> dict[str, Any]:
+    """What a result depends on: CPU, threads, torch version, GPU."""
+    info = dict(
+        platform=platform.platform(),
+        processor=platform.processor() or platform.machine(),
+        cpu_count=os.cpu_count(),
+        torch_threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        python=platform.python_version(),
+    )
+    if torch.cuda.is_available():
+        info["cuda"] = torch.version.cuda
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write through a temporary file, so an interrupted run never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m memlib.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("suite", metavar="SUITE", choices=sorted(SUITES), help=f"one of {sorted(SUITES)}")
+    parser.add_argument("--repeats", type=int, help="timed repeats per variant (default: the suite's)")
+    parser.add_argument("--quick", action="store_true", help="fewer sizes: a smoke run in seconds to minutes")
+    parser.add_argument("--out", type=Path, help="JSON file (default _build/bench/<suite>.json)")
+    args = parser.parse_args(argv)
+    suite = importlib.import_module(SUITES[args.suite])
+    repeats = suite.DEFAULT_REPEATS if args.repeats is None else args.repeats
+    if repeats < 1:
+        parser.error(f"--repeats: expected a positive int, got {repeats}")
+    report = suite.run(repeats, args.quick)
+    out = args.out or Path("_build/bench") / f"{args.suite}.json"
+    write_json(out, {**report.data, "machine": machine()})
+    print(report.table)
+    print(f"saved {out}")
+    return 0

@@ -1,0 +1,3 @@
+from memlib.bench import main
+
+raise SystemExit(main())
