@@ -3,25 +3,61 @@
 Pure model code: no bokeh, ipywidgets or captum at import time.
 """
 
+from memlib.attention import (
+    AdditiveAttention,
+    LocalAttention,
+    LuongAttention,
+    MultiHeadAttention,
+    causal_mask,
+    padding_mask,
+    scaled_dot_product_attention,
+    window_mask,
+)
+from memlib.efficient import BigBirdAttention, LinformerAttention, SlidingWindowAttention
 from memlib.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, reference_path
+from memlib.transformer import (
+    CausalLM,
+    LearnedPositionalEncoding,
+    SinusoidalPositionalEncoding,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+    TransformerXL,
+)
 from memlib.tracing import Trace, record, trace, tracing
 from memlib.train import FitResult, device, fit, save_checkpoint, seed_everything
 
 __all__ = [
-    "GRU",
-    "LSTM",
-    "RNN",
+    "AdditiveAttention",
+    "BigBirdAttention",
+    "CausalLM",
     "FitResult",
+    "GRU",
     "GRUCell",
+    "LSTM",
     "LSTMCell",
+    "LearnedPositionalEncoding",
+    "LinformerAttention",
+    "LocalAttention",
+    "LuongAttention",
+    "MultiHeadAttention",
+    "RNN",
     "RNNCell",
+    "SinusoidalPositionalEncoding",
+    "SlidingWindowAttention",
     "Trace",
+    "TransformerEncoder",
+    "TransformerEncoderLayer",
+    "TransformerXL",
+    "causal_mask",
     "device",
     "fit",
+    "padding_mask",
     "record",
     "reference_path",
     "save_checkpoint",
+    "scaled_dot_product_attention",
     "seed_everything",
     "trace",
     "tracing",
+    "window_mask",
 ]

@@ -1,16 +1,24 @@
-"""Sequence models built from standard parts: a static CNN baseline and a recurrent regressor.
+"""Sequence models built from standard parts: a static CNN baseline, a recurrent regressor, an encoder-decoder.
 
-Shapes: ``B`` batch, ``T`` time, ``W`` the CNN's fixed window, ``D`` hidden width.
+Shapes: ``B`` batch, ``T`` time (target steps for ``Seq2Seq``), ``W`` the CNN's fixed window, ``D`` hidden width,
+``S`` source length, ``V`` target vocabulary, ``De`` embedding width.
+
+``Seq2Seq`` trace names: ``seq2seq.attention`` (B, S), the decoder's attention weights, one value per decoder
+step (its attention module also records ``additive.weights`` or ``luong.weights``, and its cells their gates).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from memlib.recurrent import GRU, LSTM, RNN
+from memlib.attention import AdditiveAttention, LocalAttention, LuongAttention, padding_mask
+from memlib.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell
 from memlib.tracing import record, tracing
+from memlib.transformer import _check_tokens
 
 _RECURRENT = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
 
@@ -95,3 +103,181 @@ class SequenceRegressor(nn.Module):
             record("hidden", hidden)
             record("readout", self.head(hidden).squeeze(-1))  # (B, T)
         return self.head(last).squeeze(1)  # (B,)
+
+
+_SEQ2SEQ_CELLS = {"gru": (GRU, GRUCell), "lstm": (LSTM, LSTMCell)}
+_SEQ2SEQ_ATTENTION = (None, "bahdanau", "luong", "local-m", "local-p")
+
+
+class _Source(NamedTuple):
+    """What the decoder attends to: encoder outputs (B, S, D), padding mask (B, S) or None, lengths (B,)."""
+
+    outputs: torch.Tensor
+    mask: torch.Tensor | None
+    lengths: torch.Tensor
+
+
+class Seq2Seq(nn.Module):
+    """An encoder-decoder RNN (Sutskever, Vinyals & Le 2014; Cho et al. 2014), with or without attention.
+
+    The encoder (memlib ``GRU`` or ``LSTM``) reads the embedded source; its final state starts the decoder (a
+    ``GRUCell`` or ``LSTMCell``), which emits one target token per step from the previous one (``bos_index`` first).
+    ``attention`` chooses how the decoder reads the encoder's outputs h_1..h_S:
+
+    - ``None``: it does not; everything passes through the final state (the bottleneck attention removes).
+    - ``"bahdanau"`` (Bahdanau, Cho & Bengio 2015): c_t from the previous state s_{t-1} with
+      :class:`~memlib.attention.AdditiveAttention`; s_t = cell([y_{t-1}; c_t], s_{t-1}); logits = W_o [s_t; c_t].
+    - ``"luong"``, ``"local-m"``, ``"local-p"`` (Luong, Pham & Manning 2015): h_t = cell([y_{t-1}; h~_{t-1}], h_{t-1})
+      (input feeding, section 3.3); c_t from h_t with :class:`~memlib.attention.LuongAttention` ("general" score)
+      or :class:`~memlib.attention.LocalAttention` (``window`` D; local-m centres on p_t = min(t, S_b - 1));
+      h~_t = tanh(W_c [c_t; h_t]); logits = W_s h~_t.
+
+    Parameters: ``src_embedding``, ``tgt_embedding``, ``encoder``, ``decoder``, ``attention`` (unless None),
+    ``combine`` (W_c, Luong styles), ``out``. One layer, one direction (Bahdanau's encoder was bidirectional).
+    ``forward(src (B, S), tgt (B, T), src_lengths (B,) = None, teacher_forcing = 1.0) -> logits (B, T, V)``: step t
+    reads tgt[:, t - 1] with probability ``teacher_forcing``, else its own previous prediction.
+    ``generate(src, max_len, src_lengths=None) -> (B, max_len)`` greedy tokens. Traced as ``seq2seq.attention``.
+    """
+
+    def __init__(
+        self,
+        src_vocab: int,
+        tgt_vocab: int,
+        embed_dim: int = 32,
+        hidden_size: int = 64,
+        cell: str = "gru",
+        attention: str | None = None,
+        window: int = 2,
+        bos_index: int = 0,
+    ):
+        super().__init__()
+        name = type(self).__name__
+        if cell not in _SEQ2SEQ_CELLS:
+            raise ValueError(f"{name}: expected cell in {sorted(_SEQ2SEQ_CELLS)}, got {cell!r}")
+        if attention not in _SEQ2SEQ_ATTENTION:
+            raise ValueError(f"{name}: expected attention in {_SEQ2SEQ_ATTENTION}, got {attention!r}")
+        if not 0 <= bos_index < tgt_vocab:
+            raise ValueError(f"{name}: expected bos_index in [0, {tgt_vocab}), got {bos_index}")
+        self.src_vocab, self.tgt_vocab, self.bos_index = src_vocab, tgt_vocab, bos_index
+        self.cell, self.attention_kind, self.hidden_size = cell, attention, hidden_size
+        stack, step = _SEQ2SEQ_CELLS[cell]
+        self.src_embedding = nn.Embedding(src_vocab, embed_dim)
+        self.tgt_embedding = nn.Embedding(tgt_vocab, embed_dim)
+        self.encoder = stack(embed_dim, hidden_size, batch_first=True)
+        # With attention, each step also reads a second vector: c_t (Bahdanau) or h~_{t-1} (Luong's input feeding).
+        self.decoder = step(embed_dim + (0 if attention is None else hidden_size), hidden_size)
+        if attention == "bahdanau":
+            self.attention = AdditiveAttention(hidden_size, hidden_size, hidden_size)
+        elif attention == "luong":
+            self.attention = LuongAttention(hidden_size, hidden_size, "general")
+        elif attention is not None:
+            self.attention = LocalAttention(hidden_size, hidden_size, window, mode=attention)
+        if attention in ("luong", "local-m", "local-p"):
+            self.combine = nn.Linear(2 * hidden_size, hidden_size, bias=False)
+        self.out = nn.Linear(2 * hidden_size if attention == "bahdanau" else hidden_size, tgt_vocab)
+
+    def extra_repr(self) -> str:
+        return f"cell={self.cell!r}, attention={self.attention_kind!r}"
+
+    def _encode(self, src: torch.Tensor, src_lengths: torch.Tensor | None) -> tuple[tuple[torch.Tensor, ...], _Source]:
+        """The decoder's initial state, and what it attends to: outputs (B, S, D), padding mask (B, S), lengths."""
+        name = type(self).__name__
+        _check_tokens(name, src, self.src_vocab)
+        B, S = src.shape
+        x = self.src_embedding(src)  # (B, S, De)
+        if src_lengths is None:
+            outputs, state = self.encoder(x)
+            lengths, mask = torch.full((B,), S, device=src.device), None
+        else:
+            if not isinstance(src_lengths, torch.Tensor) or src_lengths.is_floating_point():
+                got = src_lengths.dtype if isinstance(src_lengths, torch.Tensor) else type(src_lengths).__name__
+                raise TypeError(f"{name}: expected src_lengths as an integer tensor (B,), got {got}")
+            if src_lengths.shape != (B,):
+                raise ValueError(f"{name}: expected src_lengths of shape ({B},), got {tuple(src_lengths.shape)}")
+            if src_lengths.min() < 1 or src_lengths.max() > S:
+                raise ValueError(f"{name}: expected src_lengths in [1, {S}], got {src_lengths.tolist()}")
+            packed = pack_padded_sequence(x, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
+            outputs, state = self.encoder(packed)
+            outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=S)  # (B, S, D)
+            lengths = src_lengths.to(src.device)
+            mask = padding_mask(lengths, S)  # (B, S): True at padding
+        state = tuple(s[0] for s in state) if self.cell == "lstm" else (state[0],)  # (B, D) each
+        return state, _Source(outputs, mask, lengths)
+
+    def _step(
+        self,
+        y_prev: torch.Tensor,
+        state: tuple[torch.Tensor, ...],
+        feed: torch.Tensor,
+        source: _Source,
+        t: int,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor]:
+        """One decoder step: previous tokens (B,) -> logits (B, V), the new state and the vector fed forward."""
+        outputs, mask, lengths = source
+        e = self.tgt_embedding(y_prev)  # (B, De)
+
+        def cell(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            new = self.decoder(x, state if self.cell == "lstm" else state[0])
+            return tuple(new) if self.cell == "lstm" else (new,)
+
+        if self.attention_kind is None:
+            state = cell(e)
+            return self.out(state[0]), state, feed
+        if self.attention_kind == "bahdanau":
+            # c_t = sum_j alpha_tj h_j, alpha_t from s_{t-1}
+            context, weights = self.attention(state[0], outputs, key_padding_mask=mask)
+            # s_t = f(s_{t-1}, y_{t-1}, c_t)
+            state = cell(torch.cat([e, context], dim=1))
+            record("seq2seq.attention", weights)
+            return self.out(torch.cat([state[0], context], dim=1)), state, feed
+        # h_t = f(h_{t-1}, [y_{t-1}; h~_{t-1}])  (input feeding)
+        state = cell(torch.cat([e, feed], dim=1))
+        h = state[0]
+        if self.attention_kind == "local-m":
+            positions = (lengths - 1).clamp(max=t)  # p_t = t, kept inside each source
+            context, weights = self.attention(h, outputs, positions=positions, key_padding_mask=mask)
+        else:
+            context, weights = self.attention(h, outputs, key_padding_mask=mask)
+        # h~_t = tanh(W_c [c_t; h_t])
+        feed = torch.tanh(self.combine(torch.cat([context, h], dim=1)))
+        record("seq2seq.attention", weights)
+        return self.out(feed), state, feed
+
+    def forward(
+        self,
+        src: torch.Tensor,
+        tgt: torch.Tensor,
+        src_lengths: torch.Tensor | None = None,
+        teacher_forcing: float = 1.0,
+    ) -> torch.Tensor:
+        name = type(self).__name__
+        _check_tokens(name, tgt, self.tgt_vocab)
+        if tgt.shape[0] != src.shape[0]:
+            raise ValueError(f"{name}: expected src and tgt with one batch size, got {src.shape[0]} and {tgt.shape[0]}")
+        if not 0.0 <= teacher_forcing <= 1.0:
+            raise ValueError(f"{name}: expected teacher_forcing in [0, 1], got {teacher_forcing!r}")
+        state, source = self._encode(src, src_lengths)
+        feed = source.outputs.new_zeros(src.shape[0], self.hidden_size)  # h~_0 = 0
+        y = torch.full_like(tgt[:, 0], self.bos_index)
+        logits = []
+        for t in range(tgt.shape[1]):
+            step_logits, state, feed = self._step(y, state, feed, source, t)
+            logits.append(step_logits)
+            teacher = teacher_forcing == 1.0 or (teacher_forcing > 0 and torch.rand(()) < teacher_forcing)
+            y = tgt[:, t] if teacher else step_logits.argmax(-1)
+        return torch.stack(logits, dim=1)  # (B, T, V)
+
+    @torch.no_grad()
+    def generate(self, src: torch.Tensor, max_len: int, src_lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Greedy decoding: each step feeds back its most likely token. Returns (B, max_len) token ids."""
+        if not isinstance(max_len, int) or max_len < 1:
+            raise ValueError(f"{type(self).__name__}: expected max_len as a positive integer, got {max_len!r}")
+        state, source = self._encode(src, src_lengths)
+        feed = source.outputs.new_zeros(src.shape[0], self.hidden_size)
+        y = torch.full((src.shape[0],), self.bos_index, dtype=torch.long, device=src.device)
+        tokens = []
+        for t in range(max_len):
+            step_logits, state, feed = self._step(y, state, feed, source, t)
+            y = step_logits.argmax(-1)
+            tokens.append(y)
+        return torch.stack(tokens, dim=1)

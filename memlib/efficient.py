@@ -1,0 +1,515 @@
+"""Efficient attention: sliding window with global tokens (Longformer), block sparse (BigBird), low rank (Linformer).
+
+Shapes: ``B`` batch, ``H`` heads, ``T`` sequence length, ``Tq`` queries, ``Tk`` keys, ``D`` model width
+(``embed_dim``), ``E`` head width (``D / H``), ``w`` window radius (``2w + 1`` keys per query), ``G`` global tokens,
+``b`` block size, ``nb`` blocks (``T / b``), ``Kb`` key blocks per query block, ``n`` Linformer's ``seq_len``,
+``k`` its projected length.
+
+Each module holds :class:`memlib.attention.MultiHeadAttention`'s parameters (``in_proj_weight`` (3D, D),
+``in_proj_bias``, ``out_proj``: a MultiHeadAttention state dict loads into it, with ``strict=False`` for Linformer's
+extra ``E`` and ``F``) and takes its call:
+``attn(query, key, value, key_padding_mask=None, need_weights=True, average_attn_weights=True)
+-> (output, weights or None)``, with (T, B, D) inputs, or (B, T, D) with ``batch_first``, and a boolean
+(True = padding) or float ``key_padding_mask`` (B, Tk). Only the pattern differs, and the weights come back in a
+compact form (a NamedTuple with ``to_dense()`` for small inputs), averaged over heads unless
+``average_attn_weights=False``. The sparse patterns are computed without an n x n matrix: the sliding window in
+O(T w) memory, BigBird in O(T Kb b). ``mask(T)`` returns the pattern as a dense boolean mask (True = blocked) to
+compare with full attention on small inputs.
+
+Trace names (one value per call, per head):
+
+- ``sliding_window.band`` (B, H, T, 2w + 1), ``sliding_window.global_columns`` (B, H, T, G),
+  ``sliding_window.global_rows`` (B, H, G, T): :class:`SlidingWindowAttention`'s weights (see :class:`WindowWeights`).
+- ``bigbird.blocks`` (B, H, nb, b, Kb * b), ``bigbird.key_blocks`` (nb, Kb), ``bigbird.global_rows`` (B, H, g b, T):
+  :class:`BigBirdAttention`'s (see :class:`BlockWeights`).
+- ``linformer.weights`` (B, H, Tq, k) and ``linformer.keys`` (B, H, k, E), the projected keys:
+  :class:`LinformerAttention`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from memlib.attention import (
+    _check_float,
+    _check_length,
+    _check_mask_dtype,
+    _masked_softmax,
+    _merge_heads,
+    _split_heads,
+    _xavier_init,
+    additive_mask,
+    scaled_dot_product_attention,
+    window_mask,
+)
+from memlib.tracing import record, tracing
+
+# ---------------------------------------------------------------------------------------------
+# Shared: MultiHeadAttention's projections, call convention and checks.
+# ---------------------------------------------------------------------------------------------
+
+
+class _ProjectedAttention(nn.Module):
+    """``in_proj_weight`` (3D, D), ``in_proj_bias`` (3D,), ``out_proj``: as ``nn.MultiheadAttention`` with
+    kdim = vdim = embed_dim, initialised the same way."""
+
+    def __init__(
+        self, embed_dim: int, num_heads: int, dropout: float, bias: bool, batch_first: bool, device, dtype
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        _check_length(name, "embed_dim", embed_dim)
+        _check_length(name, "num_heads", num_heads)
+        if embed_dim % num_heads:
+            raise ValueError(f"{name}: expected embed_dim divisible by num_heads, got {embed_dim} and {num_heads}")
+        if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0 <= dropout < 1:
+            raise ValueError(f"{name}: expected dropout as a probability in [0, 1), got {dropout!r}")
+        factory = {"device": device, "dtype": dtype}
+        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
+        self.dropout, self.batch_first = float(dropout), batch_first
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dim, embed_dim, **factory))
+        if bias:
+            self.in_proj_bias = nn.Parameter(torch.empty(3 * embed_dim, **factory))
+        else:
+            self.register_parameter("in_proj_bias", None)
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
+        _xavier_init(self, ["in_proj_weight"])
+
+    def _inputs(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        key_padding_mask: torch.Tensor | None,
+        same_length: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Validate; return q (B, H, Tq, E), k and v (B, H, Tk, E), and the float padding mask (B, Tk) or None."""
+        name = type(self).__name__
+        layout = "(B, T, D)" if self.batch_first else "(T, B, D)"
+        dtype = self.in_proj_weight.dtype
+        for label, x in (("query", query), ("key", key), ("value", value)):
+            _check_float(name, label, x, layout)
+            if x.dim() != 3:
+                raise ValueError(f"{name}: expected {label} of shape {layout}, got {tuple(x.shape)}")
+            if x.shape[-1] != self.embed_dim:
+                raise ValueError(
+                    f"{name}: expected {label} with embed_dim = {self.embed_dim} features, got {x.shape[-1]}"
+                )
+            if x.dtype != dtype:
+                raise TypeError(f"{name}: expected {label} of dtype {dtype} (the weights' dtype), got {x.dtype}")
+        if not self.batch_first:
+            query, key, value = (x.transpose(0, 1) for x in (query, key, value))  # (B, T, D)
+        if not query.shape[0] == key.shape[0] == value.shape[0] or key.shape[1] != value.shape[1]:
+            got = ", ".join(str(tuple(x.shape)) for x in (query, key, value))
+            raise ValueError(
+                f"{name}: expected query, key and value with one batch size, key and value of one length,"
+                f" got (batch first) {got}"
+            )
+        if same_length and query.shape[1] != key.shape[1]:
+            raise ValueError(
+                f"{name}: expected queries and keys of one length (the pattern is over positions), "
+                f"got Tq = {query.shape[1]} and Tk = {key.shape[1]}"
+            )
+        pad = None
+        if key_padding_mask is not None:
+            _check_mask_dtype(name, "key_padding_mask", key_padding_mask)
+            want, got = (key.shape[0], key.shape[1]), tuple(key_padding_mask.shape)
+            if got != want:
+                raise ValueError(f"{name}: expected key_padding_mask of shape (B, Tk) = {want}, got {got}")
+            pad = additive_mask(key_padding_mask, dtype)  # (B, Tk)
+        b_q, b_k, b_v = self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else (None, None, None)
+        w_q, w_k, w_v = self.in_proj_weight.chunk(3)
+        H = self.num_heads
+        q = _split_heads(F.linear(query, w_q, b_q), H)  # (B, H, Tq, E)
+        k = _split_heads(F.linear(key, w_k, b_k), H)  # (B, H, Tk, E)
+        v = _split_heads(F.linear(value, w_v, b_v), H)  # (B, H, Tk, E)
+        return q, k, v, pad
+
+    def _output(self, out: torch.Tensor) -> torch.Tensor:
+        out = self.out_proj(_merge_heads(out))  # (B, Tq, D)
+        return out if self.batch_first else out.transpose(0, 1)
+
+    def _dropout(self, weights: torch.Tensor) -> torch.Tensor:
+        return F.dropout(weights, self.dropout) if (self.training and self.dropout > 0) else weights
+
+
+def _average(weights: torch.Tensor, average: bool) -> torch.Tensor:
+    return weights.mean(dim=1) if average else weights
+
+
+# ---------------------------------------------------------------------------------------------
+# Longformer: a sliding window plus global tokens.
+# ---------------------------------------------------------------------------------------------
+
+
+class WindowWeights(NamedTuple):
+    """Sliding-window weights in compact form; leading dims (B, H), or (B,) when averaged over heads.
+
+    ``band`` (..., T, 2w + 1): query i's weight on key i + o, o = -w..w (0 off the sequence and at global keys,
+    which have their own column); ``global_columns`` (..., T, G): every query's weight on each global key;
+    ``global_rows`` (..., G, T): the global queries' weights on every key (these rows replace the other two);
+    ``global_tokens`` (G,): the global positions.
+    """
+
+    band: torch.Tensor
+    global_columns: torch.Tensor
+    global_rows: torch.Tensor
+    global_tokens: torch.Tensor
+
+    def to_dense(self) -> torch.Tensor:
+        """The weights as a (..., T, T) matrix (materialises T x T: for small inputs, tests and plots)."""
+        band, g = self.band, self.global_tokens
+        T, w = band.shape[-2], (band.shape[-1] - 1) // 2
+        i = torch.arange(T, device=band.device)[:, None]
+        j = i + torch.arange(-w, w + 1, device=band.device)  # (T, 2w + 1): the key of each band entry
+        on_sequence = (j >= 0) & (j < T)
+        dense = band.new_zeros(*band.shape[:-1], T)  # (..., T, T)
+        dense.scatter_add_(-1, j.clamp(0, T - 1).expand_as(band), band * on_sequence)
+        dense.index_add_(-1, g, self.global_columns)
+        return dense.index_copy(-2, g, self.global_rows)
+
+
+class SlidingWindowAttention(_ProjectedAttention):
+    """Longformer attention (Beltagy, Peters & Cohan 2020, section 3.1): a sliding window plus global tokens.
+
+    Query i attends to keys |i - j| <= ``window`` (2 * window + 1 keys; the paper's window size w is this full
+    width); a global token attends to every key, and every query attends to it. One set of projections serves both
+    (the paper learns separate ones for global attention, initialised equal to these). Self-attention: Tq = Tk = T.
+
+    Computed in O(T w) memory: keys and values are padded and unfolded into (B, H, T, E, 2w + 1) views, the global
+    columns and rows are G x T. Weights: :class:`WindowWeights`. Traced as ``sliding_window.band``,
+    ``sliding_window.global_columns``, ``sliding_window.global_rows``.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        window: int,
+        global_tokens: Sequence[int] = (),
+        dropout: float = 0.0,
+        bias: bool = True,
+        batch_first: bool = False,
+        *,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__(embed_dim, num_heads, dropout, bias, batch_first, device, dtype)
+        name = type(self).__name__
+        self.window = _check_length(name, "window", window)
+        tokens = list(global_tokens)
+        if any(not isinstance(t, numbers.Integral) or isinstance(t, bool) or t < 0 for t in tokens):
+            raise ValueError(f"{name}: expected global_tokens as non-negative integer positions, got {tokens}")
+        self.global_tokens = tuple(sorted({int(t) for t in tokens}))
+
+    def extra_repr(self) -> str:
+        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, window={self.window}, " + (
+            f"global_tokens={self.global_tokens}"
+        )
+
+    def _global_index(self, T: int, device) -> torch.Tensor:
+        if self.global_tokens and self.global_tokens[-1] >= T:
+            raise ValueError(f"{type(self).__name__}: expected global_tokens < T = {T}, got {list(self.global_tokens)}")
+        return torch.tensor(self.global_tokens, dtype=torch.long, device=device)  # (G,)
+
+    def mask(self, T: int, device=None) -> torch.Tensor:
+        """The pattern as a (T, T) boolean mask, True = blocked: outside the band, unless a global token is involved."""
+        is_global = torch.zeros(T, dtype=torch.bool, device=device)
+        is_global[self._global_index(T, device)] = True
+        return window_mask(T, window=self.window, device=device) & ~is_global[:, None] & ~is_global[None, :]
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        need_weights: bool = True,
+        average_attn_weights: bool = True,
+    ) -> tuple[torch.Tensor, WindowWeights | None]:
+        q, k, v, pad = self._inputs(query, key, value, key_padding_mask, same_length=True)
+        B, H, T, E = q.shape
+        w, width = self.window, 2 * self.window + 1
+        g = self._global_index(T, q.device)  # (G,)
+        scale = 1.0 / math.sqrt(E)
+        key_mask = q.new_zeros(B, T) if pad is None else pad  # (B, T): 0 or -inf per key
+        is_global = torch.zeros(T, dtype=torch.bool, device=q.device)
+        is_global[g] = True
+
+        # Keys i - w .. i + w for every query i: pad the sequence by w each side, then slide a window (a view).
+        k_band = F.pad(k, (0, 0, w, w)).unfold(2, width, 1)  # (B, H, T, E, 2w + 1)
+        v_band = F.pad(v, (0, 0, w, w)).unfold(2, width, 1)  # (B, H, T, E, 2w + 1)
+        # Blocked in the band: positions off the sequence, padding, and global keys (they have their own column).
+        band_mask = F.pad(key_mask.masked_fill(is_global, float("-inf")), (w, w), value=float("-inf"))
+        band_mask = band_mask.unfold(1, width, 1)  # (B, T, 2w + 1)
+        # s_io = q_i . k_{i+o} / sqrt(E), o = -w..w
+        band_scores = torch.einsum("bhte,bhtew->bhtw", q, k_band) * scale + band_mask[:, None]
+        # s_ig = q_i . k_g / sqrt(E) for the global keys g
+        global_scores = (q @ k[:, :, g].transpose(-2, -1)) * scale + key_mask[:, None, None, g]  # (B, H, T, G)
+        # one softmax over the band and the global columns together
+        weights = _masked_softmax(torch.cat([band_scores, global_scores], dim=-1))  # (B, H, T, 2w + 1 + G)
+        band, columns = weights.split([width, g.numel()], dim=-1)
+        out = torch.einsum("bhtw,bhtew->bhte", self._dropout(band), v_band)  # (B, H, T, E)
+        out = out + self._dropout(columns) @ v[:, :, g]
+
+        # Global queries attend to every key: G full rows.
+        row_scores = (q[:, :, g] @ k.transpose(-2, -1)) * scale + key_mask[:, None, None, :]  # (B, H, G, T)
+        rows = _masked_softmax(row_scores)
+        out = out.index_copy(2, g, self._dropout(rows) @ v)  # (B, H, T, E)
+
+        record("sliding_window.band", band)
+        record("sliding_window.global_columns", columns)
+        record("sliding_window.global_rows", rows)
+        if not need_weights:
+            return self._output(out), None
+        a = average_attn_weights
+        return self._output(out), WindowWeights(_average(band, a), _average(columns, a), _average(rows, a), g)
+
+
+# ---------------------------------------------------------------------------------------------
+# BigBird: window, global and random blocks.
+# ---------------------------------------------------------------------------------------------
+
+
+class BlockWeights(NamedTuple):
+    """BigBird weights in compact form; leading dims (B, H), or (B,) when averaged over heads.
+
+    ``blocks`` (..., nb, b, Kb * b): query block n's weights on the keys of its key blocks ``key_blocks[n]``, block
+    after block; ``key_blocks`` (nb, Kb): the key block indices, -1 where unused (zero weight); ``global_rows``
+    (..., g b, T): the global queries' weights on every key (these rows replace the block rows).
+    """
+
+    blocks: torch.Tensor
+    key_blocks: torch.Tensor
+    global_rows: torch.Tensor
+
+    def to_dense(self) -> torch.Tensor:
+        """The weights as a (..., T, T) matrix (materialises T x T: for small inputs, tests and plots)."""
+        nb, b = self.blocks.shape[-3], self.blocks.shape[-2]
+        Kb, T = self.key_blocks.shape[1], nb * self.blocks.shape[-2]
+        used = self.key_blocks >= 0  # (nb, Kb)
+        # column of entry (n, kk, c) = key_blocks[n, kk] * b + c
+        offsets = torch.arange(b, device=self.blocks.device)
+        columns = (self.key_blocks.clamp(min=0)[..., None] * b + offsets).reshape(nb, 1, Kb * b)  # (nb, 1, Kb b)
+        weights = self.blocks * used.repeat_interleave(b, dim=1)[:, None, :]  # unused blocks hold 0 anyway
+        dense = self.blocks.new_zeros(*self.blocks.shape[:-1], T)  # (..., nb, b, T)
+        dense.scatter_add_(-1, columns.expand_as(weights), weights)
+        dense = dense.flatten(-3, -2)  # (..., T, T)
+        G = self.global_rows.shape[-2]
+        return torch.cat([self.global_rows, dense[..., G:, :]], dim=-2)
+
+
+class BigBirdAttention(_ProjectedAttention):
+    """BigBird attention (Zaheer et al. 2020, section 2 and appendix D), block sparse, the ITC variant.
+
+    The sequence is cut into blocks of ``block_size`` tokens (T must be a multiple). Query block n attends to
+    ``num_window_blocks`` blocks around itself (odd: n - r .. n + r), the first ``num_global_blocks`` blocks
+    (global: they also attend to every key) and ``num_random_blocks`` random other blocks. The random blocks are
+    drawn from ``seed`` and the number of blocks, so a model sees one pattern per length (shared by the heads;
+    the paper's code draws one per head). Self-attention: Tq = Tk = T.
+
+    Computed in O(T Kb b) memory by gathering each query block's key blocks. Weights: :class:`BlockWeights`.
+    Traced as ``bigbird.blocks``, ``bigbird.key_blocks``, ``bigbird.global_rows``.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        block_size: int,
+        num_window_blocks: int = 3,
+        num_global_blocks: int = 1,
+        num_random_blocks: int = 1,
+        seed: int = 0,
+        dropout: float = 0.0,
+        bias: bool = True,
+        batch_first: bool = False,
+        *,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__(embed_dim, num_heads, dropout, bias, batch_first, device, dtype)
+        name = type(self).__name__
+        self.block_size = _check_length(name, "block_size", block_size)
+        self.num_window_blocks = _check_length(name, "num_window_blocks", num_window_blocks)
+        if num_window_blocks % 2 != 1:
+            got = num_window_blocks
+            raise ValueError(f"{name}: expected an odd num_window_blocks (centred on the query), got {got}")
+        self.num_global_blocks = _check_length(name, "num_global_blocks", num_global_blocks, minimum=0)
+        self.num_random_blocks = _check_length(name, "num_random_blocks", num_random_blocks, minimum=0)
+        self.seed = int(seed)
+
+    def extra_repr(self) -> str:
+        return (
+            f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, block_size={self.block_size}, "
+            f"num_window_blocks={self.num_window_blocks}, num_global_blocks={self.num_global_blocks}, "
+            f"num_random_blocks={self.num_random_blocks}, seed={self.seed}"
+        )
+
+    def _num_blocks(self, T: int) -> int:
+        if T % self.block_size:
+            raise ValueError(
+                f"{type(self).__name__}: expected a sequence length divisible by block_size = {self.block_size}, "
+                f"got T = {T}"
+            )
+        return T // self.block_size
+
+    def key_blocks(self, T: int, device=None) -> torch.Tensor:
+        """(nb, Kb) key block indices of each query block, -1 where unused: window, then global, then random."""
+        nb = self._num_blocks(T)
+        r, g = self.num_window_blocks // 2, min(self.num_global_blocks, nb)
+        n = torch.arange(nb)[:, None]  # (nb, 1): query block
+        window = n + torch.arange(-r, r + 1)  # (nb, 2r + 1)
+        window = window.masked_fill((window < 0) | (window >= nb), -1)
+        glob = torch.arange(g).expand(nb, g)
+        glob = glob.masked_fill((glob - n).abs() <= r, -1)  # already in the window
+        # Random blocks: among those neither in the window nor global, without replacement.
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + nb)
+        draw = torch.rand(nb, nb, generator=generator)
+        others = torch.arange(nb)[None, :]
+        draw = draw.masked_fill(((others - n).abs() <= r) | (others < g), math.inf)
+        values, chosen = draw.topk(min(self.num_random_blocks, nb), dim=1, largest=False)
+        chosen = chosen.masked_fill(torch.isinf(values), -1)
+        return torch.cat([window, glob, chosen], dim=1).to(device)  # (nb, Kb)
+
+    def mask(self, T: int, device=None) -> torch.Tensor:
+        """The pattern as a (T, T) boolean mask, True = blocked."""
+        nb, b = self._num_blocks(T), self.block_size
+        blocks = self.key_blocks(T)
+        allowed = torch.zeros(nb, nb + 1, dtype=torch.bool)  # column nb collects the unused (-1) entries
+        allowed.scatter_(1, blocks.masked_fill(blocks < 0, nb), True)
+        allowed = allowed[:, :nb]
+        allowed[: min(self.num_global_blocks, nb)] = True  # global query blocks attend to every key
+        dense = allowed.repeat_interleave(b, dim=0).repeat_interleave(b, dim=1)  # (T, T)
+        return (~dense).to(device)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        need_weights: bool = True,
+        average_attn_weights: bool = True,
+    ) -> tuple[torch.Tensor, BlockWeights | None]:
+        q, k, v, pad = self._inputs(query, key, value, key_padding_mask, same_length=True)
+        B, H, T, E = q.shape
+        nb, b = self._num_blocks(T), self.block_size
+        G = min(self.num_global_blocks, nb) * b  # global query rows
+        scale = 1.0 / math.sqrt(E)
+        blocks = self.key_blocks(T, q.device)  # (nb, Kb)
+        Kb = blocks.shape[1]
+        index = blocks.clamp(min=0)
+        key_mask = q.new_zeros(B, T) if pad is None else pad  # (B, T)
+
+        # Gather each query block's key blocks: O(T Kb b) memory, never T x T.
+        k_sel = k.view(B, H, nb, b, E)[:, :, index]  # (B, H, nb, Kb, b, E)
+        v_sel = v.view(B, H, nb, b, E)[:, :, index]  # (B, H, nb, Kb, b, E)
+        unused = torch.zeros(nb, Kb, dtype=q.dtype, device=q.device).masked_fill(blocks < 0, float("-inf"))
+        mask = key_mask.view(B, nb, b)[:, index] + unused[None, :, :, None]  # (B, nb, Kb, b)
+        # s = q . k / sqrt(E) for each query of block n and each key of its key blocks
+        scores = torch.einsum("bhnqe,bhnkce->bhnqkc", q.view(B, H, nb, b, E), k_sel) * scale
+        scores = scores + mask[:, None, :, None]  # (B, H, nb, b, Kb, b)
+        weights = _masked_softmax(scores.flatten(-2))  # (B, H, nb, b, Kb b)
+        out = torch.einsum("bhnqkc,bhnkce->bhnqe", self._dropout(weights).view(B, H, nb, b, Kb, b), v_sel)
+        out = out.reshape(B, H, T, E)
+
+        # Global queries (the first blocks) attend to every key: G full rows.
+        rows = _masked_softmax((q[:, :, :G] @ k.transpose(-2, -1)) * scale + key_mask[:, None, None])  # (B, H, G, T)
+        out = torch.cat([self._dropout(rows) @ v, out[:, :, G:]], dim=2)
+
+        record("bigbird.blocks", weights)
+        record("bigbird.key_blocks", blocks)
+        record("bigbird.global_rows", rows)
+        if not need_weights:
+            return self._output(out), None
+        a = average_attn_weights
+        return self._output(out), BlockWeights(_average(weights, a), blocks, _average(rows, a))
+
+
+# ---------------------------------------------------------------------------------------------
+# Linformer: keys and values projected to a fixed length k.
+# ---------------------------------------------------------------------------------------------
+
+
+class LinformerAttention(_ProjectedAttention):
+    """Linformer attention (Wang et al. 2020, section 4): head_i = softmax(Q W^Q (E K W^K)^T / sqrt(E)) F V W^V.
+
+    E and F (k, n) project the n keys and values down to k, so the weights are Tq x k: linear in the length.
+    E and F are shared by the heads (the paper's headwise sharing). Inputs shorter than ``seq_len`` use the first
+    Tk columns of E and F; longer ones are an error. Padding (a boolean ``key_padding_mask``) zeroes the padded
+    keys and values before the projection: after it, positions are mixed and cannot be masked.
+
+    Parameters: MultiHeadAttention's, and ``E``, ``F`` (k, n). Outside a trace and with ``need_weights=False``
+    it calls ``F.scaled_dot_product_attention`` on the projected keys and values. Weights (B, [H,] Tq, k).
+    Traced as ``linformer.weights`` (B, H, Tq, k) and ``linformer.keys`` (B, H, k, E).
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        seq_len: int,
+        k: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        batch_first: bool = False,
+        *,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__(embed_dim, num_heads, dropout, bias, batch_first, device, dtype)
+        name = type(self).__name__
+        self.seq_len, self.k = _check_length(name, "seq_len", seq_len), _check_length(name, "k", k)
+        if k > seq_len:
+            raise ValueError(f"{name}: expected k <= seq_len (a projection down), got k = {k} and seq_len = {seq_len}")
+        self.E = nn.Parameter(torch.empty(k, seq_len, device=device, dtype=dtype))
+        self.F = nn.Parameter(torch.empty(k, seq_len, device=device, dtype=dtype))
+        nn.init.xavier_normal_(self.E)
+        nn.init.xavier_normal_(self.F)
+
+    def extra_repr(self) -> str:
+        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, seq_len={self.seq_len}, k={self.k}"
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        need_weights: bool = True,
+        average_attn_weights: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        name = type(self).__name__
+        if isinstance(key_padding_mask, torch.Tensor) and key_padding_mask.is_floating_point():
+            raise TypeError(
+                f"{name}: expected a boolean key_padding_mask (True = padding): a float mask cannot be added to "
+                f"projected scores, got {key_padding_mask.dtype}"
+            )
+        q, k, v, pad = self._inputs(query, key, value, key_padding_mask, same_length=False)
+        Tk = k.shape[2]
+        if Tk > self.seq_len:
+            raise ValueError(f"{name}: expected at most seq_len = {self.seq_len} keys, got Tk = {Tk}")
+        if pad is not None:
+            keep = torch.isfinite(pad)[:, None, :, None]  # (B, 1, Tk, 1)
+            k, v = k * keep, v * keep
+        # K_bar = E K, V_bar = F V: (k, Tk) @ (B, H, Tk, E) -> (B, H, k, E)
+        k_bar, v_bar = self.E[:, :Tk] @ k, self.F[:, :Tk] @ v
+        dropout_p = self.dropout if self.training else 0.0
+        if need_weights or tracing():
+            # softmax(Q K_bar^T / sqrt(E)) V_bar
+            out, weights = scaled_dot_product_attention(q, k_bar, v_bar, dropout_p=dropout_p)  # (B, H, Tq, E)
+            record("linformer.weights", weights)
+            record("linformer.keys", k_bar)
+        else:
+            out, weights = F.scaled_dot_product_attention(q, k_bar, v_bar, dropout_p=dropout_p), None
+        if not need_weights:
+            return self._output(out), None
+        return self._output(out), _average(weights, average_attn_weights)
