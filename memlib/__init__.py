@@ -15,6 +15,8 @@ from memlib.attention import (
 )
 from memlib.efficient import BigBirdAttention, LinformerAttention, SlidingWindowAttention
 from memlib.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, reference_path
+from memlib.tracing import Trace, record, trace, tracing
+from memlib.train import FitResult, device, fit, save_checkpoint, seed_everything
 from memlib.transformer import (
     CausalLM,
     LearnedPositionalEncoding,
@@ -23,8 +25,6 @@ from memlib.transformer import (
     TransformerEncoderLayer,
     TransformerXL,
 )
-from memlib.tracing import Trace, record, trace, tracing
-from memlib.train import FitResult, device, fit, save_checkpoint, seed_everything
 
 __all__ = [
     "AdditiveAttention",
