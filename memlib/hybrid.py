@@ -76,33 +76,83 @@ class WindowCNN(nn.Module):
         return self.head(features.flatten(1)).squeeze(1)  # (B,)
 
 
-class SequenceRegressor(nn.Module):
-    """A recurrent model (``cell`` in rnn/gru/lstm) reading one value per step, with a linear readout.
+class _RecurrentReader(nn.Module):
+    """A recurrent stack (``cell`` in rnn/gru/lstm) reading ``input_size`` features per step, with a linear readout.
+
+    Input (B, T, I), or (B, T) when ``input_size`` is 1; optional ``lengths`` (B,) for sequences that
+    end early (the answer is read after each sequence's own last step).
+    """
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int, out_features: int):
+        super().__init__()
+        name = type(self).__name__
+        if cell not in _RECURRENT:
+            raise ValueError(f"{name}: expected cell in {sorted(_RECURRENT)}, got {cell!r}")
+        for arg, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected {arg} to be a positive int, got {value!r}")
+        self.cell = cell
+        self.input_size = input_size
+        self.rnn = _RECURRENT[cell](input_size, hidden_size, num_layers=num_layers, batch_first=True)
+        self.head = nn.Linear(hidden_size, out_features)
+
+    def _read(self, x: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states of every step (B, T, D) and of each sequence's last step (B, D)."""
+        name = type(self).__name__
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name}: expected a floating-point tensor of shape (B, T, I), got {type(x).__name__}")
+        if x.dim() == 2 and self.input_size == 1:
+            x = x[..., None]  # (B, T, 1)
+        if x.dim() != 3 or x.shape[-1] != self.input_size:
+            one = " or (B, T)" if self.input_size == 1 else ""
+            raise ValueError(f"{name}: expected input of shape (B, T, {self.input_size}){one}, got {tuple(x.shape)}")
+        lengths = _check_sequences(name, x[..., 0], lengths)
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.rnn(packed)
+        hidden, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # (B, T, D)
+        last = hidden[torch.arange(x.shape[0], device=x.device), lengths.to(x.device) - 1]  # (B, D)
+        return hidden, last
+
+
+class SequenceRegressor(_RecurrentReader):
+    """A recurrent model reading ``input_size`` values per step and answering one number per sequence.
 
     The readout is applied to the hidden state after every step, so the model has a running
-    answer at each step (traced as ``"readout"``); the output is the answer at each sequence's end.
+    answer at each step (traced as ``"readout"``); the output is the answer at each sequence's end (B,).
 
     Trace names: ``"hidden"`` (B, T, D) hidden states, ``"readout"`` (B, T) running answers.
     """
 
-    def __init__(self, cell: str = "gru", hidden_size: int = 32, num_layers: int = 1):
-        super().__init__()
-        if cell not in _RECURRENT:
-            raise ValueError(f"SequenceRegressor: expected cell in {sorted(_RECURRENT)}, got {cell!r}")
-        self.cell = cell
-        self.rnn = _RECURRENT[cell](1, hidden_size, num_layers=num_layers, batch_first=True)
-        self.head = nn.Linear(hidden_size, 1)
+    def __init__(self, cell: str = "gru", hidden_size: int = 32, num_layers: int = 1, input_size: int = 1):
+        super().__init__(cell, input_size, hidden_size, num_layers, out_features=1)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        lengths = _check_sequences("SequenceRegressor", x, lengths)
-        packed = pack_padded_sequence(x[..., None], lengths, batch_first=True, enforce_sorted=False)
-        out, _ = self.rnn(packed)
-        hidden, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # (B, T, D)
-        last = hidden[torch.arange(x.shape[0], device=x.device), lengths.to(x.device) - 1]  # (B, D)
+        hidden, last = self._read(x, lengths)
         if tracing():
             record("hidden", hidden)
             record("readout", self.head(hidden).squeeze(-1))  # (B, T)
         return self.head(last).squeeze(1)  # (B,)
+
+
+class SequenceClassifier(_RecurrentReader):
+    """A recurrent model reading ``input_size`` features per step and classifying each sequence.
+
+    Returns logits (B, C) read from the hidden state after each sequence's last step.
+
+    Trace names: ``"hidden"`` (B, T, D) hidden states, ``"logits"`` (B, T, C) the running logits.
+    """
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, num_classes: int, num_layers: int = 1):
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"SequenceClassifier: expected num_classes to be an int >= 2, got {num_classes!r}")
+        super().__init__(cell, input_size, hidden_size, num_layers, out_features=num_classes)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        hidden, last = self._read(x, lengths)
+        if tracing():
+            record("hidden", hidden)
+            record("logits", self.head(hidden))  # (B, T, C)
+        return self.head(last)  # (B, C)
 
 
 _SEQ2SEQ_CELLS = {"gru": (GRU, GRUCell), "lstm": (LSTM, LSTMCell)}

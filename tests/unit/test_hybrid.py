@@ -10,7 +10,7 @@ import torch
 
 import memlib
 import memlib.hybrid
-from memlib.hybrid import SequenceRegressor, WindowCNN
+from memlib.hybrid import SequenceClassifier, SequenceRegressor, WindowCNN
 
 CELLS = ["rnn", "gru", "lstm"]
 
@@ -122,7 +122,7 @@ MODELS = [pytest.param(lambda: WindowCNN(window=8), id="cnn"), pytest.param(Sequ
     [
         (torch.ones(2, 5, dtype=torch.long), None, TypeError, r"floating-point.*\(B, T\).*torch.int64"),
         ([[0.0, 1.0]], None, TypeError, r"floating-point.*list"),
-        (torch.ones(2, 5, 1), None, ValueError, r"\(B, T\), got \(2, 5, 1\)"),
+        (torch.ones(2, 5, 3), None, ValueError, r"\(B, T\), got \(2, 5, 3\)"),
         (torch.ones(5), None, ValueError, r"\(B, T\), got \(5,\)"),
         (torch.ones(2, 0), None, ValueError, r"at least one time step, got shape \(2, 0\)"),
         (torch.ones(2, 5), torch.tensor([5, 5, 5]), ValueError, r"lengths of shape \(2,\), got \(3,\)"),
@@ -151,3 +151,35 @@ def test_window_cnn_rejects_an_even_kernel():
 def test_lengths_must_be_an_integer_tensor():
     with pytest.raises(TypeError, match="integer tensor of shape \\(B,\\), got list"):
         SequenceRegressor("gru")(torch.zeros(2, 5), [5, 5])
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_several_features_per_step(cell, dev):
+    regressor = SequenceRegressor(cell, hidden_size=6, input_size=2).to(dev)
+    classifier = SequenceClassifier(cell, input_size=8, hidden_size=6, num_classes=4).to(dev)
+    assert regressor(torch.rand(3, 7, 2, device=dev)).shape == (3,)
+    with memlib.trace() as tr:
+        logits = classifier(torch.rand(3, 7, 8, device=dev), torch.tensor([7, 4, 1]))
+    assert logits.shape == (3, 4)
+    assert tr.last("hidden").shape == (3, 7, 6) and tr.last("logits").shape == (3, 7, 4)
+    # the answer is read after each sequence's own last step
+    torch.testing.assert_close(logits[1], tr.last("logits")[1, 3])
+
+
+def test_one_feature_may_come_with_or_without_its_axis():
+    model = SequenceRegressor("gru", hidden_size=5)
+    x = torch.rand(2, 6)
+    torch.testing.assert_close(model(x), model(x[..., None]))
+
+
+@pytest.mark.parametrize(
+    "make,expected",
+    [
+        (lambda: SequenceRegressor("gru", input_size=2)(torch.rand(2, 5)), r"\(B, T, 2\), got \(2, 5\)"),
+        (lambda: SequenceClassifier("gru", 8, 4, num_classes=1), r"num_classes to be an int >= 2, got 1"),
+        (lambda: SequenceClassifier("gru", 0, 4, num_classes=3), r"input_size to be a positive int, got 0"),
+    ],
+)
+def test_classifier_and_feature_errors(make, expected):
+    with pytest.raises(ValueError, match=expected):
+        make()
