@@ -14,6 +14,7 @@ from memlib.attention import (
     window_mask,
 )
 from memlib.efficient import BigBirdAttention, LinformerAttention, SlidingWindowAttention
+from memlib.memory import DNC, MANN, NTM, HopfieldLayer
 from memlib.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, reference_path
 from memlib.tracing import Trace, record, trace, tracing
 from memlib.train import FitResult, device, fit, save_checkpoint, seed_everything
@@ -30,16 +31,20 @@ __all__ = [
     "AdditiveAttention",
     "BigBirdAttention",
     "CausalLM",
+    "DNC",
     "FitResult",
     "GRU",
     "GRUCell",
+    "HopfieldLayer",
     "LSTM",
     "LSTMCell",
     "LearnedPositionalEncoding",
     "LinformerAttention",
     "LocalAttention",
     "LuongAttention",
+    "MANN",
     "MultiHeadAttention",
+    "NTM",
     "RNN",
     "RNNCell",
     "SinusoidalPositionalEncoding",

@@ -1,0 +1,344 @@
+"""Differentiable Neural Computer (Graves et al. 2016, "Hybrid computing using a neural network with dynamic
+external memory", Methods).
+
+Shapes: ``B`` batch, ``T`` time, ``I`` input features, ``O`` output features, ``H`` controller width,
+``N`` memory slots, ``W`` slot width, ``R`` read heads.
+
+The DNC keeps the NTM's content lookup, read and erase/add write (``memlib.memory.addressing``) and
+replaces location addressing with two mechanisms, one pure function per equation below:
+
+- dynamic memory allocation (Methods, "Dynamic memory allocation"): free gates let read heads release
+  slots (:func:`retention`), a usage vector tracks which slots hold something (:func:`update_usage`),
+  and the allocation weighting points at the least-used slots (:func:`allocation_weighting`); the write
+  gate and allocation gate mix it with a content lookup (:func:`write_weighting`, "Write weighting");
+- temporal memory linkage ("Temporal memory linkage"): a precedence weighting (:func:`update_precedence`)
+  and a link matrix ``L[i, j]``, "slot i was written right after slot j" (:func:`update_link`), let read
+  heads step forward or backward in the order of writing (:func:`directional_weightings`); read modes
+  mix backward, content and forward weightings (:func:`read_weighting`, "Read weighting").
+
+One step of :class:`DNC`: the LSTM controller sees ``[x_t, r_{t-1}]`` and emits the interface vector;
+then retention, usage, allocation, write weighting, write, link and precedence, read weightings, read;
+the output is a linear map of ``[h_t, r_t]`` (``y_t = W_y h_t + W_r r_t`` in one matrix). The initial
+state is all zeros (an empty memory: usage 0, no links, no precedence).
+
+Trace names (inside ``memlib.trace()``, each recorded once per step):
+
+- ``dnc.usage`` (B, N), ``dnc.allocation`` (B, N), ``dnc.free_gates`` (B, R),
+  ``dnc.write_gate`` (B,), ``dnc.allocation_gate`` (B,), ``dnc.write_content`` (B, N);
+- ``dnc.write_weights`` (B, N), ``dnc.memory`` (B, N, W) after the write;
+- ``dnc.link`` (B, N, N), ``dnc.precedence`` (B, N);
+- ``dnc.forward``, ``dnc.backward``, ``dnc.read_content`` (B, R, N) and ``dnc.read_modes`` (B, R, 3), in the
+  order (backward, content, forward); ``dnc.read_weights`` (B, R, N); ``dnc.read_vectors`` (B, R, W).
+
+The LSTM controller also records its own names (``lstm.hidden`` and the rest, see ``memlib.recurrent``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from memlib.memory.addressing import (
+    _check_input,
+    _check_sizes,
+    _check_state,
+    _expect,
+    content_weighting,
+    read,
+    write,
+)
+from memlib.recurrent import LSTMCell
+from memlib.tracing import record
+
+# ---------------------------------------------------------------------------------------------
+# The equations, one pure function each.
+# ---------------------------------------------------------------------------------------------
+
+
+def retention(free_gates: torch.Tensor, read_weights: torch.Tensor) -> torch.Tensor:
+    """Memory retention: how much of each slot the read heads did not free (Methods, "Dynamic memory allocation").
+
+    ``free_gates`` (B, R) in [0, 1], the previous ``read_weights`` (B, R, N) -> psi (B, N) in [0, 1].
+    """
+    _expect("retention", "read_weights", read_weights, "(B, R, N)", (None, None, None))
+    _expect("retention", "free_gates", free_gates, "(B, R)", tuple(read_weights.shape[:2]))
+    # psi_t = prod_{i=1}^{R} (1 - f^i_t w^{r,i}_{t-1})
+    return (1 - free_gates[..., None] * read_weights).prod(dim=1)
+
+
+def update_usage(usage: torch.Tensor, write_weights: torch.Tensor, retention: torch.Tensor) -> torch.Tensor:
+    """Usage: raised by the last write, lowered by freeing (Methods, "Dynamic memory allocation").
+
+    The previous ``usage`` (B, N), the previous ``write_weights`` (B, N), ``retention`` (B, N) -> (B, N);
+    stays in [0, 1] when its inputs are.
+    """
+    _expect("update_usage", "usage", usage, "(B, N)", (None, None))
+    _expect("update_usage", "write_weights", write_weights, "(B, N)", tuple(usage.shape))
+    _expect("update_usage", "retention", retention, "(B, N)", tuple(usage.shape))
+    # u_t = (u_{t-1} + w^w_{t-1} - u_{t-1} o w^w_{t-1}) o psi_t
+    return (usage + write_weights - usage * write_weights) * retention
+
+
+def allocation_weighting(usage: torch.Tensor) -> torch.Tensor:
+    """Allocation weighting over the free slots (Methods, "Dynamic memory allocation").
+
+    ``usage`` (B, N) in [0, 1] -> (B, N), non-negative, summing to ``1 - prod_i u[i] <= 1``. The slot with
+    the lowest usage gets ``1 - u``; each next one gets its own ``1 - u`` times the usage of all before it.
+    Ties sort by slot index. As in the paper, no gradient flows through the sorting itself.
+    """
+    _expect("allocation_weighting", "usage", usage, "(B, N)", (None, None))
+    # phi_t: the slot indices sorted by ascending usage
+    sorted_usage, phi = torch.sort(usage, dim=-1, stable=True)  # (B, N) each
+    # prod_{i=1}^{j-1} u_t[phi_t[i]]: an exclusive cumulative product (1 for the first free slot)
+    before = torch.cumprod(torch.cat([torch.ones_like(usage[:, :1]), sorted_usage[:, :-1]], dim=1), dim=1)
+    # a_t[phi_t[j]] = (1 - u_t[phi_t[j]]) prod_{i=1}^{j-1} u_t[phi_t[i]]
+    return torch.zeros_like(usage).scatter(1, phi, (1 - sorted_usage) * before)
+
+
+def write_weighting(
+    allocation: torch.Tensor, content: torch.Tensor, write_gate: torch.Tensor, allocation_gate: torch.Tensor
+) -> torch.Tensor:
+    """Write weighting (Methods, "Write weighting").
+
+    ``allocation`` (B, N), write ``content`` weighting (B, N), ``write_gate`` (B,) and ``allocation_gate``
+    (B,) in [0, 1] -> (B, N): the write gate says whether to write at all, the allocation gate whether to a
+    free slot (1) or to the slot the write key finds (0).
+    """
+    _expect("write_weighting", "allocation", allocation, "(B, N)", (None, None))
+    _expect("write_weighting", "content", content, "(B, N)", tuple(allocation.shape))
+    _expect("write_weighting", "write_gate", write_gate, "(B,)", allocation.shape[:1])
+    _expect("write_weighting", "allocation_gate", allocation_gate, "(B,)", allocation.shape[:1])
+    g_w, g_a = write_gate[:, None], allocation_gate[:, None]  # (B, 1)
+    # w^w_t = g^w_t [g^a_t a_t + (1 - g^a_t) c^w_t]
+    return g_w * (g_a * allocation + (1 - g_a) * content)
+
+
+def update_precedence(precedence: torch.Tensor, write_weights: torch.Tensor) -> torch.Tensor:
+    """Precedence: where the last write went (Methods, "Temporal memory linkage").
+
+    The previous ``precedence`` (B, N) and this step's ``write_weights`` (B, N) -> (B, N), summing to <= 1.
+    """
+    _expect("update_precedence", "precedence", precedence, "(B, N)", (None, None))
+    _expect("update_precedence", "write_weights", write_weights, "(B, N)", tuple(precedence.shape))
+    # p_t = (1 - sum_i w^w_t[i]) p_{t-1} + w^w_t
+    return (1 - write_weights.sum(dim=1, keepdim=True)) * precedence + write_weights
+
+
+def update_link(link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor) -> torch.Tensor:
+    """Temporal link matrix (Methods, "Temporal memory linkage").
+
+    The previous ``link`` (B, N, N), the previous ``precedence`` (B, N) and this step's ``write_weights``
+    (B, N) -> (B, N, N) with a zero diagonal, rows and columns summing to <= 1. ``L[i, j]`` near 1 means
+    slot ``i`` was written right after slot ``j``.
+    """
+    _expect("update_link", "link", link, "(B, N, N)", (None, None, None))
+    B, N = link.shape[0], link.shape[1]
+    _expect("update_link", "link", link, "(B, N, N)", (B, N, N))
+    _expect("update_link", "precedence", precedence, "(B, N)", (B, N))
+    _expect("update_link", "write_weights", write_weights, "(B, N)", (B, N))
+    w_i, w_j = write_weights[:, :, None], write_weights[:, None, :]  # (B, N, 1), (B, 1, N)
+    # L_t[i, j] = (1 - w^w_t[i] - w^w_t[j]) L_{t-1}[i, j] + w^w_t[i] p_{t-1}[j]
+    updated = (1 - w_i - w_j) * link + w_i * precedence[:, None, :]  # (B, N, N)
+    # L_t[i, i] = 0
+    off_diagonal = 1 - torch.eye(N, device=link.device, dtype=link.dtype)  # (N, N)
+    return updated * off_diagonal
+
+
+def directional_weightings(link: torch.Tensor, read_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward and backward weightings (Methods, "Temporal memory linkage").
+
+    ``link`` (B, N, N), the previous ``read_weights`` (B, R, N) -> (forward, backward), each (B, R, N):
+    forward moves each read focus to the slot written after it, backward to the one written before.
+    """
+    _expect("directional_weightings", "link", link, "(B, N, N)", (None, None, None))
+    B, N = link.shape[:2]
+    _expect("directional_weightings", "read_weights", read_weights, "(B, R, N)", (B, None, N))
+    # f^i_t = L_t w^{r,i}_{t-1}
+    forward = read_weights @ link.transpose(1, 2)  # (B, R, N)
+    # b^i_t = L_t^T w^{r,i}_{t-1}
+    backward = read_weights @ link  # (B, R, N)
+    return forward, backward
+
+
+def read_weighting(
+    backward: torch.Tensor, content: torch.Tensor, forward: torch.Tensor, modes: torch.Tensor
+) -> torch.Tensor:
+    """Read weighting (Methods, "Read weighting").
+
+    ``backward``, ``content``, ``forward`` (B, R, N) and read ``modes`` (B, R, 3), a distribution over
+    (backward, content, forward) per head -> (B, R, N).
+    """
+    _expect("read_weighting", "content", content, "(B, R, N)", (None, None, None))
+    _expect("read_weighting", "backward", backward, "(B, R, N)", tuple(content.shape))
+    _expect("read_weighting", "forward", forward, "(B, R, N)", tuple(content.shape))
+    _expect("read_weighting", "modes", modes, "(B, R, 3)", (*content.shape[:2], 3))
+    pi = modes[..., None]  # (B, R, 3, 1)
+    # w^{r,i}_t = pi^i_t[1] b^i_t + pi^i_t[2] c^{r,i}_t + pi^i_t[3] f^i_t
+    return pi[:, :, 0] * backward + pi[:, :, 1] * content + pi[:, :, 2] * forward
+
+
+def _oneplus(x: torch.Tensor) -> torch.Tensor:
+    # oneplus(x) = 1 + log(1 + e^x): strengths in [1, inf)
+    return 1 + F.softplus(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# The model.
+# ---------------------------------------------------------------------------------------------
+
+
+class DNCState(NamedTuple):
+    controller: tuple[torch.Tensor, torch.Tensor]  # (h, c) each (B, H)
+    memory: torch.Tensor  # (B, N, W)
+    usage: torch.Tensor  # (B, N)
+    link: torch.Tensor  # (B, N, N)
+    precedence: torch.Tensor  # (B, N)
+    read_weights: torch.Tensor  # (B, R, N)
+    write_weights: torch.Tensor  # (B, N)
+    read_vectors: torch.Tensor  # (B, R, W)
+
+
+class DNC(nn.Module):
+    """A Differentiable Neural Computer with an LSTM controller, ``read_heads`` read heads and one write head.
+
+    Defaults are small so that it trains on a CPU (the paper's bAbI model had 256 x 64 memory, 4 read heads,
+    256 LSTM units). The interface vector (Methods, "Interface parameters") is split into read keys
+    (R, W), read strengths ``oneplus`` (R,), write key (W,), write strength ``oneplus``, erase vector
+    ``sigmoid`` (W,), write vector (W,), free gates ``sigmoid`` (R,), allocation gate and write gate
+    ``sigmoid``, read modes ``softmax`` (R, 3): R*W + 3W + 5R + 3 numbers.
+
+    ``forward(x (B, T, I), state = zeros) -> (y (B, T, O), state)``; ``step(x (B, I), state) -> (y (B, O),
+    state)``. See the module docstring for the trace names.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        *,
+        controller_size: int = 64,
+        memory_slots: int = 32,
+        memory_width: int = 16,
+        read_heads: int = 2,
+        device=None,
+        dtype=None,
+    ):
+        super().__init__()
+        _check_sizes(
+            "DNC",
+            input_size=input_size,
+            output_size=output_size,
+            controller_size=controller_size,
+            memory_slots=memory_slots,
+            memory_width=memory_width,
+            read_heads=read_heads,
+        )
+        self.input_size, self.output_size, self.controller_size = input_size, output_size, controller_size
+        self.memory_slots, self.memory_width, self.read_heads = memory_slots, memory_width, read_heads
+        factory = {"device": device, "dtype": dtype}
+        W, R = memory_width, read_heads
+        self.controller = LSTMCell(input_size + R * W, controller_size, **factory)
+        self._interface_sizes = [R * W, R, W, 1, W, W, R, 1, 1, 3 * R]
+        self.interface = nn.Linear(controller_size, sum(self._interface_sizes), **factory)
+        self.output = nn.Linear(controller_size + R * W, output_size, **factory)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.input_size}, {self.output_size}, controller_size={self.controller_size}, "
+            f"memory=({self.memory_slots}, {self.memory_width}), read_heads={self.read_heads}"
+        )
+
+    def _state_shapes(self, B: int) -> dict[str, object]:
+        H, N, W, R = self.controller_size, self.memory_slots, self.memory_width, self.read_heads
+        return {
+            "controller": ((B, H), (B, H)),
+            "memory": (B, N, W),
+            "usage": (B, N),
+            "link": (B, N, N),
+            "precedence": (B, N),
+            "read_weights": (B, R, N),
+            "write_weights": (B, N),
+            "read_vectors": (B, R, W),
+        }
+
+    def initial_state(self, batch_size: int, device=None, dtype=None) -> DNCState:
+        """All zeros: an empty memory. ``device`` and ``dtype`` default to the parameters'."""
+        _check_sizes("DNC.initial_state", batch_size=batch_size)
+        like = self.output.weight
+        factory = {"device": like.device if device is None else device, "dtype": like.dtype if dtype is None else dtype}
+        shapes = self._state_shapes(batch_size)
+        h, c = (torch.zeros(shape, **factory) for shape in shapes["controller"])
+        return DNCState((h, c), *(torch.zeros(shapes[field], **factory) for field in DNCState._fields[1:]))
+
+    def _validate(self, x: torch.Tensor, state: DNCState | None, sequence: bool) -> DNCState:
+        _check_input("DNC", x, self.input_size, self.output.weight.dtype, sequence)
+        if state is None:
+            return self.initial_state(x.shape[0], x.device, x.dtype)
+        _check_state("DNC", state, DNCState, self._state_shapes(x.shape[0]), x)
+        return state
+
+    def forward(self, x: torch.Tensor, state: DNCState | None = None) -> tuple[torch.Tensor, DNCState]:
+        """Run over a sequence: ``x`` (B, T, I) -> outputs (B, T, O) and the state after the last step."""
+        state = self._validate(x, state, sequence=True)
+        outputs = []
+        for x_t in x.unbind(1):  # T x (B, I)
+            y_t, state = self._step(x_t, state)
+            outputs.append(y_t)
+        return torch.stack(outputs, dim=1), state  # (B, T, O)
+
+    def step(self, x: torch.Tensor, state: DNCState | None = None) -> tuple[torch.Tensor, DNCState]:
+        """One time step: ``x`` (B, I) -> output (B, O) and the new state."""
+        return self._step(x, self._validate(x, state, sequence=False))
+
+    def _step(self, x: torch.Tensor, state: DNCState) -> tuple[torch.Tensor, DNCState]:
+        B, W, R = x.shape[0], self.memory_width, self.read_heads
+        h, c = self.controller(torch.cat([x, state.read_vectors.flatten(1)], dim=1), state.controller)  # (B, H)
+        parts = self.interface(h).split(self._interface_sizes, dim=1)
+        read_keys = parts[0].view(B, R, W)
+        read_strengths = _oneplus(parts[1])  # (B, R)
+        write_key = parts[2].view(B, 1, W)
+        write_strength = _oneplus(parts[3])  # (B, 1)
+        erase = torch.sigmoid(parts[4]).view(B, 1, W)
+        write_vector = parts[5].view(B, 1, W)
+        free_gates = torch.sigmoid(parts[6])  # (B, R)
+        allocation_gate = torch.sigmoid(parts[7][:, 0])  # (B,)
+        write_gate = torch.sigmoid(parts[8][:, 0])  # (B,)
+        read_modes = torch.softmax(parts[9].view(B, R, 3), dim=-1)  # (B, R, 3): backward, content, forward
+
+        usage = update_usage(state.usage, state.write_weights, retention(free_gates, state.read_weights))
+        allocation = allocation_weighting(usage)  # (B, N)
+        write_content = content_weighting(state.memory, write_key, write_strength)[:, 0]  # (B, N)
+        write_weights = write_weighting(allocation, write_content, write_gate, allocation_gate)  # (B, N)
+        memory = write(state.memory, write_weights[:, None], erase, write_vector)  # (B, N, W)
+        link = update_link(state.link, state.precedence, write_weights)  # (B, N, N)
+        precedence = update_precedence(state.precedence, write_weights)  # (B, N)
+        forward, backward = directional_weightings(link, state.read_weights)  # (B, R, N) each
+        read_content = content_weighting(memory, read_keys, read_strengths)  # (B, R, N)
+        read_weights = read_weighting(backward, read_content, forward, read_modes)  # (B, R, N)
+        read_vectors = read(memory, read_weights)  # (B, R, W)
+        y = self.output(torch.cat([h, read_vectors.flatten(1)], dim=1))  # (B, O)
+
+        for name, value in (
+            ("usage", usage),
+            ("allocation", allocation),
+            ("free_gates", free_gates),
+            ("write_gate", write_gate),
+            ("allocation_gate", allocation_gate),
+            ("write_content", write_content),
+            ("write_weights", write_weights),
+            ("memory", memory),
+            ("link", link),
+            ("precedence", precedence),
+            ("forward", forward),
+            ("backward", backward),
+            ("read_content", read_content),
+            ("read_modes", read_modes),
+            ("read_weights", read_weights),
+            ("read_vectors", read_vectors),
+        ):
+            record(f"dnc.{name}", value)
+        new_state = DNCState((h, c), memory, usage, link, precedence, read_weights, write_weights, read_vectors)
+        return y, new_state
