@@ -16,6 +16,7 @@ from memlib.memory.addressing import (
     shift,
     write,
 )
+from memlib.memory.dmn import DMN, AttentionGRUCell, DMNConfig
 from memlib.memory.dnc import DNC, DNCState
 from memlib.memory.hopfield import (
     HopfieldLayer,
@@ -31,18 +32,33 @@ from memlib.memory.hopfield import (
     sync_update,
 )
 from memlib.memory.mann import MANN, MANNState
+from memlib.memory.memnet import MemN2N, MemN2NConfig, position_encoding
+from memlib.memory.nsm import NSM, NSMCell, NSMConfig, NSMState
 from memlib.memory.ntm import NTM, NTMState
+from memlib.memory.slots import SlotMemory, SlotMemoryCell, SlotState
 
 __all__ = [
+    "DMN",
     "DNC",
     "MANN",
+    "NSM",
     "NTM",
     "Addressing",
+    "AttentionGRUCell",
+    "DMNConfig",
     "DNCState",
     "HopfieldLayer",
     "MANNState",
+    "MemN2N",
+    "MemN2NConfig",
+    "NSMCell",
+    "NSMConfig",
+    "NSMState",
     "NTMState",
     "Recall",
+    "SlotMemory",
+    "SlotMemoryCell",
+    "SlotState",
     "address",
     "async_update",
     "content_weighting",
@@ -54,6 +70,7 @@ __all__ = [
     "modern_energy",
     "modern_retrieve",
     "modern_update",
+    "position_encoding",
     "read",
     "recall",
     "sharpen",

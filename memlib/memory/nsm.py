@@ -1,0 +1,253 @@
+"""Neural stored-program memory (NSM): Le, Tran & Venkatesh 2020, "Neural Stored-program Memory" (ICLR).
+
+A memory-augmented network stores *data* in its memory and one *program* in its controller's weights. NSM
+adds a second memory that stores programs: ``P`` weight matrices of the interface network (the layer that
+turns the controller's state into memory instructions), each with a key. At every step a program interface
+network reads the controller's state and emits a key and a strength; content attention over the program
+keys gives program weights, and the interface network runs with the attention-weighted mixture of the
+stored weights. So the machine can switch programs from step to step (the paper's Neural Universal Turing
+Machine, NUTM, is an NTM with this memory).
+
+Here: an LSTM controller, a data memory of ``N`` slots with one NTM write head and one NTM read head
+(content, interpolation, shift and sharpening: Graves et al. 2014, sec. 3.3, written inline), and the
+program memory around the interface network (Le et al. 2020, sec. 3). Simplified against the paper: one
+read head; no loss term of any kind on the program keys (they are learned through the task alone); the
+output layer reads the controller state and the new read vector (as in the NTM), and is not programmed.
+
+Shapes: ``B`` batch, ``T`` time, ``I`` inputs, ``O`` outputs, ``H`` controller width, ``N`` memory slots,
+``W`` slot width, ``P`` programs, ``K`` program key width, ``X`` interface vector width.
+
+Trace names (each once per step):
+
+- ``nsm.program_weights`` (B, P): the attention over programs (sums to 1);
+- ``nsm.write_weights`` (B, N) and ``nsm.read_weights`` (B, N): the heads' weightings (each sums to 1);
+- ``nsm.memory`` (B, N, W): the data memory after the write;
+- ``nsm.read`` (B, W): the read vector.
+
+The controller (``memlib.LSTMCell``) records its own ``lstm.*`` names too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from memlib.recurrent import LSTMCell
+from memlib.tracing import record
+
+
+@dataclass(frozen=True)
+class NSMConfig:
+    input_size: int  # I
+    output_size: int  # O
+    hidden_size: int = 64  # H: the controller LSTM's width
+    memory_slots: int = 32  # N: enough for copy sequences of up to ~30 vectors
+    slot_size: int = 16  # W
+    programs: int = 4  # P: the paper's algorithmic tasks use a handful of programs
+    program_key_size: int = 8  # K: keys only need to tell P programs apart
+    shift_range: int = 1  # shifts -1, 0, +1, as in the NTM's experiments
+
+    def __post_init__(self) -> None:
+        for name in ("input_size", "output_size", "hidden_size", "memory_slots", "slot_size", "programs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"NSMConfig: expected {name} as a positive integer, got {value!r}")
+        if not isinstance(self.program_key_size, int) or self.program_key_size < 1:
+            raise ValueError(
+                f"NSMConfig: expected program_key_size as a positive integer, got {self.program_key_size!r}"
+            )
+        if not isinstance(self.shift_range, int) or not 0 <= self.shift_range < self.memory_slots:
+            raise ValueError(f"NSMConfig: expected shift_range in [0, memory_slots), got {self.shift_range!r}")
+
+
+class NSMState(NamedTuple):
+    h: torch.Tensor  # (B, H) controller hidden state
+    c: torch.Tensor  # (B, H) controller cell state
+    memory: torch.Tensor  # (B, N, W) data memory
+    read: torch.Tensor  # (B, W) the last read vector
+    read_weights: torch.Tensor  # (B, N) the read head's last weighting
+    write_weights: torch.Tensor  # (B, N) the write head's last weighting
+
+
+def _head_sizes(W: int, shifts: int, write: bool) -> dict[str, int]:
+    """The slices of an NTM head's part of the interface vector (Graves et al. 2014, sec. 3)."""
+    sizes = {"k": W, "beta": 1, "g": 1, "s": shifts, "gamma": 1}
+    return sizes | ({"e": W, "a": W} if write else {})
+
+
+def _address(
+    k: torch.Tensor,
+    beta: torch.Tensor,
+    g: torch.Tensor,
+    s: torch.Tensor,
+    gamma: torch.Tensor,
+    memory: torch.Tensor,
+    previous: torch.Tensor,
+) -> torch.Tensor:
+    """NTM addressing (Graves et al. 2014, sec. 3.3): (B, N) weights from a head's (activated) parameters."""
+    # w^c_i = softmax_i(beta K[k, M_i]), K the cosine similarity
+    similarity = torch.einsum("bw,bnw->bn", F.normalize(k, dim=-1), F.normalize(memory, dim=-1))  # (B, N)
+    content = torch.softmax(beta * similarity, dim=-1)
+    # w^g = g w^c + (1 - g) w_{t-1}
+    gated = g * content + (1 - g) * previous
+    # w~_i = sum_j w^g_j s(i - j), indices mod N (circular convolution over shifts -r..r)
+    r = (s.shape[-1] - 1) // 2
+    shifted = sum(s[:, r + d, None] * torch.roll(gated, d, dims=-1) for d in range(-r, r + 1))
+    # w_i = w~_i^gamma / sum_j w~_j^gamma
+    sharpened = shifted**gamma
+    return sharpened / sharpened.sum(-1, keepdim=True)
+
+
+class NSMCell(nn.Module):
+    """One step of an NTM-style machine whose interface network is drawn from a program memory.
+
+    Per step (Le et al. 2020, sec. 3, with an NTM's memory):
+
+    1. controller: ``h_t, c_t = LSTM([x_t; r_{t-1}], (h_{t-1}, c_{t-1}))``;
+    2. program interface: ``[k^p_t; beta^p_t] = W_p h_t + b_p``, ``beta^p_t = softplus(.)``;
+    3. program attention: ``w^p_t(i) = softmax_i(beta^p_t cos(k^p_t, M_p^K(i)))``;
+    4. working interface weights: ``W^c_t = sum_i w^p_t(i) M_p^V(i)`` (and biases alike);
+    5. interface vector ``xi_t = W^c_t h_t + b^c_t``, split into the write and read heads' parameters;
+    6. write: ``M_t = M_{t-1} * (1 - w^w_t e_t^T) + w^w_t a_t^T``; read: ``r_t = M_t^T w^r_t``;
+    7. output ``y_t = W_o [h_t; r_t] + b_o``.
+
+    Parameters: ``program_keys`` (P, K) is ``M_p^K``; ``program_weights`` (P, X, H) and
+    ``program_biases`` (P, X) are ``M_p^V``, the stored interface networks.
+
+    ``forward(x (B, I), state=None) -> (y (B, O), state)``; ``state=None`` starts on ``x``'s device and dtype
+    with a memory of 1e-6 everywhere, zero controller state and read, and both heads on slot 0.
+    """
+
+    def __init__(self, config: NSMConfig):
+        super().__init__()
+        if not isinstance(config, NSMConfig):
+            raise TypeError(f"NSMCell: expected an NSMConfig, got {type(config).__name__}")
+        self.config = c = config
+        shifts = 2 * c.shift_range + 1
+        self._write_sizes = _head_sizes(c.slot_size, shifts, write=True)
+        self._read_sizes = _head_sizes(c.slot_size, shifts, write=False)
+        X = sum(self._write_sizes.values()) + sum(self._read_sizes.values())
+        self.controller = LSTMCell(c.input_size + c.slot_size, c.hidden_size)
+        self.program_interface = nn.Linear(c.hidden_size, c.program_key_size + 1)  # W_p, b_p
+        self.program_keys = nn.Parameter(torch.randn(c.programs, c.program_key_size))  # M_p^K
+        bound = c.hidden_size**-0.5  # nn.Linear's initialisation, one per program
+        self.program_weights = nn.Parameter(torch.empty(c.programs, X, c.hidden_size).uniform_(-bound, bound))
+        self.program_biases = nn.Parameter(torch.empty(c.programs, X).uniform_(-bound, bound))
+        self.output = nn.Linear(c.hidden_size + c.slot_size, c.output_size)  # W_o, b_o
+
+    def extra_repr(self) -> str:
+        c = self.config
+        sizes = f"I={c.input_size}, O={c.output_size}, H={c.hidden_size}"
+        return f"{sizes}, N={c.memory_slots}, W={c.slot_size}, P={c.programs}, K={c.program_key_size}"
+
+    def initial_state(self, batch_size: int, like: torch.Tensor) -> NSMState:
+        """The starting state for ``batch_size`` rows, on ``like``'s device and dtype."""
+        c = self.config
+        zeros = like.new_zeros(batch_size, c.hidden_size)
+        memory = like.new_full((batch_size, c.memory_slots, c.slot_size), 1e-6)
+        first_slot = F.one_hot(like.new_zeros(batch_size, dtype=torch.long), c.memory_slots).to(like.dtype)
+        return NSMState(zeros, zeros.clone(), memory, like.new_zeros(batch_size, c.slot_size), first_slot, first_slot)
+
+    def _check_state(self, state: object, x: torch.Tensor) -> NSMState:
+        if not isinstance(state, tuple) or len(state) != len(NSMState._fields):
+            raise TypeError(f"NSMCell: expected state as an NSMState {NSMState._fields}, got {type(state).__name__}")
+        c, B = self.config, x.shape[0]
+        N, W, H = c.memory_slots, c.slot_size, c.hidden_size
+        shapes = {"h": (B, H), "c": (B, H), "memory": (B, N, W), "read": (B, W), "read_weights": (B, N)}
+        shapes["write_weights"] = (B, N)
+        for (label, want), value in zip(shapes.items(), state, strict=True):
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"NSMCell: expected state.{label} as a tensor {want}, got {type(value).__name__}")
+            if value.dtype != x.dtype:
+                raise TypeError(f"NSMCell: expected state.{label} of dtype {x.dtype} (the input's), got {value.dtype}")
+            if tuple(value.shape) != want:
+                raise ValueError(f"NSMCell: expected state.{label} of shape {want}, got {tuple(value.shape)}")
+            if value.device != x.device:
+                raise ValueError(f"NSMCell: expected state.{label} on {x.device} (the input's), got {value.device}")
+        return NSMState(*state)
+
+    def _head(self, xi: torch.Tensor, sizes: dict[str, int]) -> dict[str, torch.Tensor]:
+        """Split and activate one head's slice of the interface vector (Graves et al. 2014, sec. 3.3)."""
+        raw = dict(zip(sizes, xi.split(list(sizes.values()), dim=-1), strict=True))
+        head = {
+            "k": raw["k"],
+            "beta": F.softplus(raw["beta"]),  # beta >= 0
+            "g": torch.sigmoid(raw["g"]),  # g in (0, 1)
+            "s": torch.softmax(raw["s"], dim=-1),  # a distribution over shifts
+            "gamma": 1 + F.softplus(raw["gamma"]),  # gamma >= 1
+        }
+        if "e" in raw:
+            head["e"] = torch.sigmoid(raw["e"])  # erase in (0, 1)
+            head["a"] = raw["a"]
+        return head
+
+    def forward(self, x: torch.Tensor, state: NSMState | None = None) -> tuple[torch.Tensor, NSMState]:
+        c = self.config
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"NSMCell: expected input as a tensor (B, I), got {type(x).__name__}")
+        if x.dtype != self.program_weights.dtype:
+            raise TypeError(
+                f"NSMCell: expected input of dtype {self.program_weights.dtype} (the weights'), got {x.dtype}"
+            )
+        if x.dim() != 2 or x.shape[1] != c.input_size or x.shape[0] == 0:
+            raise ValueError(f"NSMCell: expected input of shape (B, I={c.input_size}), B > 0, got {tuple(x.shape)}")
+        state = self.initial_state(x.shape[0], x) if state is None else self._check_state(state, x)
+
+        # 1. h_t, c_t = LSTM([x_t; r_{t-1}], (h_{t-1}, c_{t-1}))
+        h, cell = self.controller(torch.cat([x, state.read], dim=-1), (state.h, state.c))
+        # 2. [k^p; beta^p] = W_p h_t + b_p
+        k_p, beta_p = self.program_interface(h).split([c.program_key_size, 1], dim=-1)
+        beta_p = F.softplus(beta_p)  # (B, 1)
+        # 3. w^p(i) = softmax_i(beta^p cos(k^p, M_p^K(i)))
+        similarity = F.normalize(k_p, dim=-1) @ F.normalize(self.program_keys, dim=-1).T  # (B, P)
+        program_weights = torch.softmax(beta_p * similarity, dim=-1)
+        # 4. W^c_t = sum_i w^p(i) M_p^V(i)
+        working_weight = torch.einsum("bp,pxh->bxh", program_weights, self.program_weights)  # (B, X, H)
+        working_bias = program_weights @ self.program_biases  # (B, X)
+        # 5. xi_t = W^c_t h_t + b^c_t
+        xi = torch.einsum("bxh,bh->bx", working_weight, h) + working_bias  # (B, X)
+        n_write = sum(self._write_sizes.values())
+        write = self._head(xi[:, :n_write], self._write_sizes)
+        read = self._head(xi[:, n_write:], self._read_sizes)
+
+        # 6. write, then read the written memory
+        e, a = write.pop("e"), write.pop("a")  # (B, W) each
+        write_weights = _address(**write, memory=state.memory, previous=state.write_weights)
+        # M_t = M_{t-1} * (1 - w^w e^T) + w^w a^T
+        memory = state.memory * (1 - write_weights[..., None] * e[:, None]) + write_weights[..., None] * a[:, None]
+        read_weights = _address(**read, memory=memory, previous=state.read_weights)
+        # r_t = sum_i w^r_t(i) M_t(i)
+        r = torch.einsum("bn,bnw->bw", read_weights, memory)  # (B, W)
+
+        record("nsm.program_weights", program_weights)
+        record("nsm.write_weights", write_weights)
+        record("nsm.read_weights", read_weights)
+        record("nsm.memory", memory)
+        record("nsm.read", r)
+        # 7. y_t = W_o [h_t; r_t] + b_o
+        y = self.output(torch.cat([h, r], dim=-1))
+        return y, NSMState(h, cell, memory, r, read_weights, write_weights)
+
+
+class NSM(nn.Module):
+    """:class:`NSMCell` over a sequence: ``forward(x (B, T, I), state=None) -> (y (B, T, O), state)``."""
+
+    def __init__(self, config: NSMConfig):
+        super().__init__()
+        self.cell = NSMCell(config)
+        self.config = config
+
+    def forward(self, x: torch.Tensor, state: NSMState | None = None) -> tuple[torch.Tensor, NSMState]:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"NSM: expected input as a tensor (B, T, I), got {type(x).__name__}")
+        if x.dim() != 3 or 0 in x.shape:
+            raise ValueError(f"NSM: expected input of shape (B, T, I), non-empty, got {tuple(x.shape)}")
+        outputs = []
+        for x_t in x.unbind(1):  # T x (B, I)
+            y, state = self.cell(x_t, state)
+            outputs.append(y)
+        return torch.stack(outputs, dim=1), state  # (B, T, O)
