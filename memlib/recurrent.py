@@ -402,6 +402,7 @@ class _Recurrent(nn.Module):
                 names = _register_weights(self, suffix, layer_input, hidden_size, self._gates, bias, factory)
                 self._flat_weights_names += names
         self.reset_parameters()
+        self.flatten_parameters()
 
     @property
     def _directions(self) -> int:
@@ -416,6 +417,36 @@ class _Recurrent(nn.Module):
             if getattr(self, key) != default:
                 s += f", {key}={getattr(self, key)}"
         return s + (", bidirectional=True" if self.bidirectional else "")
+
+    def flatten_parameters(self) -> None:
+        """On CUDA, lay the weights out in one buffer, as cuDNN's fused kernel wants (``torch.nn`` does the same).
+
+        Without it the kernel copies the weights on every call (and warns that they are "not part of
+        single contiguous chunk of memory"). A no-op on the CPU, or when cuDNN cannot take the weights.
+        """
+        weights = [getattr(self, n) for n in self._flat_weights_names]
+        first = weights[0]
+        if (
+            not first.is_cuda
+            or not torch.backends.cudnn.is_acceptable(first)
+            or any(w.dtype != first.dtype or not w.is_cuda for w in weights)
+            or len({w.data_ptr() for w in weights}) != len(weights)  # aliased weights: keep them apart
+        ):
+            return
+        import torch.backends.cudnn.rnn as cudnn_rnn
+
+        with torch.cuda.device_of(first), torch.no_grad():
+            if torch._use_cudnn_rnn_flatten_weight():
+                torch._cudnn_rnn_flatten_weight(
+                    weights, 4 if self.bias else 2, self.input_size, cudnn_rnn.get_cudnn_mode(self._cudnn_mode),
+                    self.hidden_size, 0, self.num_layers, self.batch_first, self.bidirectional,
+                )
+
+    def _apply(self, fn, recurse=True):
+        # .to(), .cuda(), .double() make new parameter tensors: lay them out again
+        result = super()._apply(fn, recurse)
+        self.flatten_parameters()
+        return result
 
     def _step(self, layer: int, reverse: bool) -> Step:
         """The cell of one layer and direction, bound to its weights and its trace suffix."""
@@ -519,6 +550,11 @@ class RNN(_Recurrent):
 
     _gates, _n_states = 1, 1
 
+    @property
+    def _cudnn_mode(self) -> str:
+        # cuDNN lays out tanh and relu weights alike, so the default during __init__ is harmless
+        return "RNN_RELU" if getattr(self, "nonlinearity", "tanh") == "relu" else "RNN_TANH"
+
     def __init__(
         self,
         input_size: int,
@@ -570,6 +606,7 @@ class LSTM(_Recurrent):
     """
 
     _gates, _n_states = 4, 2
+    _cudnn_mode = "LSTM"
 
     def _step(self, layer: int, reverse: bool) -> Step:
         return partial(_lstm_step, weights=self._weights(layer, reverse), suffix=_suffix(layer, reverse))
@@ -593,6 +630,7 @@ class GRU(_Recurrent):
     """
 
     _gates, _n_states = 3, 1
+    _cudnn_mode = "GRU"
 
     def _step(self, layer: int, reverse: bool) -> Step:
         return partial(_gru_step, weights=self._weights(layer, reverse), suffix=_suffix(layer, reverse))

@@ -8,6 +8,8 @@ interleaved within each repeat so they share the machine's noise; quote medians 
 Suites:
 - ``trace``: what recording costs (``memlib.bench.trace``).
 - ``recurrent``: torch.nn against memlib's fused and reference paths (``memlib.bench.recurrent``).
+- ``attention``: full, fused, sparse and low-rank attention against sequence length (``memlib.bench.attention``).
+- ``memory``: NTM, DNC and LSTM training speed and step time against memory size (``memlib.bench.memory``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import torch
 SUITES = {  # name: module with run(repeats, quick) and DEFAULT_REPEATS
     "trace": "memlib.bench.trace",
     "recurrent": "memlib.bench.recurrent",
+    "attention": "memlib.bench.attention",
+    "memory": "memlib.bench.memory",
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import warnings
 
 import pytest
 import torch
@@ -334,3 +335,25 @@ def test_tensors_on_input_device_and_dtype(dev, path):
         output, h = model(torch.randn(T, B, I, device=dev))
     assert output.device.type == h.device.type == dev.type
     assert output.dtype == h.dtype == torch.float32
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_fused_path_gets_contiguous_weights_on_cuda(family):
+    """On CUDA the weights share one cuDNN buffer (no per-call copy, no warning), after .to() and load_state_dict."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA: on the CPU flatten_parameters() is a no-op")
+    reference, model = make_pair(family, torch.device("cuda"), num_layers=2, bidirectional=True)
+    model = model.float()  # a dtype change makes new tensors: they are laid out again
+    reference = reference.float()
+    x = torch.randn(T, B, I, device="cuda")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "not part of single contiguous chunk of memory" would fail here
+        out, _ = model(x)
+    assert_close(out, reference(x)[0])
+
+
+def test_flatten_parameters_is_a_no_op_on_the_cpu():
+    model = LSTM(I, H, num_layers=2)
+    before = {n: p.data_ptr() for n, p in model.named_parameters()}
+    model.flatten_parameters()
+    assert before == {n: p.data_ptr() for n, p in model.named_parameters()}
