@@ -15,8 +15,8 @@ from memlib.attention import (
 )
 from memlib.efficient import BigBirdAttention, LinformerAttention, SlidingWindowAttention
 from memlib.memory import DNC, MANN, NTM, HopfieldLayer
-from memlib.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, reference_path
-from memlib.tracing import Trace, record, trace, tracing
+from memlib.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from memlib.tracing import Trace, record, reference_path, trace, tracing
 from memlib.train import FitResult, device, fit, save_checkpoint, seed_everything
 from memlib.transformer import (
     CausalLM,

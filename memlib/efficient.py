@@ -49,7 +49,7 @@ from memlib.attention import (
     scaled_dot_product_attention,
     window_mask,
 )
-from memlib.tracing import record, tracing
+from memlib.tracing import record, use_reference
 
 # ---------------------------------------------------------------------------------------------
 # Shared: MultiHeadAttention's projections, call convention and checks.
@@ -503,7 +503,7 @@ class LinformerAttention(_ProjectedAttention):
         # K_bar = E K, V_bar = F V: (k, Tk) @ (B, H, Tk, E) -> (B, H, k, E)
         k_bar, v_bar = self.E[:, :Tk] @ k, self.F[:, :Tk] @ v
         dropout_p = self.dropout if self.training else 0.0
-        if need_weights or tracing():
+        if need_weights or use_reference():
             # softmax(Q K_bar^T / sqrt(E)) V_bar
             out, weights = scaled_dot_product_attention(q, k_bar, v_bar, dropout_p=dropout_p)  # (B, H, Tq, E)
             record("linformer.weights", weights)

@@ -11,7 +11,7 @@ return what ``torch.nn`` does: input (T, B, I), (B, T, I) with ``batch_first``, 
 ``PackedSequence``; state (L*D, B, H). So ``m.load_state_dict(torch_module.state_dict())`` works and the
 outputs match.
 
-Two paths, one math. Inside ``memlib.trace()``, or inside ``with memlib.recurrent.reference_path():``,
+Two paths, one math. Inside ``memlib.trace()``, or inside ``with memlib.reference_path():``,
 a stack runs the reference path: the gates computed step by step in Python, as in the equations
 (Hochreiter & Schmidhuber 1997 with the forget gate of Gers et al. 2000; Cho et al. 2014 in PyTorch's
 form, where the reset gate multiplies ``W_hn h + b_hn``). Otherwise it calls torch's fused kernels
@@ -37,9 +37,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from functools import partial
 
 import torch
@@ -47,32 +45,11 @@ import torch.nn.functional as F
 from torch import _VF, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from memlib.tracing import record, tracing
+from memlib.tracing import record, use_reference
 
 State = tuple[torch.Tensor, ...]  # (h,) for RNN and GRU, (h, c) for LSTM; each (B, H) in a step
 Weights = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]  # w_ih, w_hh, b_ih, b_hh
 Step = Callable[[torch.Tensor, State], State]
-
-_REFERENCE: ContextVar[bool] = ContextVar("memlib_recurrent_reference", default=False)
-
-
-@contextmanager
-def reference_path() -> Iterator[None]:
-    """Run every recurrent stack inside the ``with`` block on the reference path, traced or not.
-
-    The constructor and ``forward`` keep ``torch.nn``'s signatures, so the choice lives here
-    (and in ``memlib.trace()``, which implies it) rather than in an argument.
-    """
-    token = _REFERENCE.set(True)
-    try:
-        yield
-    finally:
-        _REFERENCE.reset(token)
-
-
-def _use_reference() -> bool:
-    return tracing() or _REFERENCE.get()
-
 
 # ---------------------------------------------------------------------------------------------
 # Cells: one time step of each recurrence. x (B, I), state of (B, H) tensors -> new state.
@@ -488,7 +465,7 @@ class _Recurrent(nn.Module):
         if packed and sorted_indices is not None:  # the state follows its sequence into the sorted order
             state = tuple(s.index_select(1, sorted_indices) for s in state)
 
-        if _use_reference():
+        if use_reference():
             output, state = self._reference(x, state, batch_sizes.tolist() if packed else None)
         else:
             weights = [getattr(self, n) for n in self._flat_weights_names]

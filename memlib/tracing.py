@@ -86,3 +86,25 @@ def record(name: str, value: torch.Tensor) -> None:
     tr = _ACTIVE.get()
     if tr is not None:
         tr.add(name, value)
+
+
+_REFERENCE: ContextVar[bool] = ContextVar("memlib_reference_path", default=False)
+
+
+@contextmanager
+def reference_path() -> Iterator[None]:
+    """Run every memlib module inside the ``with`` block on its readable reference path, traced or not.
+
+    Modules keep ``torch.nn``'s signatures, so the choice between a fused kernel and the explicit
+    equations lives here (and in :func:`trace`, which implies it) rather than in an argument.
+    """
+    token = _REFERENCE.set(True)
+    try:
+        yield
+    finally:
+        _REFERENCE.reset(token)
+
+
+def use_reference() -> bool:
+    """True inside :func:`trace` or :func:`reference_path`: modules then skip their fused kernels."""
+    return tracing() or _REFERENCE.get()

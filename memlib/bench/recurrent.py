@@ -26,7 +26,8 @@ from torch import nn
 
 from memlib.bench import Report
 from memlib.profiling import peak_memory, time_call
-from memlib.recurrent import GRU, LSTM, RNN, reference_path
+from memlib.recurrent import GRU, LSTM, RNN
+from memlib.tracing import reference_path
 from memlib.train import device, seed_everything
 
 B = 32  # batch

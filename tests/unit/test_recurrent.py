@@ -18,7 +18,8 @@ from torch.testing import assert_close
 
 import memlib
 from memlib import recurrent
-from memlib.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, reference_path
+from memlib.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from memlib.tracing import reference_path
 
 T, B, I, H = 4, 3, 5, 4  # noqa: E741 (I as in the shape legend); small: the 256-case grid runs in seconds
 

@@ -149,3 +149,22 @@ def test_repr_shows_names_counts_and_shapes():
         memlib.record("h", torch.zeros(2, 3))
         memlib.record("h", torch.zeros(2, 3))
     assert repr(tr) == "Trace(h: 2x(2, 3))"
+
+
+def test_reference_path_reaches_attention(monkeypatch):
+    """memlib.reference_path() makes attention skip its fused kernel too, with the same result."""
+    import memlib.attention
+
+    mha = memlib.MultiHeadAttention(8, 2, batch_first=True).double()
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    expected, _ = mha(x, x, x, need_weights=False)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the fused kernel ran inside reference_path()")
+
+    monkeypatch.setattr(memlib.attention.F, "scaled_dot_product_attention", refuse)
+    with memlib.reference_path():
+        actual, weights = mha(x, x, x, need_weights=False)
+    torch.testing.assert_close(actual, expected)
+    assert weights is None
+    assert not memlib.tracing()  # nothing was traced: reference_path alone chose the path
