@@ -3,12 +3,14 @@
 Explorers take data (arrays from a memlib trace), never models.
 """
 
+from widgets.attention import AttentionExplorer
 from widgets.base import Explorer
 from widgets.display import bokeh_html, claim_check, claim_check_html, load_bokeh_inline, show_bokeh
 from widgets.gates import GateExplorer
 from widgets.hidden_state import HiddenStateExplorer
 
 __all__ = [
+    "AttentionExplorer",
     "Explorer",
     "GateExplorer",
     "HiddenStateExplorer",

@@ -1,0 +1,565 @@
+"""widgets.attention: AttentionExplorer's three layers, and its masks against memlib's."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import zlib
+
+import ipywidgets
+import numpy as np
+import pytest
+import torch
+from bokeh.models import ColumnDataSource, CustomJS, Select, Slider
+
+import memlib
+from memlib.attention import causal_mask
+from widgets.attention import (
+    PATTERNS,
+    AttentionExplorer,
+    PatternParams,
+    bigbird_order,
+    fixed,
+    format_bytes,
+    memory_text,
+    pattern_allowed,
+    pattern_pairs,
+)
+
+TOKENS = "the cat that the dog chased sat on the mat".split()  # T = 10, "the" three times
+
+
+def softmax_maps(L: int = 2, H: int = 3, T: int = 10, seed: int = 0) -> np.ndarray:
+    """(L, H, T, T) random rows that sum to 1."""
+    scores = np.random.default_rng(seed).normal(size=(L, H, T, T))
+    e = np.exp(scores)
+    return e / e.sum(-1, keepdims=True)
+
+
+def linformer_maps(H: int = 3, T: int = 10, k: int = 4, seed: int = 1) -> np.ndarray:
+    return softmax_maps(1, H, T, seed)[0, :, :, :k] / softmax_maps(1, H, T, seed)[0, :, :, :k].sum(-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return AttentionExplorer.prepare(softmax_maps(), TOKENS, linformer_weights=linformer_maps(),
+                                     projection=np.random.default_rng(2).normal(size=(4, 16)))
+
+
+@pytest.fixture(scope="module")
+def explorer(data) -> AttentionExplorer:
+    """Built once: only for tests that leave it as it is."""
+    return AttentionExplorer(data, pattern="sliding_window")
+
+
+# Layer 1: prepare -------------------------------------------------------------------------------------
+
+
+def test_prepare_returns_plain_arrays(data):
+    assert data["weights"].shape == (2, 3, 10, 10) and data["weights"].dtype == np.float64
+    assert list(data["tokens"]) == TOKENS
+    assert data["linformer_weights"].shape == (3, 10, 4)
+    assert data["projection"].shape == (4, 10)  # the first T columns of E (k, n)
+
+
+def test_prepare_takes_tensors_and_fully_masked_rows():
+    w = torch.tensor(softmax_maps(1, 2, 5), dtype=torch.float32, requires_grad=True)
+    with torch.no_grad():
+        w[0, 1, 3] = 0  # a query whose every key was masked: memlib gives it zero weights
+    data = AttentionExplorer.prepare(w, list("abcde"))
+    np.testing.assert_allclose(data["weights"], w.detach().numpy(), rtol=1e-6)
+    assert AttentionExplorer.prepare(softmax_maps(1, 1, 3), np.array(["x", "y", "z"]))["tokens"].shape == (3,)
+
+
+def with_row(value: float) -> np.ndarray:
+    w = softmax_maps()
+    w[1, 2, 4] = value
+    return w
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"weights": softmax_maps()[0]}, ValueError, r"weights: expected shape \(L, H, T, T\).*got \(3, 10, 10\)"),
+        ({"weights": softmax_maps()[..., :9]}, ValueError, r"expected square query x key maps .*Tq = 10 and Tk = 9"),
+        ({"weights": np.zeros((1, 0, 10, 10))}, ValueError, r"expected weights of shape \(L>0, H>0, T>0, T>0\)"),
+        ({"tokens": TOKENS[:9]}, ValueError, r"expected 10 tokens \(one per query and key\), got 9"),
+        ({"tokens": "the cat"}, TypeError, r"expected tokens as a list of 10 strings, got str"),
+        ({"tokens": [*TOKENS[:9], 3]}, TypeError, r"expected every token a string, got int at 9"),
+        ({"weights": with_row(np.nan)}, ValueError, r"weights: expected finite values, got 10 NaN/inf entries"),
+        ({"weights": with_row(0.2)}, ValueError,
+         r"expected each row to sum to 1 \(or be all zero: a fully masked query\), got 2 at layer 1, head 2, "
+         r"query 4 \(1 such rows\)"),
+        ({"weights": -softmax_maps()}, ValueError, r"expected non-negative weights \(a softmax\), got -0\.\d+ at "
+                                                   r"layer \d, head \d, query \d, key \d"),
+        ({"weights": [["a"]]}, TypeError, r"weights: expected numbers of shape \(L, H, T, T\)"),
+        ({"max_tokens": 8}, ValueError, r"at most max_tokens = 8 tokens, got 10: shorten the text"),
+        ({"linformer_weights": linformer_maps(H=2)}, ValueError,
+         r"expected linformer_weights of shape \(1 or 3, 10, k>0\), got \(2, 10, 4\)"),
+        ({"linformer_weights": linformer_maps() * 2}, ValueError,
+         r"linformer_weights: expected each row to sum to 1 .*got 2 at head 0, query 0"),
+        ({"projection": np.zeros((4, 10))}, ValueError, r"expected linformer_weights with the projection"),
+        ({"linformer_weights": linformer_maps(), "projection": np.zeros((5, 10))}, ValueError,
+         r"expected projection E of shape \(4, n >= 10\), got \(5, 10\)"),
+        ({"linformer_weights": linformer_maps(), "projection": np.zeros((4, 9))}, ValueError,
+         r"expected projection E of shape \(4, n >= 10\), got \(4, 9\)"),
+    ],
+)
+def test_prepare_says_what_it_expected(kwargs, error, match):
+    args = {"weights": softmax_maps(), "tokens": TOKENS, **kwargs}
+    with pytest.raises(error, match=match):
+        AttentionExplorer.prepare(args.pop("weights"), args.pop("tokens"), **args)
+
+
+# from_trace on real memlib models ---------------------------------------------------------------------
+
+
+def encoder(d: int = 16, heads: int = 2, layers: int = 2) -> memlib.TransformerEncoder:
+    torch.manual_seed(0)
+    layer = memlib.TransformerEncoderLayer(d, heads, 32, dropout=0.0, batch_first=True)
+    return memlib.TransformerEncoder(layer, layers).eval()
+
+
+def test_from_trace_stacks_the_layers_of_a_real_encoder():
+    model, x = encoder(), torch.randn(3, 10, 16)  # (B, T, D)
+    with memlib.trace() as tr:
+        model(x)
+    data = AttentionExplorer.from_trace(tr, TOKENS, sample=1)
+    assert data["weights"].shape == (2, 2, 10, 10)  # (L, H, T, T)
+    for layer in range(2):
+        np.testing.assert_allclose(data["weights"][layer], tr["attention.weights"][layer][1].numpy(), rtol=1e-6)
+    assert "linformer_weights" not in data
+
+
+def test_from_trace_reads_linformer_and_its_projection():
+    x = torch.randn(1, 10, 16)
+    linformer = memlib.LinformerAttention(16, 2, seq_len=12, k=3, batch_first=True)
+    with memlib.trace() as tr:
+        encoder()(x)
+        linformer(x, x, x)
+    data = AttentionExplorer.from_trace(tr, TOKENS, projection=linformer.E.detach())
+    np.testing.assert_allclose(data["linformer_weights"], tr.last("linformer.weights")[0].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(data["projection"], linformer.E.detach()[:, :10].numpy(), rtol=1e-6)
+
+
+def test_from_trace_says_what_is_wrong():
+    model = encoder()
+    with memlib.trace() as tr:
+        model(torch.randn(2, 10, 16))
+    with pytest.raises(ValueError, match=r"expected 'luong.weights' in the trace .*got names \['attention.weights'\]"):
+        AttentionExplorer.from_trace(tr, TOKENS, name="luong.weights")
+    with pytest.raises(ValueError, match=r"expected sample in \[0, 2\) \(the batch\), got 2"):
+        AttentionExplorer.from_trace(tr, TOKENS, sample=2)
+    with pytest.raises(ValueError, match=r"expected 10 tokens"):
+        AttentionExplorer.from_trace(tr, TOKENS[:4])
+    with memlib.trace() as two_calls:
+        model(torch.randn(1, 10, 16))
+        model(torch.randn(1, 6, 16))
+    with pytest.raises(ValueError, match=r"of one shape \(B, H, T, T\) \(one call of the model\), got \[\("):
+        AttentionExplorer.from_trace(two_calls, TOKENS)
+
+
+# The masks and their costs, against memlib ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("T,window,n_global", [(10, 1, 1), (10, 2, 0), (7, 1, 2), (12, 3, 3), (5, 6, 1)])
+def test_sliding_window_mask_is_memlibs(T, window, n_global):
+    attn = memlib.SlidingWindowAttention(8, 2, window=window, global_tokens=range(n_global))
+    allowed = pattern_allowed("sliding_window", T, PatternParams(window=window, n_global=n_global))
+    np.testing.assert_array_equal(allowed, ~attn.mask(T).numpy())
+
+
+def test_causal_and_full_masks():
+    np.testing.assert_array_equal(pattern_allowed("causal", 9, PatternParams()), ~causal_mask(9).numpy())
+    assert pattern_allowed("full", 4, PatternParams()).all() and pattern_allowed("linformer", 4, PatternParams()).all()
+
+
+BIGBIRD_CASES = [  # (T, block, window radius in blocks, global blocks, random blocks, seed)
+    (12, 1, 1, 1, 1, 0), (12, 2, 1, 1, 1, 0), (16, 2, 1, 1, 2, 3), (24, 2, 0, 0, 3, 1), (24, 4, 1, 2, 1, 2),
+    (32, 1, 2, 1, 4, 1), (16, 4, 1, 0, 0, 0), (8, 8, 1, 1, 1, 0), (48, 2, 1, 1, 6, 3),
+]
+
+
+@pytest.mark.parametrize("T,block,window,n_global,n_random,seed", BIGBIRD_CASES)
+def test_bigbird_mask_is_memlibs_random_blocks_included(T, block, window, n_global, n_random, seed):
+    attn = memlib.BigBirdAttention(8, 2, block_size=block, num_window_blocks=2 * window + 1,
+                                   num_global_blocks=n_global, num_random_blocks=n_random, seed=seed)
+    p = PatternParams(window=window, n_global=n_global, n_random=n_random, block=block, seed=seed)
+    np.testing.assert_array_equal(pattern_allowed("bigbird", T, p), ~attn.mask(T).numpy())
+
+
+def test_bigbird_pads_a_sentence_to_whole_blocks_and_cuts_the_mask_back():
+    attn = memlib.BigBirdAttention(8, 2, block_size=4, num_window_blocks=1, num_global_blocks=1, num_random_blocks=1)
+    p = PatternParams(window=0, n_global=1, n_random=1, block=4)
+    np.testing.assert_array_equal(pattern_allowed("bigbird", 10, p), ~attn.mask(12).numpy()[:10, :10])
+
+
+def test_bigbird_order_leaves_the_global_rng_alone():
+    state = torch.random.get_rng_state()
+    order = bigbird_order(6, seed=1)
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert order.shape == (6, 5) and order.dtype == np.int16
+    assert all(sorted(order[q].tolist()) == [o for o in range(6) if o != q] for q in range(6))
+    assert bigbird_order(1, 0).shape == (1, 0)
+
+
+@pytest.mark.parametrize("pattern", list(PATTERNS))
+@pytest.mark.parametrize("T", [8, 16, 32])
+def test_pair_formulas_count_the_mask(pattern, T):
+    for p in (PatternParams(), PatternParams(window=2, n_global=3, n_random=2, block=4, seed=1, k=5),
+              PatternParams(window=0, n_global=0, n_random=0, block=8, k=64)):
+        expected = T * min(p.k, T) if pattern == "linformer" else int(pattern_allowed(pattern, T, p).sum())
+        assert pattern_pairs(pattern, T, p) == expected, p
+
+
+def test_pair_formulas_at_length():
+    n = 4096
+    assert pattern_pairs("full", n, PatternParams()) == n * n
+    assert pattern_pairs("causal", n, PatternParams()) == n * (n + 1) // 2
+    assert pattern_pairs("sliding_window", n, PatternParams(window=256, n_global=0)) == n * 513 - 256 * 257
+    assert pattern_pairs("linformer", n, PatternParams(k=256)) == n * 256
+    # BigBird, no global: a middle block sees 3 window + 2 random blocks of 64 x 64; the two end blocks 2 + 2
+    p = PatternParams(window=1, n_global=0, n_random=2, block=64)
+    assert pattern_pairs("bigbird", n, p) == (62 * 5 + 2 * 4) * 64 * 64
+    with pytest.raises(ValueError, match=r"expected n a multiple of the block size 16 for BigBird, got n = 100"):
+        pattern_pairs("bigbird", 100, PatternParams(block=16))
+    with pytest.raises(ValueError, match=r"expected pattern in \['full', .*got 'dense'"):
+        pattern_allowed("dense", 4, PatternParams())
+
+
+def test_format_bytes_and_memory_text():
+    assert [format_bytes(b) for b in (400, 1536, 64 * 2**20, 3 * 2**40)] == ["400 B", "1.5 KiB", "64.0 MiB",
+                                                                             "3.0 TiB"]
+    text = memory_text("sliding_window", 10, 58, PatternParams(window=2, n_global=1), outside=0.405, padded=10)
+    assert text.startswith("<b>sliding window (Longformer)</b>: 58 of 100 query-key pairs allowed (58.0% of T\u00b2)")
+    assert "At n = 4,096 tokens: 28,660 scores (0.2% of n\u00b2): 112.0 KiB per head" in text
+    assert "against 64.0 MiB for full attention" in text and "40.5% of its weight outside the pattern" in text
+    assert [fixed(6.25, 1), fixed(0.125, 2), fixed(1.005, 2), fixed(64, 1)] == ["6.3", "0.13", "1.00", "64.0"]  # as JS
+    assert "padded to 12" in memory_text("bigbird", 10, 70, PatternParams(block=4), None, padded=12)
+
+
+def test_pattern_params_are_checked():
+    with pytest.raises(ValueError, match=r"PatternParams: expected block as an integer >= 1, got 0"):
+        PatternParams(block=0)
+    with pytest.raises(ValueError, match=r"expected window as an integer >= 0, got 1.5"):
+        PatternParams(window=1.5)
+
+
+# Layer 2: the static Bokeh layout -------------------------------------------------------------------------
+
+NAMED = ("attention_layer_select", "attention_head_select", "attention_query_slider", "attention_pattern_select",
+         "attention_window_slider", "attention_global_slider", "attention_random_slider", "attention_block_select",
+         "attention_seed_slider", "attention_k_slider", "attention_n_select", "attention_memory_cost",
+         "attention_caption", "attention_mask_figure", "attention_linformer_panel", "attention_store",
+         "attention_tokens", "attention_weights_view", "attention_row_view", "attention_mask_view",
+         "attention_bigbird_orders", "attention_linformer_store", "attention_linformer_view",
+         "attention_projection_view")
+WIDGETS = ("attention_layer_select", "attention_head_select", "attention_query_slider", "attention_pattern_select",
+           "attention_window_slider", "attention_global_slider", "attention_random_slider", "attention_block_select",
+           "attention_seed_slider", "attention_k_slider", "attention_n_select")
+
+
+def test_layout_names_its_models(explorer):
+    for name in NAMED:
+        assert explorer.layout.select_one({"name": name}) is not None, name
+    for name in ("attention_weights_view", "attention_mask_view", "attention_row_view"):
+        assert explorer.layout.select_one({"name": name}) is explorer.sources[name]
+        assert isinstance(explorer.sources[name], ColumnDataSource)
+
+
+def test_every_control_drives_one_customjs(explorer):
+    layout = explorer.layout
+    head = layout.select_one({"name": "attention_head_select"})
+    assert isinstance(head, Select) and head.options[-1] == ("mean", "mean of 3 heads") and head.value == "0"
+    assert layout.select_one({"name": "attention_layer_select"}).options == [("0", "layer 1"), ("1", "layer 2")]
+    [callback] = head.js_property_callbacks["change:value"]
+    assert isinstance(callback, CustomJS)
+    for name in WIDGETS:
+        assert layout.select_one({"name": name}).js_property_callbacks["change:value"] == [callback], name
+    assert {"store", "weights_view", "mask_view", "row_view", "orders", "memory", "pattern"} <= set(callback.args)
+    assert callback.args["mask_view"] is explorer.sources["attention_mask_view"]
+    weights_fig = explorer.weights_fig
+    assert len(weights_fig.js_event_callbacks["tap"]) == 1  # a click on a row chooses that query
+    window = layout.select_one({"name": "attention_window_slider"})
+    assert isinstance(window, Slider) and window.visible and (window.end, window.value) == (9, 1)
+    assert not layout.select_one({"name": "attention_random_slider"}).visible  # BigBird only
+
+
+def test_sources_start_on_layer_1_head_1_and_the_middle_query(explorer, data):
+    view = explorer.sources["attention_weights_view"].data
+    np.testing.assert_allclose(view["weight"], data["weights"][0, 0].ravel(), rtol=1e-6)
+    assert view["query"][10 * 5 + 3] == "chased" and view["key"][10 * 5 + 3] == "the"  # cell (query 5, key 3)
+    row = explorer.sources["attention_row_view"].data
+    np.testing.assert_allclose(row["weight"], data["weights"][0, 0, 5], rtol=1e-6)
+    assert row["token"] == TOKENS
+    caption = explorer.layout.select_one({"name": "attention_caption"}).text
+    assert caption.startswith('<b>layer 1, head 1</b>: query 6 &quot;chased&quot; attends most to key')
+
+
+def test_mask_view_renormalises_the_weights_inside_the_pattern(explorer, data):
+    mask = explorer.sources["attention_mask_view"].data
+    allowed = pattern_allowed("sliding_window", 10, PatternParams()).ravel()
+    np.testing.assert_array_equal(mask["allowed"], allowed)
+    shown = np.asarray(mask["weight"]).reshape(10, 10)
+    assert np.isnan(shown[~allowed.reshape(10, 10)]).all()
+    np.testing.assert_allclose(np.nansum(shown, 1), 1, rtol=1e-5)  # a softmax over the allowed keys
+    w = data["weights"][0, 0]
+    np.testing.assert_allclose(shown[5, 4:7], w[5, 4:7] / (w[5, 4:7].sum() + w[5, 0]), rtol=1e-5)  # band + global
+    text = explorer.layout.select_one({"name": "attention_memory_cost"}).text
+    assert text.startswith("<b>sliding window (Longformer)</b>: 44 of 100 query-key pairs allowed (44.0% of T")
+
+
+def test_the_store_is_float32_and_the_orders_are_memlibs(explorer):
+    store = explorer.sources["attention_store"].data
+    assert store["layer"] == [0, 0, 0, 1, 1, 1] and store["head"] == [0, 1, 2, 0, 1, 2]
+    assert store["weights"][0].dtype == np.float32 and store["weights"][0].shape == (100,)
+    orders = explorer.sources["attention_bigbird_orders"].data
+    assert sorted(set(orders["block"])) == [1, 2, 4, 8] and sorted(set(orders["seed"])) == [0, 1, 2, 3]
+    r = orders["block"].index(2)
+    np.testing.assert_array_equal(orders["order"][r], bigbird_order(5, orders["seed"][r]).ravel())
+    lin = explorer.sources["attention_linformer_store"].data
+    assert len(lin["weights"]) == 3 and lin["k"] == [4, 4, 4]
+
+
+def test_static_html_is_light_and_uses_the_pages_bokehjs(explorer):
+    page = explorer.static_html()
+    for name in NAMED:
+        assert name in page, name
+    assert "BEGIN bokeh.min.js" not in page and "cdn.bokeh.org" not in page
+
+
+def test_page_weight_at_the_largest_size():
+    T = 48
+    explorer = AttentionExplorer(AttentionExplorer.prepare(softmax_maps(4, 4, T), [f"t{i}" for i in range(T)]))
+    assert len(explorer.static_html()) < 600_000
+
+
+def test_bigbird_start_and_a_block_size_the_sentence_cannot_have():
+    data = AttentionExplorer.prepare(softmax_maps(1, 2, 3), ["a", "b", "c"])
+    explorer = AttentionExplorer(data, pattern="bigbird", params=PatternParams(block=4))
+    block = explorer.layout.select_one({"name": "attention_block_select"})
+    assert block.options == ["1", "2"] and block.value == "2" and block.visible
+    assert explorer.current_params().block == 2
+    assert "padded to 4" in explorer.layout.select_one({"name": "attention_memory_cost"}).text
+
+
+def test_linformer_panel_shows_when_chosen(data):
+    explorer = AttentionExplorer(data, pattern="linformer")
+    layout = explorer.layout
+    assert layout.select_one({"name": "attention_linformer_panel"}).visible
+    assert not layout.select_one({"name": "attention_mask_figure"}).visible
+    np.testing.assert_allclose(explorer.sources["attention_linformer_view"].data["weight"],
+                               data["linformer_weights"].mean(0).ravel())
+    assert len(explorer.sources["attention_projection_view"].data["value"]) == 40  # k x T
+    text = layout.select_one({"name": "attention_memory_cost"}).text
+    assert "k = 4: 10 queries x 4 projected keys = 40 scores" in text and "At n = 4,096 tokens: 16,384" in text
+    bare = AttentionExplorer(AttentionExplorer.prepare(softmax_maps(), TOKENS), pattern="linformer")
+    assert bare.layout.select_one({"name": "attention_linformer_missing"}).visible
+
+
+def test_update_resizes_everything_and_keeps_the_readers_choices(data):
+    explorer = AttentionExplorer(data)
+    layout = explorer.layout
+    layout.select_one({"name": "attention_head_select"}).value = "2"
+    layout.select_one({"name": "attention_query_slider"}).value = 9
+    explorer.update(AttentionExplorer.prepare(softmax_maps(1, 2, 6, seed=5), list("abcdef")))
+    head = layout.select_one({"name": "attention_head_select"})
+    assert head.options == [("0", "head 1"), ("1", "head 2"), ("mean", "mean of 2 heads")] and head.value == "1"
+    query = layout.select_one({"name": "attention_query_slider"})
+    assert (query.end, query.value) == (5, 5)
+    assert explorer.weights_fig.x_range.end == 5.5 and explorer.weights_fig.y_range.start == 5.5
+    assert explorer.weights_fig.xaxis.major_label_overrides == dict(enumerate("abcdef"))
+    assert len(explorer.sources["attention_weights_view"].data["weight"]) == 36
+    assert explorer.sources["attention_tokens"].data["token"] == list("abcdef")
+    assert not layout.select_one({"name": "attention_linformer_panel"}).visible
+    assert layout.select_one({"name": "attention_block_select"}).options == ["1", "2", "4"]
+    assert layout.select_one({"name": "attention_caption"}).text.startswith("<b>layer 1, head 2</b>: query 6")
+
+
+def test_constructor_checks_its_settings(data):
+    with pytest.raises(ValueError, match=r"expected pattern in \['full', .*got 'dense'"):
+        AttentionExplorer(data, pattern="dense")
+    with pytest.raises(ValueError, match=r"expected params.n in \[512, .*got n = 1000"):
+        AttentionExplorer(data, params=PatternParams(n=1000))
+
+
+# Layer 3: live controls -----------------------------------------------------------------------------------
+
+MODEL = encoder()
+
+
+def embed(words: list[str], d: int = 16) -> torch.Tensor:
+    """(1, T, D): a fixed random vector per word (from its CRC) plus sinusoidal positions."""
+    rows = [torch.randn(d, generator=torch.Generator().manual_seed(zlib.crc32(w.encode()))) for w in words]
+    positions = memlib.transformer.sinusoidal_encoding(torch.arange(len(words), dtype=torch.float32), d)
+    return (torch.stack(rows) + positions)[None]
+
+
+def chapter_compute(settings: dict) -> dict:
+    """What a chapter supplies: tokens, scores divided by the temperature, the pattern as memlib's mask."""
+    words = settings["text"].split()
+    if not words or not all(w.isalpha() for w in words):
+        raise ValueError(f"expected words of letters, got {settings['text']!r}")
+    if settings["pattern"] == "linformer":
+        raise ValueError("this compute runs the encoder's own patterns only")
+    T, tau = len(words), settings["temperature"]
+    params = PatternParams(**{k: settings[k] for k in ("window", "n_global", "n_random", "block", "seed", "k")})
+    blocked = torch.from_numpy(~pattern_allowed(settings["pattern"], T, params))  # memlib: True = blocked
+    model = encoder()
+    with torch.no_grad():
+        for layer in model.layers:  # softmax(q k / (sqrt(E) tau)): scale the query projection by 1 / tau
+            layer.self_attn.in_proj_weight[:16] /= tau
+            layer.self_attn.in_proj_bias[:16] /= tau
+    with memlib.trace() as tr, torch.no_grad():
+        model(embed(words), mask=blocked)
+    return AttentionExplorer.from_trace(tr, words)
+
+
+def first_settings(**change) -> dict:
+    return {"text": " ".join(TOKENS), "temperature": 1.0, "pattern": "full", "window": 1, "n_global": 1,
+            "n_random": 1, "block": 1, "seed": 0, "k": 4, **change}
+
+
+def test_renormalised_view_is_the_masked_models_first_layer():
+    full, causal = chapter_compute(first_settings()), chapter_compute(first_settings(pattern="causal"))
+    explorer = AttentionExplorer(full, pattern="causal")
+    for h in range(2):
+        explorer.layout.select_one({"name": "attention_head_select"}).value = str(h)
+        explorer.update(full)
+        shown = np.nan_to_num(np.asarray(explorer.sources["attention_mask_view"].data["weight"]).reshape(10, 10))
+        np.testing.assert_allclose(shown, causal["weights"][0, h], rtol=1e-4, atol=1e-6)
+
+
+@pytest.fixture
+def calls() -> list[dict]:
+    return []
+
+
+@pytest.fixture
+def live(calls) -> AttentionExplorer:
+    def compute(settings):
+        calls.append(dict(settings))
+        return chapter_compute(settings)
+
+    explorer = AttentionExplorer(chapter_compute(first_settings()), compute=compute)
+    explorer.layout  # noqa: B018 (built first, as show() does)
+    explorer.status_widget()
+    return explorer
+
+
+def test_recompute_redraws_with_a_new_sentence(live):
+    assert live.recompute(first_settings(text="memory is all you need")) is True
+    assert live.data["weights"].shape == (2, 2, 5, 5)
+    assert live.sources["attention_row_view"].data["token"] == ["memory", "is", "all", "you", "need"]
+    assert live.last_error is None
+
+
+def test_recompute_keeps_the_figures_when_compute_refuses(live):
+    before, weights = live.data, list(live.sources["attention_weights_view"].data["weight"])
+    assert live.recompute(first_settings(text="no digits 42")) is False
+    assert live.data is before and list(live.sources["attention_weights_view"].data["weight"]) == weights
+    assert live.last_error == "Not updated: expected words of letters, got 'no digits 42'"
+    assert live.status_widget().value == live.last_error
+
+
+def entropy(weights: np.ndarray) -> float:
+    return float(-(weights * np.log(np.clip(weights, 1e-12, None))).sum(-1).mean())
+
+
+def test_controls_drive_compute(live, calls):
+    text, temperature, pattern = live.controls()
+    assert isinstance(text, ipywidgets.Text) and text.value == " ".join(TOKENS)
+    assert isinstance(temperature, ipywidgets.FloatSlider) and temperature.value == 1.0
+    assert isinstance(pattern, ipywidgets.Dropdown) and pattern.value == "full"
+    warm = entropy(live.data["weights"])
+
+    temperature.value = 0.25
+    assert calls[-1] == first_settings(temperature=0.25)
+    assert entropy(live.data["weights"]) < warm  # colder: sharper rows
+
+    pattern.value = "sliding_window"
+    assert calls[-1]["pattern"] == "sliding_window"
+    assert live.layout.select_one({"name": "attention_pattern_select"}).value == "sliding_window"
+    blocked = ~pattern_allowed("sliding_window", 10, PatternParams())
+    assert (live.data["weights"][:, :, blocked] == 0).all()  # the model ran with the pattern
+
+    live.layout.select_one({"name": "attention_window_slider"}).value = 3  # the reader moved a Bokeh slider
+    text.value = "a short one"
+    assert calls[-1]["text"] == "a short one" and calls[-1]["window"] == 3
+    assert live.data["weights"].shape[2] == 3
+
+    pattern.value = "linformer"
+    assert live.last_error == "Not updated: this compute runs the encoder's own patterns only"
+    assert live.data["weights"].shape[2] == 3
+
+
+# The page's JavaScript against the Python it mirrors (node, when installed; the browser check covers the rest) ------
+
+NODE = shutil.which("node")
+needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed: the JS is checked in the browser instead")
+
+_DRIVE_JS = """
+const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
+const names = Object.keys(input.args);
+const out = [];
+for (const c of input.cases) {
+  const a = JSON.parse(JSON.stringify(input.args));
+  a.boxes = [{}, {}];
+  for (const [name, value] of Object.entries(c)) a[name].value = value;
+  new Function(...names, input.code)(...names.map(n => a[n]));
+  out.push({allowed: a.mask_view.data.allowed, shown: a.mask_view.data.weight.map(v => isNaN(v) ? null : v),
+            weight: a.weights_view.data.weight, row: a.row_view.data.inside, memory: a.memory.text,
+            caption: a.caption.text});
+}
+console.log(JSON.stringify(out));
+"""
+
+JS_CASES = [  # the widgets' values (strings for Selects), and the view Python computes for them
+    {"pattern": "full", "head": "mean", "layer": "1", "query": 2},
+    {"pattern": "causal", "head": "2", "query": 9},
+    {"pattern": "sliding_window", "window_s": 2, "global_s": 0, "n_select": "65536"},
+    {"pattern": "sliding_window", "window_s": 1, "global_s": 3},
+    {"pattern": "bigbird", "block": "1", "window_s": 1, "global_s": 1, "random_s": 2, "seed_s": 3},
+    {"pattern": "bigbird", "block": "4", "window_s": 0, "global_s": 1, "random_s": 1, "seed_s": 1},
+    {"pattern": "bigbird", "block": "2", "window_s": 1, "global_s": 2, "random_s": 6, "seed_s": 2},
+    {"pattern": "linformer", "k_s": 64, "n_select": "1024"},
+]
+
+
+def _jsonable(value):
+    if isinstance(value, ColumnDataSource):
+        return {"data": {k: _jsonable(v) for k, v in value.data.items()}}
+    if isinstance(value, np.ndarray | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return None if np.isnan(value) else float(value)  # JSON has no NaN; the JS reads null as a blocked cell
+    if isinstance(value, int | str | np.integer | np.str_):
+        return value.item() if isinstance(value, np.generic) else value
+    if hasattr(value, "value"):
+        return {"value": value.value, "start": getattr(value, "start", None)}
+    return {}
+
+
+@needs_node
+def test_the_pages_js_draws_what_python_draws(explorer, data):
+    explorer.layout  # noqa: B018 (the callback is made with the layout)
+    args = {name: _jsonable(model) for name, model in explorer.callback.args.items()}
+    done = subprocess.run([NODE, "-e", _DRIVE_JS], capture_output=True, text=True, timeout=30, check=False,
+                          input=json.dumps({"args": args, "code": explorer.callback.code, "cases": JS_CASES}))
+    assert done.returncode == 0, done.stderr[-2000:]
+    fields = {"window_s": "window", "global_s": "n_global", "random_s": "n_random", "block": "block",
+              "seed_s": "seed", "k_s": "k", "n_select": "n"}
+    for case, got in zip(JS_CASES, json.loads(done.stdout), strict=True):
+        p = PatternParams(**{**dataclasses.asdict(PatternParams()),
+                             **{fields[k]: int(v) for k, v in case.items() if k in fields}})
+        layer, head, q = int(case.get("layer", "0")), case.get("head", "0"), case.get("query", 5)
+        view = explorer._view(data, layer, head, q, case["pattern"], p, explorer._orders_cache(10))
+        np.testing.assert_array_equal(got["allowed"], view["allowed"], err_msg=str(case))
+        np.testing.assert_allclose(got["weight"], view["weights"], rtol=1e-5, err_msg=str(case))
+        shown = np.array([np.nan if v is None else v for v in got["shown"]])
+        np.testing.assert_allclose(shown, view["shown"], rtol=1e-5, err_msg=str(case))
+        np.testing.assert_allclose(got["row"], view["row_inside"], rtol=1e-5, atol=1e-7, err_msg=str(case))
+        assert got["memory"] == view["memory"], case
+        assert got["caption"] == explorer._caption(data, layer, head, q), case
