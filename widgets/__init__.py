@@ -8,12 +8,15 @@ from widgets.base import Explorer
 from widgets.display import bokeh_html, claim_check, claim_check_html, load_bokeh_inline, show_bokeh
 from widgets.gates import GateExplorer
 from widgets.hidden_state import HiddenStateExplorer
+from widgets.memory import AddressingPipeline, MemoryExplorer
 
 __all__ = [
+    "AddressingPipeline",
     "AttentionExplorer",
     "Explorer",
     "GateExplorer",
     "HiddenStateExplorer",
+    "MemoryExplorer",
     "bokeh_html",
     "claim_check",
     "claim_check_html",
