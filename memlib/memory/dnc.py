@@ -42,14 +42,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from memlib.memory.addressing import (
-    _check_input,
     _check_sizes,
-    _check_state,
     _expect,
     content_weighting,
     read,
     write,
 )
+from memlib.memory.controller import MemoryAugmented
 from memlib.recurrent import LSTMCell
 from memlib.tracing import record
 
@@ -201,7 +200,7 @@ class DNCState(NamedTuple):
     read_vectors: torch.Tensor  # (B, R, W)
 
 
-class DNC(nn.Module):
+class DNC(MemoryAugmented):
     """A Differentiable Neural Computer with an LSTM controller, ``read_heads`` read heads and one write head.
 
     Defaults are small so that it trains on a CPU (the paper's bAbI model had 256 x 64 memory, 4 read heads,
@@ -213,6 +212,8 @@ class DNC(nn.Module):
     ``forward(x (B, T, I), state = zeros) -> (y (B, T, O), state)``; ``step(x (B, I), state) -> (y (B, O),
     state)``. See the module docstring for the trace names.
     """
+
+    state_type = DNCState
 
     def __init__(
         self,
@@ -263,35 +264,6 @@ class DNC(nn.Module):
             "write_weights": (B, N),
             "read_vectors": (B, R, W),
         }
-
-    def initial_state(self, batch_size: int, device=None, dtype=None) -> DNCState:
-        """All zeros: an empty memory. ``device`` and ``dtype`` default to the parameters'."""
-        _check_sizes("DNC.initial_state", batch_size=batch_size)
-        like = self.output.weight
-        factory = {"device": like.device if device is None else device, "dtype": like.dtype if dtype is None else dtype}
-        shapes = self._state_shapes(batch_size)
-        h, c = (torch.zeros(shape, **factory) for shape in shapes["controller"])
-        return DNCState((h, c), *(torch.zeros(shapes[field], **factory) for field in DNCState._fields[1:]))
-
-    def _validate(self, x: torch.Tensor, state: DNCState | None, sequence: bool) -> DNCState:
-        _check_input("DNC", x, self.input_size, self.output.weight.dtype, sequence)
-        if state is None:
-            return self.initial_state(x.shape[0], x.device, x.dtype)
-        _check_state("DNC", state, DNCState, self._state_shapes(x.shape[0]), x)
-        return state
-
-    def forward(self, x: torch.Tensor, state: DNCState | None = None) -> tuple[torch.Tensor, DNCState]:
-        """Run over a sequence: ``x`` (B, T, I) -> outputs (B, T, O) and the state after the last step."""
-        state = self._validate(x, state, sequence=True)
-        outputs = []
-        for x_t in x.unbind(1):  # T x (B, I)
-            y_t, state = self._step(x_t, state)
-            outputs.append(y_t)
-        return torch.stack(outputs, dim=1), state  # (B, T, O)
-
-    def step(self, x: torch.Tensor, state: DNCState | None = None) -> tuple[torch.Tensor, DNCState]:
-        """One time step: ``x`` (B, I) -> output (B, O) and the new state."""
-        return self._step(x, self._validate(x, state, sequence=False))
 
     def _step(self, x: torch.Tensor, state: DNCState) -> tuple[torch.Tensor, DNCState]:
         B, W, R = x.shape[0], self.memory_width, self.read_heads

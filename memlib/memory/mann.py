@@ -39,14 +39,13 @@ import torch
 from torch import nn
 
 from memlib.memory.addressing import (
-    _check_input,
     _check_sizes,
-    _check_state,
     _expect,
     content_weighting,
     read,
     write,
 )
+from memlib.memory.controller import MemoryAugmented
 from memlib.recurrent import LSTMCell
 from memlib.tracing import record
 
@@ -113,7 +112,7 @@ class MANNState(NamedTuple):
     read_vectors: torch.Tensor  # (B, R, W)
 
 
-class MANN(nn.Module):
+class MANN(MemoryAugmented):
     """A memory-augmented network with LRUA and an LSTM controller (Santoro et al. 2016).
 
     Default sizes are those reported for the paper's Omniglot model (200 LSTM units, 128 x 40 memory,
@@ -124,6 +123,8 @@ class MANN(nn.Module):
     ``forward(x (B, T, I), state = zeros) -> (y (B, T, O), state)``; ``step(x (B, I), state) -> (y (B, O),
     state)``. See the module docstring for the step order and the trace names.
     """
+
+    state_type = MANNState
 
     def __init__(
         self,
@@ -176,35 +177,6 @@ class MANN(nn.Module):
             "usage": (B, N),
             "read_vectors": (B, R, W),
         }
-
-    def initial_state(self, batch_size: int, device=None, dtype=None) -> MANNState:
-        """All zeros. ``device`` and ``dtype`` default to the parameters'."""
-        _check_sizes("MANN.initial_state", batch_size=batch_size)
-        like = self.output.weight
-        factory = {"device": like.device if device is None else device, "dtype": like.dtype if dtype is None else dtype}
-        shapes = self._state_shapes(batch_size)
-        h, c = (torch.zeros(shape, **factory) for shape in shapes["controller"])
-        return MANNState((h, c), *(torch.zeros(shapes[field], **factory) for field in MANNState._fields[1:]))
-
-    def _validate(self, x: torch.Tensor, state: MANNState | None, sequence: bool) -> MANNState:
-        _check_input("MANN", x, self.input_size, self.output.weight.dtype, sequence)
-        if state is None:
-            return self.initial_state(x.shape[0], x.device, x.dtype)
-        _check_state("MANN", state, MANNState, self._state_shapes(x.shape[0]), x)
-        return state
-
-    def forward(self, x: torch.Tensor, state: MANNState | None = None) -> tuple[torch.Tensor, MANNState]:
-        """Run over a sequence: ``x`` (B, T, I) -> outputs (B, T, O) and the state after the last step."""
-        state = self._validate(x, state, sequence=True)
-        outputs = []
-        for x_t in x.unbind(1):  # T x (B, I)
-            y_t, state = self._step(x_t, state)
-            outputs.append(y_t)
-        return torch.stack(outputs, dim=1), state  # (B, T, O)
-
-    def step(self, x: torch.Tensor, state: MANNState | None = None) -> tuple[torch.Tensor, MANNState]:
-        """One time step: ``x`` (B, I) -> output (B, O) and the new state."""
-        return self._step(x, self._validate(x, state, sequence=False))
 
     def _step(self, x: torch.Tensor, state: MANNState) -> tuple[torch.Tensor, MANNState]:
         B, W, R = x.shape[0], self.memory_width, self.read_heads

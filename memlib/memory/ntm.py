@@ -40,7 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from memlib.memory.addressing import _check_input, _check_sizes, _check_state, address, read, write
+from memlib.memory.addressing import _check_sizes, address, read, write
+from memlib.memory.controller import MemoryAugmented
 from memlib.recurrent import LSTMCell
 from memlib.tracing import record
 
@@ -73,7 +74,7 @@ def _head_params(raw: torch.Tensor, W: int, S: int) -> tuple[_HeadParams, torch.
     return params, rest
 
 
-class NTM(nn.Module):
+class NTM(MemoryAugmented):
     """A Neural Turing Machine with ``read_heads`` read heads and one write head (Graves et al. 2014).
 
     Defaults follow the paper's copy experiment (section 4.1: 128 x 20 memory, 100 LSTM units, one
@@ -82,6 +83,8 @@ class NTM(nn.Module):
     ``forward(x (B, T, I), state = initial) -> (y (B, T, O), state)``; ``step(x (B, I), state) -> (y (B, O),
     state)``. See the module docstring for the step order, the initial state and the trace names.
     """
+
+    state_type = NTMState
 
     def __init__(
         self,
@@ -149,8 +152,7 @@ class NTM(nn.Module):
         ``device`` and ``dtype`` default to the parameters'.
         """
         _check_sizes("NTM.initial_state", batch_size=batch_size)
-        like = self.output.weight
-        factory = {"device": like.device if device is None else device, "dtype": like.dtype if dtype is None else dtype}
+        factory = self._factory(device, dtype)
         shapes = self._state_shapes(batch_size)
         focus = torch.zeros(self.memory_slots, **factory)
         focus[0] = 1.0
@@ -161,26 +163,6 @@ class NTM(nn.Module):
             write_weights=focus.expand(shapes["write_weights"]).clone(),
             read_vectors=torch.zeros(shapes["read_vectors"], **factory),
         )
-
-    def _validate(self, x: torch.Tensor, state: NTMState | None, sequence: bool) -> NTMState:
-        _check_input("NTM", x, self.input_size, self.output.weight.dtype, sequence)
-        if state is None:
-            return self.initial_state(x.shape[0], x.device, x.dtype)
-        _check_state("NTM", state, NTMState, self._state_shapes(x.shape[0]), x)
-        return state
-
-    def forward(self, x: torch.Tensor, state: NTMState | None = None) -> tuple[torch.Tensor, NTMState]:
-        """Run over a sequence: ``x`` (B, T, I) -> outputs (B, T, O) and the state after the last step."""
-        state = self._validate(x, state, sequence=True)
-        outputs = []
-        for x_t in x.unbind(1):  # T x (B, I)
-            y_t, state = self._step(x_t, state)
-            outputs.append(y_t)
-        return torch.stack(outputs, dim=1), state  # (B, T, O)
-
-    def step(self, x: torch.Tensor, state: NTMState | None = None) -> tuple[torch.Tensor, NTMState]:
-        """One time step: ``x`` (B, I) -> output (B, O) and the new state."""
-        return self._step(x, self._validate(x, state, sequence=False))
 
     def _step(self, x: torch.Tensor, state: NTMState) -> tuple[torch.Tensor, NTMState]:
         B, W, R, S = x.shape[0], self.memory_width, self.read_heads, 2 * self.shift_range + 1

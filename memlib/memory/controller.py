@@ -1,0 +1,68 @@
+"""The loop every controller-driven memory model shares (NTM, DNC, MANN).
+
+A subclass defines its state NamedTuple (``state_type``), the shapes of that state
+(``_state_shapes``), and one time step (``_step``); this base runs it over a sequence, checks
+input and state at the public boundary, and makes the initial state (all zeros unless the model
+says otherwise). State goes in and comes out: nothing is kept on the module between calls.
+
+Shapes: ``B`` batch, ``T`` time, ``I`` input features, ``O`` outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from memlib.memory.addressing import _check_input, _check_sizes, _check_state
+
+
+class MemoryAugmented(nn.Module):
+    """Base of NTM, DNC and MANN: ``forward`` over (B, T, I), ``step`` over (B, I), ``initial_state``."""
+
+    state_type: type  # the model's state NamedTuple; its first field is the controller state
+    input_size: int
+    output: nn.Linear  # the output layer: its weight gives the default device and dtype
+
+    def _state_shapes(self, B: int) -> dict[str, Any]:
+        """The shape of every state field for batch ``B`` (a tuple of shapes for the controller)."""
+        raise NotImplementedError
+
+    def _step(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """One time step on checked input: ``x`` (B, I) -> output (B, O) and the new state."""
+        raise NotImplementedError
+
+    def _factory(self, device, dtype) -> dict[str, Any]:
+        like = self.output.weight
+        return {"device": like.device if device is None else device, "dtype": like.dtype if dtype is None else dtype}
+
+    def initial_state(self, batch_size: int, device=None, dtype=None):
+        """All zeros: an empty memory. ``device`` and ``dtype`` default to the parameters'."""
+        _check_sizes(f"{type(self).__name__}.initial_state", batch_size=batch_size)
+        factory = self._factory(device, dtype)
+        shapes = self._state_shapes(batch_size)
+        controller = tuple(torch.zeros(shape, **factory) for shape in shapes["controller"])
+        fields = self.state_type._fields[1:]
+        return self.state_type(controller, *(torch.zeros(shapes[field], **factory) for field in fields))
+
+    def _validate(self, x: torch.Tensor, state: Any, sequence: bool):
+        name = type(self).__name__
+        _check_input(name, x, self.input_size, self.output.weight.dtype, sequence)
+        if state is None:
+            return self.initial_state(x.shape[0], x.device, x.dtype)
+        _check_state(name, state, self.state_type, self._state_shapes(x.shape[0]), x)
+        return state
+
+    def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        """Run over a sequence: ``x`` (B, T, I) -> outputs (B, T, O) and the state after the last step."""
+        state = self._validate(x, state, sequence=True)
+        outputs = []
+        for x_t in x.unbind(1):  # T x (B, I)
+            y_t, state = self._step(x_t, state)
+            outputs.append(y_t)
+        return torch.stack(outputs, dim=1), state  # (B, T, O)
+
+    def step(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        """One time step: ``x`` (B, I) -> output (B, O) and the new state."""
+        return self._step(x, self._validate(x, state, sequence=False))
