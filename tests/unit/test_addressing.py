@@ -23,14 +23,6 @@ from memlib.memory.addressing import (
 B, H, N, W, S = 2, 3, 6, 4, 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: extra threads only contend on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def distribution(*shape, dev="cpu", dtype=torch.float64) -> torch.Tensor:
     return torch.softmax(torch.randn(*shape, dtype=dtype, device=dev) * 2, dim=-1)

@@ -30,13 +30,6 @@ B, H, Tq, Tk, D = 2, 2, 4, 5, 8  # small: the parity grid runs in a few seconds
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def randn(*shape, dev, grad=False):
     return torch.randn(shape, dtype=F64, device=dev, requires_grad=grad)

@@ -17,13 +17,6 @@ V, E, H, P, S = 10, 5, 4, 2, 4
 VARIANTS = ["dmn", "dmn+"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only add overhead
-    yield
-    torch.set_num_threads(threads)
-
 
 def make(variant: str, dev=None, dtype=torch.float64) -> DMN:
     return DMN(DMNConfig(V, embedding_dim=E, hidden_size=H, passes=P, variant=variant)).to(dev or "cpu", dtype)

@@ -29,14 +29,6 @@ B, T, I, O, H, N, W, R = 2, 6, 4, 3, 6, 5, 4, 2  # noqa: E741 (I as in the shape
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: extra threads only contend on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def make(dev="cpu", dtype=F64) -> DNC:
     return DNC(I, O, controller_size=H, memory_slots=N, memory_width=W, read_heads=R).to(dev, dtype)

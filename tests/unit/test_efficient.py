@@ -20,13 +20,6 @@ B, T, D, H = 2, 12, 8, 2
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def randn(*shape, dev, grad=False):
     return torch.randn(shape, dtype=F64, device=dev, requires_grad=grad)

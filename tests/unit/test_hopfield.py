@@ -28,14 +28,6 @@ from memlib.memory.hopfield import (
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small tensors: extra threads only contend on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def spins(*shape, dev="cpu", generator=None) -> torch.Tensor:
     return (torch.randint(0, 2, shape, generator=generator) * 2 - 1).to(dev, F64)

@@ -17,14 +17,6 @@ B, T, I, O, H, N, W, R = 2, 7, 4, 3, 6, 8, 4, 2  # noqa: E741 (I as in the shape
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: extra threads only contend on a shared machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def make(dev="cpu", dtype=F64, gamma=0.95) -> MANN:
     model = MANN(I, O, controller_size=H, memory_slots=N, memory_width=W, read_heads=R, gamma=gamma)

@@ -18,13 +18,6 @@ from memlib.tasks.babi import babi_samples, build_vocab, generate_babi, vectoriz
 V, d, S, K = 12, 6, 5, 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only add overhead
-    yield
-    torch.set_num_threads(threads)
-
 
 def make(dev=None, dtype=torch.float64, **kwargs) -> MemN2N:
     options = {"vocab_size": V, "embedding_dim": d, "memory_size": S, "hops": K} | kwargs

@@ -18,13 +18,6 @@ B, T, I, O, H, N, W, P = 2, 5, 4, 3, 6, 5, 3, 3  # noqa: E741 (I as in the shape
 NAMES = ["nsm.memory", "nsm.program_weights", "nsm.read", "nsm.read_weights", "nsm.write_weights"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only add overhead
-    yield
-    torch.set_num_threads(threads)
-
 
 def config(**kwargs) -> NSMConfig:
     sizes = {"hidden_size": H, "memory_slots": N, "slot_size": W, "programs": P, "program_key_size": 4}

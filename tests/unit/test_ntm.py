@@ -19,14 +19,6 @@ B, T, I, O, H, N, W, R = 2, 5, 4, 3, 6, 5, 4, 2  # noqa: E741 (I as in the shape
 S = 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: extra threads only contend (on a shared 2-core machine, 50x slower).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def make(controller: str = "lstm", dev="cpu", dtype=torch.float64) -> NTM:
     model = NTM(I, O, controller_size=H, memory_slots=N, memory_width=W, read_heads=R, controller=controller)

@@ -32,13 +32,6 @@ FAMILIES = {  # name: (torch.nn class, memlib class, extra constructor arguments
 PATHS = {"fused": contextlib.nullcontext, "reference": memlib.trace}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def make_pair(family: str, dev: torch.device, **kwargs) -> tuple[nn.Module, nn.Module]:
     """A torch.nn module and a memlib module holding the same float64 weights."""

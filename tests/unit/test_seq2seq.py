@@ -21,13 +21,6 @@ ATTENTION = [None, "bahdanau", "luong", "local-m", "local-p"]
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def make(cell: str, attention: str | None, dev: torch.device) -> Seq2Seq:
     return Seq2Seq(SRC_V, TGT_V, embed_dim=5, hidden_size=8, cell=cell, attention=attention, window=1).to(dev, F64)

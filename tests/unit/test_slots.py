@@ -18,13 +18,6 @@ POLICIES = ["learned", "lrw"]
 NAMES = ["slots.memory", "slots.read_weights", "slots.recency", "slots.write_gate", "slots.write_weights"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only add overhead
-    yield
-    torch.set_num_threads(threads)
-
 
 def make(policy: str, dev=None, dtype=torch.float64) -> SlotMemory:
     return SlotMemory(I, O, slots=N, slot_size=W, policy=policy).to(dev or "cpu", dtype)

@@ -30,13 +30,6 @@ B, T, D, H, FF = 2, 5, 8, 2, 16
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def randn(*shape, dev, grad=False):
     return torch.randn(shape, dtype=F64, device=dev, requires_grad=grad)
