@@ -19,9 +19,12 @@ Both measures count only what the call adds: parameters and inputs that exist be
 from __future__ import annotations
 
 import itertools
+import os
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import torch
@@ -74,7 +77,7 @@ def peak_memory(fn: Callable[[], Any], device: torch.device | str = "cpu") -> tu
         raise ValueError(f"peak_memory: expected a cpu or cuda device, got {dev}")
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=False) as prof:
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = [
         e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]" and e.device_type().name == "CPU"
@@ -84,6 +87,23 @@ def peak_memory(fn: Callable[[], Any], device: torch.device | str = "cpu") -> tu
     # the call make the running sum dip below zero, which is why the peak starts from 0.
     running = itertools.accumulate(e.nbytes() for e in events)
     return max(0, max(running, default=0)), CPU_METHOD
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Hide what the profiler's C++ side prints on file descriptor 2 (start/stop lines, allocator notes).
+
+    Python exceptions still propagate; only native writes to the descriptor are dropped for the call.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def measure(
