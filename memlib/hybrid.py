@@ -106,6 +106,10 @@ class _RecurrentReader(nn.Module):
         if x.dim() != 3 or x.shape[-1] != self.input_size:
             one = " or (B, T)" if self.input_size == 1 else ""
             raise ValueError(f"{name}: expected input of shape (B, T, {self.input_size}){one}, got {tuple(x.shape)}")
+        if lengths is None:  # every sequence runs to the end: no packing (it slows torch's CPU kernels)
+            _check_sequences(name, x[..., 0], None)
+            hidden, _ = self.rnn(x)  # (B, T, D)
+            return hidden, hidden[:, -1]
         lengths = _check_sequences(name, x[..., 0], lengths)
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.rnn(packed)
