@@ -77,7 +77,7 @@ def peak_memory(fn: Callable[[], Any], device: torch.device | str = "cpu") -> tu
         raise ValueError(f"peak_memory: expected a cpu or cuda device, got {dev}")
     from torch.profiler import ProfilerActivity, profile
 
-    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = [
         e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]" and e.device_type().name == "CPU"
@@ -90,7 +90,7 @@ def peak_memory(fn: Callable[[], Any], device: torch.device | str = "cpu") -> tu
 
 
 @contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
+def native_stderr_silenced() -> Iterator[None]:
     """Hide what the profiler's C++ side prints on file descriptor 2 (start/stop lines, allocator notes).
 
     Python exceptions still propagate; only native writes to the descriptor are dropped for the call.
