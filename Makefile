@@ -9,6 +9,9 @@ SITE = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"
 INSTALLED := $(VENV)/.installed
 VENDORED := _vendor/.vendored
 HTML := _build/html
+# OpenMP threads that spin while waiting make torch 10-100x slower when the cores are shared;
+# passive waiting costs little when they are not.
+export OMP_WAIT_POLICY ?= PASSIVE
 # Times each stage of `make test` (bash's time keyword prints to stderr).
 TIMEFORMAT := %R s
 
