@@ -103,3 +103,56 @@ def test_chapter1_explorer_answers_its_slider(book_url, open_page):
 
 def _count_canvases(page) -> int:
     return page.evaluate(_CANVASES)
+
+
+_COLUMN = """
+([name, column]) => {
+  for (const doc of Bokeh.documents) {
+    const model = doc.get_model_by_name(name);
+    if (model) return JSON.stringify(Array.from(model.data[column], v => ArrayBuffer.isView(v) ? Array.from(v) : v));
+  }
+  return null;
+}
+"""
+
+_SELECT_OTHER_VARIANT = """
+() => {
+  for (const doc of Bokeh.documents) {
+    const select = doc.get_model_by_name("gate_variant_select");
+    if (select) {
+      select.value = select.options.find(o => o !== select.value);
+      return select.value;
+    }
+  }
+  return null;
+}
+"""
+
+
+@pytest.mark.parametrize("name", ["book/ch02_lstm", "book/ch02_gru"])
+def test_gate_explorer_answers_its_controls(name, book_url, open_page):
+    page, log = open_page(f"{book_url}/{name}.html")
+    page.wait_for_function("() => window.Bokeh && Bokeh.documents.some(d => d.get_model_by_name('gate_time_slider'))")
+    page.wait_for_function(f"() => ({_CANVASES})() > 0")
+    column = lambda source, col: page.evaluate(_COLUMN, [source, col])  # noqa: E731
+    time_handle, unit_handle = page.locator(".noUi-handle").nth(0), page.locator(".noUi-handle").nth(1)
+
+    before = column("gates_at_time", "value")
+    assert before is not None, "the gate explorer's data source is missing"
+    time_handle.scroll_into_view_if_needed()
+    time_handle.focus()
+    for _ in range(7):
+        page.keyboard.press("ArrowLeft")
+    assert column("gates_at_time", "value") != before, "the time slider did not change the gates at the chosen step"
+
+    lines = column("unit_over_time", "ys")
+    unit_handle.focus()
+    for _ in range(2):
+        page.keyboard.press("ArrowRight")
+    assert column("unit_over_time", "ys") != lines, "the unit slider did not change the unit's gate lines"
+
+    retention = column("retention_of_unit", "retention")
+    assert page.evaluate(_SELECT_OTHER_VARIANT) is not None, "no variant selector"
+    assert column("retention_of_unit", "retention") != retention, "another variant did not change the retention"
+    screenshot(page, name.replace("/", "_") + "_explorer")
+    assert not log.problems(), "\n".join(log.problems())
