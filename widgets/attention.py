@@ -72,7 +72,7 @@ MAX_TOKENS = 48  # a T x T map of 48 tokens still shows every label in the book'
 MAX_RANDOM = 6  # random blocks per query block the slider offers
 MAX_K = 256  # Linformer's k slider: the paper's largest
 ROW_TOLERANCE = 1e-3  # float32 softmax rows sum to 1 within ~1e-6; leave room for averaged or rounded weights
-WIDTH = 700  # the book's column
+WIDTH = 660  # fits the book's output column (688 px in a 1280 px window)
 # Light yellow (weight 0) to dark blue: blocked cells (light grey) stay apart from small weights.
 PALETTE = interp_palette(("#ffffd9", "#edf8b1", "#c7e9b4", "#7fcdbb", "#41b6c4", "#1d91c0", "#225ea8", "#253494",
                           "#081d58"), 256)

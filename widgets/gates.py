@@ -82,7 +82,7 @@ DEFAULT_INPUTS = {  # the text box's starting text per input kind; the chapter's
     "sine wave": "length=60 period=12",
     "sentence": "the cat that the dog chased sat on the mat",
 }
-WIDTH = 700  # the book's column
+WIDTH = 660  # fits the book's output column (688 px in a 1280 px window)
 
 _JS = """
 const GATES = %(gates)s, SYMBOL = %(symbol)s, TITLE = %(title)s, COLOR = %(color)s, KEEP = %(keep)s;
