@@ -426,11 +426,11 @@ class GateExplorer(Explorer):
         self.unit_range = Range1d(-0.5, H - 0.5)
 
         self.select = Select(title="variant", options=[str(n) for n in data["names"]], value=str(data["names"][v]),
-                             width=220, name="gate_variant_select", visible=V > 1)
+                             width=200, name="gate_variant_select", visible=V > 1)
         # Bokeh needs end > start: a 1-step input gets a 2-step slider (and 1 unit a 2-unit one), clamped in JS.
-        self.time_slider = Slider(start=1, end=max(T, 2), value=t + 1, step=1, title="step", width=230,
+        self.time_slider = Slider(start=1, end=max(T, 2), value=t + 1, step=1, title="step", width=210,
                                   name="gate_time_slider")
-        self.unit_slider = Slider(start=0, end=max(H - 1, 1), value=u, step=1, title="unit", width=230,
+        self.unit_slider = Slider(start=0, end=max(H - 1, 1), value=u, step=1, title="unit", width=210,
                                   name="gate_unit_select")
         self.caption = Div(text=self._caption(data, v, t, u), width=WIDTH, name="gate_caption")
 
