@@ -7,7 +7,10 @@ past capacity:
 - ``"learned"``: a gate decides *whether* to write, and attention over the slots (scored from each slot's
   content, the input and the slot's recency) decides *where*; both are trained with the rest of the model;
 - ``"lrw"``: a fixed baseline that always writes, into the least recently written slot (ties to the lowest
-  index): a FIFO buffer of the last ``N`` inputs.
+  index): a FIFO buffer of the last ``N`` inputs;
+- ``"random"``: a fixed baseline that always writes, into a slot drawn uniformly at random (from torch's
+  global generator on the input's device: seed it, e.g. with ``memlib.seed_everything``, to repeat a run),
+  empty or not: random replacement, as in a cache.
 
 This is our own minimal design, assembled from standard parts: write-by-attention with an erase toward the
 new value as in the Neural Turing Machine (Graves et al. 2014, sec. 3.2), additive attention scores
@@ -22,8 +25,8 @@ Shapes: ``B`` batch, ``T`` time, ``I`` input features, ``N`` slots, ``W`` slot w
 Trace names (each once per step):
 
 - ``slots.read_weights`` (B, N): the read weighting (sums to 1);
-- ``slots.write_weights`` (B, N): where the write goes (sums to 1; one-hot for ``"lrw"``);
-- ``slots.write_gate`` (B,): how much is written (in (0, 1); 1 for ``"lrw"``);
+- ``slots.write_weights`` (B, N): where the write goes (sums to 1; one-hot for ``"lrw"`` and ``"random"``);
+- ``slots.write_gate`` (B,): how much is written (in (0, 1); 1 for ``"lrw"`` and ``"random"``);
 - ``slots.memory`` (B, N, W): the slots after the write;
 - ``slots.recency`` (B, N): 1 for a slot just written, decaying by ``decay`` each step after; 0 if never written.
 """
@@ -39,7 +42,7 @@ from torch import nn
 
 from memlib.tracing import record
 
-POLICIES = ("learned", "lrw")
+POLICIES = ("learned", "lrw", "random")
 
 
 class SlotState(NamedTuple):
@@ -80,6 +83,7 @@ class SlotMemoryCell(nn.Module):
 
     ``"lrw"`` uses the same value and read, with ``g_t = 1`` and ``w^w_t`` one-hot at ``argmin_i rho_{t-1,i}``
     (exact while ``decay ** (N - 1)`` stays above the dtype's smallest number: hundreds of slots in float32).
+    ``"random"`` likewise, with ``w^w_t`` one-hot at a slot drawn uniformly from the ``N``.
 
     Read: key ``k_t = W_k x_t + b_k``, strength ``beta_t = softplus(w_beta . x_t + b_beta)``,
     ``w^r_t = softmax_i(beta_t cos(k_t, M_{t-1,i}))``, ``r_t = sum_i w^r_t,i M_{t-1,i}``.
@@ -138,6 +142,10 @@ class SlotMemoryCell(nn.Module):
             # the least recently written slot; argmin takes the first of ties, so empty slots fill in order
             weights = F.one_hot(state.recency.argmin(-1), self.slots).to(x.dtype)  # (B, N)
             return weights, x.new_ones(x.shape[0])
+        if self.policy == "random":
+            # any slot, each with probability 1/N, whether empty or not
+            pick = torch.randint(self.slots, (x.shape[0],), device=x.device)  # (B,)
+            return F.one_hot(pick, self.slots).to(x.dtype), x.new_ones(x.shape[0])
         # g_t = sigma(w_g . x_t + b_g)
         g = torch.sigmoid(self.gate(x)).squeeze(-1)  # (B,)
         # e_i = phi . tanh(U_M M_{t-1,i} + U_x x_t + u_r rho_{t-1,i} + a_i + b);  w^w = softmax_i(e_i)

@@ -1,4 +1,4 @@
-"""memlib.memory.slots: the learned and least-recently-written policies, read-then-write, state, traces, errors.
+"""memlib.memory.slots: the learned, least-recently-written and random policies, read-then-write, state, traces, errors.
 
 Shapes: ``B`` batch, ``T`` time, ``I`` inputs, ``N`` slots, ``W`` slot width, ``O`` outputs.
 """
@@ -14,9 +14,8 @@ import memlib
 from memlib.memory.slots import SlotMemory, SlotMemoryCell, SlotState
 
 B, T, I, N, W, O = 2, 7, 5, 3, 4, 6  # noqa: E741 (I as in the shape legend); T > N: slots get overwritten
-POLICIES = ["learned", "lrw"]
+POLICIES = ["learned", "lrw", "random"]
 NAMES = ["slots.memory", "slots.read_weights", "slots.recency", "slots.write_gate", "slots.write_weights"]
-
 
 
 def make(policy: str, dev=None, dtype=torch.float64) -> SlotMemory:
@@ -72,6 +71,28 @@ def test_lrw_is_a_fifo_of_the_last_n_values():
     assert_close(state.recency[0], torch.tensor([1.0, 0.9**2, 0.9], dtype=torch.float64))
 
 
+def test_random_policy_writes_whole_values_into_uniformly_drawn_slots():
+    model = make("random")
+    x = torch.randn(1, 3000, I, dtype=torch.float64)
+    torch.manual_seed(0)
+    with memlib.trace() as tr:
+        _, state = model(x)
+    w = tr.stack("slots.write_weights")[:, 0]  # (T, N)
+    assert (w.amax(-1) == 1).all() and (tr.stack("slots.write_gate") == 1).all()
+    counts = torch.bincount(w.argmax(-1), minlength=N).double()
+    # 3000 draws over 3 slots: each count within 5 standard deviations (about 130) of 1000
+    assert ((counts - 1000).abs() < 5 * (3000 * (1 / N) * (1 - 1 / N)) ** 0.5).all(), counts
+    values = torch.tanh(model.cell.value(x)).detach()[0]  # (T, W)
+    picks = w.argmax(-1).tolist()
+    for slot in range(N):  # each slot holds the value of the last step that drew it
+        last = max(t for t, p in enumerate(picks) if p == slot)
+        assert_close(state.memory[0, slot], values[last])
+    torch.manual_seed(0)
+    with memlib.trace() as again:
+        model(x)
+    assert torch.equal(again.stack("slots.write_weights"), tr.stack("slots.write_weights"))
+
+
 def test_read_comes_before_the_write():
     model = make("learned")
     cell = model.cell
@@ -99,7 +120,9 @@ def test_learned_policy_tells_empty_slots_apart():
 def test_state_in_state_out(policy):
     model = make(policy)
     x = torch.randn(B, T, I, dtype=torch.float64)
+    torch.manual_seed(1)  # the random policy draws its slots from the global generator
     whole, final = model(x)
+    torch.manual_seed(1)
     first, middle = model(x[:, :3])
     second, end = model(x[:, 3:], middle)
     assert_close(torch.cat([first, second], dim=1), whole)
@@ -130,7 +153,7 @@ BAD = [  # (call, exception, message with the expected and the actual value)
     (lambda: SlotMemoryCell(I, slots=0), ValueError, r"slots as a positive integer, got 0"),
     (lambda: SlotMemoryCell(I, slot_size=-2), ValueError, r"slot_size as a positive integer, got -2"),
     (lambda: SlotMemoryCell(-1), ValueError, r"input_size as a positive integer, got -1"),
-    (lambda: SlotMemoryCell(I, policy="fifo"), ValueError, r"policy in \('learned', 'lrw'\), got 'fifo'"),
+    (lambda: SlotMemoryCell(I, policy="fifo"), ValueError, r"policy in \('learned', 'lrw', 'random'\), got 'fifo'"),
     (lambda: SlotMemoryCell(I, decay=1.5), ValueError, r"decay in \(0, 1\), got 1.5"),
     (lambda: SlotMemory(I, 0), ValueError, r"output_size as a positive integer, got 0"),
     (lambda: make("lrw")(_x(B, T, I + 1)), ValueError, r"input of shape \(B, T, I\) = \(\*, \*, 5\), got \(2, 7, 6\)"),
