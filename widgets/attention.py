@@ -18,11 +18,18 @@ draws the other blocks, and takes the first ``num_random_blocks`` outside the wi
 memlib does. A sentence whose length is not a multiple of the block size is padded to one (memlib requires it)
 and the mask cut back to ``T``.
 
+Cross-attention. Given ``key_tokens``, the weights are (L, H, T, S): T queries from one sequence (a decoder's
+steps, a question) over S keys from another (an encoder's states, a document). The heatmap's rows carry the
+query tokens and its columns the key tokens; layer, head and query selectors work as before. The pattern panel
+is off: full, causal, sliding-window, BigBird and Linformer are patterns of a sequence attending to itself
+(query ``i`` and key ``i`` are the same position), which cross-attention does not have; the page says so.
+
 Static (Bokeh + CustomJS, no kernel): layer, head and query selectors, the pattern selector and its sliders.
 Live (ipywidgets): a sentence, a temperature and a pattern; a ``compute(settings)`` the chapter supplies reruns
 a memlib model under ``memlib.trace()`` and the same figures redraw.
 
-Shapes: ``L`` layers, ``H`` heads, ``T`` tokens (queries = keys: self-attention), ``k`` Linformer's projected
+Shapes: ``L`` layers, ``H`` heads, ``T`` tokens (queries = keys: self-attention; the queries in cross-attention),
+``S`` the keys of cross-attention, ``k`` Linformer's projected
 length, ``n`` a longer sequence, ``b`` BigBird's block size, ``nb`` its number of blocks.
 """
 
@@ -242,17 +249,58 @@ def memory_text(pattern: str, T: int, allowed_pairs: int, params: PatternParams,
     return f"{head}<br>{at_n}<br>{note.strip()}"
 
 
+def cross_text(T: int, S: int) -> str:
+    """The cross-attention note that replaces the memory report (HTML)."""
+    return (f"<b>cross-attention</b>: {T} queries x {S} keys = {T * S:,} scores per head "
+            f"({format_bytes(4 * T * S)} at float32). The pattern selector (full, causal, sliding window, BigBird, "
+            "Linformer) is off: those patterns restrict a sequence attending to itself, and here the queries and "
+            "the keys are two different sequences.")
+
+
 # The page's JavaScript --------------------------------------------------------------------------------------
 
 _JS = """
 const PATTERNS = %(patterns)s;
 const tok = tokens.data.token, T = tok.length;
+const ktok = key_tokens.data.token, S = ktok.length;  // self-attention: the same tokens, S = T
+const cross = key_tokens.data.cross[0] === 1;
 const store_d = store.data;
 const L = Math.max(...store_d.layer) + 1, H = Math.max(...store_d.head) + 1;
 const li = Math.min(Math.max(parseInt(layer.value) || 0, 0), L - 1);
 const mean = head.value === "mean";
 const hi = mean ? 0 : Math.min(Math.max(parseInt(head.value) || 0, 0), H - 1);
 const q = Math.min(Math.max(query.value, 0), T - 1);
+const esc = (s) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+
+// The chosen layer's map (T x S, row = query), one head or the mean of the heads.
+const M = new Float64Array(T * S);
+let heads = 0;
+for (let r = 0; r < store_d.layer.length; r++) {
+  if (store_d.layer[r] !== li || (!mean && store_d.head[r] !== hi)) continue;
+  const w = store_d.weights[r];
+  for (let c = 0; c < T * S; c++) M[c] += w[c];
+  heads++;
+}
+for (let c = 0; c < T * S; c++) M[c] /= Math.max(heads, 1);
+const row_w = Array.from(M.slice(q * S, (q + 1) * S));
+let best = 0;
+for (let j = 1; j < S; j++) if (row_w[j] > row_w[best]) best = j;
+const who = mean ? `mean of ${H} heads` : `head ${hi + 1}`;
+caption.text = `<b>layer ${li + 1}, ${who}</b>: query ${q + 1} &quot;${esc(tok[q])}&quot; attends most to ` +
+  `key ${best + 1} &quot;${esc(ktok[best])}&quot; (${row_w[best].toFixed(2)}). ` +
+  `Rows are queries, columns keys; click a row or move the query slider.`;
+row_title.text = `the weights of query ${q + 1} "${tok[q]}" on each key`;
+for (const box of boxes) { box.bottom = q - 0.5; box.top = q + 0.5; }
+if (cross) {
+  // Cross-attention: queries and keys are different sequences, so no pattern applies (see cross_text).
+  let top = 0;
+  for (let c = 0; c < T * S; c++) top = Math.max(top, M[c]);
+  weights_view.data = {...weights_view.data, weight: Array.from(M)};
+  row_view.data = {...row_view.data, weight: row_w, inside: row_w};
+  row_y.end = 1.1 * Math.max(...row_w, 1e-6);
+  weights_mapper.high = Math.max(top, 1e-6);
+  return;
+}
 const pat = pattern.value;
 // memlib's SlidingWindowAttention needs w >= 1; BigBird's one-block window is w = 0. Moving the value re-runs this.
 const min_w = pat === "bigbird" ? 0 : 1;
@@ -260,17 +308,6 @@ window_s.start = min_w;
 if (window_s.value < min_w) { window_s.value = min_w; return; }
 const P = {window: window_s.value, n_global: global_s.value, n_random: random_s.value,
            block: parseInt(block.value), seed: seed_s.value, k: k_s.value, n: parseInt(n_select.value)};
-
-// The chosen layer's map (T x T, row = query), one head or the mean of the heads.
-const M = new Float64Array(T * T);
-let heads = 0;
-for (let r = 0; r < store_d.layer.length; r++) {
-  if (store_d.layer[r] !== li || (!mean && store_d.head[r] !== hi)) continue;
-  const w = store_d.weights[r];
-  for (let c = 0; c < T * T; c++) M[c] += w[c];
-  heads++;
-}
-for (let c = 0; c < T * T; c++) M[c] /= Math.max(heads, 1);
 
 // The pattern's mask, as memlib draws it (see pattern_allowed in widgets/attention.py).
 const A = new Uint8Array(T * T);
@@ -317,14 +354,11 @@ for (let i = 0; i < T; i++) {
 }
 weights_view.data = {...weights_view.data, weight: Array.from(M)};
 mask_view.data = {...mask_view.data, allowed: Array.from(A), weight: shown};
-const row_w = Array.from(M.slice(q * T, (q + 1) * T));
 const row_in = shown.slice(q * T, (q + 1) * T).map(v => isNaN(v) ? 0 : v);
 row_view.data = {...row_view.data, weight: row_w, inside: row_in};
 row_y.end = 1.1 * Math.max(...row_w, ...row_in, 1e-6);
-row_title.text = `the weights of query ${q + 1} "${tok[q]}" on each key`;
 weights_mapper.high = Math.max(top, 1e-6);
 mask_mapper.high = Math.max(shown_top, 1e-6);
-for (const box of boxes) { box.bottom = q - 0.5; box.top = q + 0.5; }
 
 // Linformer: the chosen head's queries x projected keys (the mean of the heads, or the one traced head).
 const lin = pat === "linformer";
@@ -347,14 +381,7 @@ k_s.visible = lin;
 window_s.title = bb ? "window (blocks)" : "window w (tokens)";
 global_s.title = bb ? "global blocks" : "global tokens";
 
-// The caption and the memory report (memory_text in widgets/attention.py writes the same).
-const esc = (s) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
-let best = 0;
-for (let j = 1; j < T; j++) if (row_w[j] > row_w[best]) best = j;
-const who = mean ? `mean of ${H} heads` : `head ${hi + 1}`;
-caption.text = `<b>layer ${li + 1}, ${who}</b>: query ${q + 1} &quot;${esc(tok[q])}&quot; attends most to ` +
-  `key ${best + 1} &quot;${esc(tok[best])}&quot; (${row_w[best].toFixed(2)}). ` +
-  `Rows are queries, columns keys; click a row or move the query slider.`;
+// The memory report (memory_text in widgets/attention.py writes the same).
 let allowed = 0;
 for (let c = 0; c < T * T; c++) allowed += A[c];
 if (lin) allowed = T * Math.min(P.k, T);
@@ -432,6 +459,10 @@ class AttentionExplorer(Explorer):
     values ``"window"``, ``"n_global"``, ``"n_random"``, ``"block"``, ``"seed"``, ``"k"`` (as in
     :class:`PatternParams`), and returns :meth:`prepare`'s output. :func:`pattern_allowed` gives the chapter
     memlib's mask for a pattern (``~allowed`` is memlib's True-is-blocked form).
+
+    Cross-attention (``data`` from :meth:`prepare` with ``key_tokens``): weights (L, H, T, S), query tokens down
+    the rows and key tokens across; the pattern panel is off (``pattern`` must be ``"full"``), and the live
+    layer offers the text and the temperature only. An explorer keeps the mode it was built with.
     """
 
     def __init__(
@@ -446,6 +477,10 @@ class AttentionExplorer(Explorer):
     ):
         if pattern not in PATTERNS:
             raise ValueError(f"AttentionExplorer: expected pattern in {list(PATTERNS)}, got {pattern!r}")
+        self.cross = "key_tokens" in data
+        if self.cross and pattern != "full":
+            raise ValueError(f"AttentionExplorer: expected pattern 'full' for cross-attention (patterns restrict "
+                             f"self-attention), got {pattern!r}")
         if params is None:
             params = PatternParams(k=int(data["linformer_weights"].shape[2]) if "linformer_weights" in data else 4)
         if params.n not in N_CHOICES or params.block not in BLOCK_SIZES or params.seed >= SEEDS:
@@ -467,11 +502,16 @@ class AttentionExplorer(Explorer):
         weights: Any,
         tokens: Sequence[str],
         *,
+        key_tokens: Sequence[str] | None = None,
         linformer_weights: Any = None,
         projection: Any = None,
         max_tokens: int = MAX_TOKENS,
     ) -> Prepared:
         """Validate attention weights and their tokens; return plain arrays.
+
+        Cross-attention: with ``key_tokens`` (S strings), ``weights`` are (L, H, T, S), ``tokens`` the T queries'
+        and ``key_tokens`` the S keys' (Linformer's arguments do not apply). The result then also holds
+        ``key_tokens`` (S,), which puts the explorer in cross mode.
 
         ``weights`` (L, H, T, T): layers x heads x queries x keys, each row a softmax (non-negative, summing to 1;
         an all-zero row is a query whose every key was masked). ``tokens``: T strings. Optionally Linformer's
@@ -482,28 +522,31 @@ class AttentionExplorer(Explorer):
         ``projection`` (k, T).
         """
         where = "AttentionExplorer.prepare"
-        w = as_array(f"{where}: weights", weights, 4, "(L, H, T, T): layers x heads x queries x keys")
+        cross = key_tokens is not None
+        last = "S" if cross else "T"  # cross-attention: S keys from another sequence
+        w = as_array(f"{where}: weights", weights, 4, f"(L, H, T, {last}): layers x heads x queries x keys")
         L, H, Tq, Tk = w.shape
         if min(w.shape) == 0:
-            raise ValueError(f"{where}: expected weights of shape (L>0, H>0, T>0, T>0), got {w.shape}")
-        if Tq != Tk:
+            raise ValueError(f"{where}: expected weights of shape (L>0, H>0, T>0, {last}>0), got {w.shape}")
+        if not cross and Tq != Tk:
             raise ValueError(
                 f"{where}: expected square query x key maps (self-attention over one sentence), got Tq = {Tq} and "
-                f"Tk = {Tk}"
+                f"Tk = {Tk}; for cross-attention (queries and keys from two sequences) give key_tokens"
             )
+        if cross:
+            if linformer_weights is not None or projection is not None:
+                raise ValueError(f"{where}: expected no linformer_weights or projection with key_tokens (Linformer "
+                                 "projects a sequence's own keys: a self-attention pattern)")
+            tokens = _check_tokens(where, "tokens", tokens, Tq, "one per query: weights' third dim T", max_tokens)
+            key_tokens = _check_tokens(where, "key_tokens", key_tokens, Tk, "one per key: weights' last dim S",
+                                       max_tokens)
+        else:
+            tokens = _check_tokens(where, "tokens", tokens, Tq, "one per query and key", max_tokens)
         T = Tq
-        if isinstance(tokens, str) or not isinstance(tokens, Sequence | np.ndarray):
-            raise TypeError(f"{where}: expected tokens as a list of {T} strings, got {type(tokens).__name__}")
-        tokens = list(tokens)
-        bad = [k for k, t in enumerate(tokens) if not isinstance(t, str)]
-        if bad:
-            raise TypeError(f"{where}: expected every token a string, got {type(tokens[bad[0]]).__name__} at {bad[0]}")
-        if len(tokens) != T:
-            raise ValueError(f"{where}: expected {T} tokens (one per query and key), got {len(tokens)}")
-        if T > max_tokens:
-            raise ValueError(f"{where}: expected at most max_tokens = {max_tokens} tokens, got {T}: shorten the text")
         _check_rows(f"{where}: weights", w, ("layer", "head", "query"))
         out: Prepared = {"weights": w, "tokens": np.array(tokens, dtype=str)}
+        if cross:
+            out["key_tokens"] = np.array(key_tokens, dtype=str)
         if linformer_weights is not None:
             lw = as_array(f"{where}: linformer_weights", linformer_weights, 3, "(H or 1, T, k): heads x queries x k")
             if lw.shape[0] not in (1, H) or lw.shape[1] != T or lw.shape[2] == 0:
@@ -527,6 +570,7 @@ class AttentionExplorer(Explorer):
         name: str = "attention.weights",
         sample: int = 0,
         *,
+        key_tokens: Sequence[str] | None = None,
         projection: Any = None,
         max_tokens: int = MAX_TOKENS,
     ) -> Prepared:
@@ -535,6 +579,10 @@ class AttentionExplorer(Explorer):
         ``name`` is recorded once per layer, first layer first, each (B, H, T, T) (``memlib.TransformerEncoder``
         records ``attention.weights``): they stack to (L, H, T, T). If the trace also holds ``linformer.weights``
         (B, H, T, k), its last value is the Linformer map; ``projection`` is that layer's ``E`` (a parameter).
+
+        Cross-attention: with ``key_tokens``, each value is (B, H, T, S), or a single head's (B, T, S) or a single
+        query's (B, S) (``additive.weights`` and ``luong.weights`` of memlib's :class:`AdditiveAttention` and
+        :class:`LuongAttention`): they stack to (L, H, T, S), with H = 1 and T = 1 where the value has no such axis.
         """
         where = "AttentionExplorer.from_trace"
         if name not in trace:
@@ -544,14 +592,25 @@ class AttentionExplorer(Explorer):
             )
         values = trace[name]
         shapes = sorted({tuple(v.shape) for v in values})
-        if len(shapes) != 1 or len(shapes[0]) != 4:
+        if key_tokens is None and (len(shapes) != 1 or len(shapes[0]) != 4):
             raise ValueError(
                 f"{where}: expected every {name!r} of one shape (B, H, T, T) (one call of the model), got {shapes}"
+            )
+        if key_tokens is not None and (len(shapes) != 1 or len(shapes[0]) not in (2, 3, 4)):
+            raise ValueError(
+                f"{where}: expected every {name!r} of one shape (B, H, T, S), (B, T, S) or (B, S) (one call of the "
+                f"model), got {shapes}"
             )
         B = shapes[0][0]
         if not 0 <= sample < B:
             raise ValueError(f"{where}: expected sample in [0, {B}) (the batch), got {sample}")
-        weights = np.stack([v[sample].float().cpu().numpy() for v in values])  # (L, H, T, T)
+        weights = np.stack([v[sample].float().cpu().numpy() for v in values])  # (L, H, T, S) or fewer axes
+        if weights.ndim == 2:  # one query, one head: (L, S)
+            weights = weights[:, None, None]
+        elif weights.ndim == 3:  # one head: (L, T, S)
+            weights = weights[:, None]
+        if key_tokens is not None:
+            return AttentionExplorer.prepare(weights, tokens, key_tokens=key_tokens, max_tokens=max_tokens)
         lin = None
         if "linformer.weights" in trace:
             last = trace.last("linformer.weights")  # (B, H, T, k)
@@ -609,9 +668,11 @@ class AttentionExplorer(Explorer):
         return [b for b in BLOCK_SIZES if b < T] or [1]
 
     def source_data(self, data: Prepared) -> dict[str, dict[str, Any]]:
-        L, H, T, _ = data["weights"].shape
+        L, H, T, S = data["weights"].shape
+        cross = "key_tokens" in data
         tokens = [str(t) for t in data["tokens"]]
-        q_idx, k_idx = np.divmod(np.arange(T * T), T)  # cell c = (query, key) = divmod(c, T)
+        keys = [str(t) for t in data["key_tokens"]] if cross else tokens
+        q_idx, k_idx = np.divmod(np.arange(T * S), S)  # cell c = (query, key) = divmod(c, S)
         store = {"layer": [li for li in range(L) for _ in range(H)], "head": [h for _ in range(L) for h in range(H)],
                  "weights": [data["weights"][li, h].ravel().astype(np.float32) for li in range(L) for h in range(H)]}
         lin: dict[str, list] = {"weights": [], "k": []}
@@ -628,17 +689,21 @@ class AttentionExplorer(Explorer):
                 proj_cells = {"x": ti, "y": si, "key": [tokens[t] for t in ti],
                               "value": data["projection"].ravel().astype(np.float32)}
         view = self._view(data, *self._selection(data), self._orders_cache(T))
+        mask_cells = np.arange(0 if cross else T * S)  # cross-attention has no pattern to draw
         return {
             "attention_store": store,
             "attention_tokens": {"index": list(range(T)), "token": tokens},
+            "attention_key_tokens": {"index": list(range(S)), "token": keys, "cross": [int(cross)] * S},
             "attention_weights_view": {"x": k_idx, "y": q_idx, "query": [tokens[i] for i in q_idx],
-                                       "key": [tokens[j] for j in k_idx], "weight": view["weights"]},
-            "attention_mask_view": {"x": k_idx, "y": q_idx, "query": [tokens[i] for i in q_idx],
-                                    "key": [tokens[j] for j in k_idx], "allowed": view["allowed"],
+                                       "key": [keys[j] for j in k_idx], "weight": view["weights"]},
+            "attention_mask_view": {"x": k_idx[mask_cells], "y": q_idx[mask_cells],
+                                    "query": [tokens[i] for i in q_idx[mask_cells]],
+                                    "key": [keys[j] for j in k_idx[mask_cells]], "allowed": view["allowed"],
                                     "weight": view["shown"]},
-            "attention_row_view": {"x": list(range(T)), "token": tokens, "weight": view["row"],
+            "attention_row_view": {"x": list(range(S)), "token": keys, "weight": view["row"],
                                    "inside": view["row_inside"]},
-            "attention_bigbird_orders": self._orders_cache(T),
+            "attention_bigbird_orders": self._orders_cache(T) if not cross else {"block": [], "seed": [], "nb": [],
+                                                                                 "order": []},
             "attention_linformer_store": lin,
             "attention_linformer_view": lin_cells,
             "attention_projection_view": proj_cells,
@@ -654,9 +719,14 @@ class AttentionExplorer(Explorer):
     def _view(data: Prepared, layer: int, head: str, q: int, pattern: str, params: PatternParams,
               orders: Mapping[str, list]) -> dict[str, Any]:
         """What the CustomJS computes for a selection: the map, the mask, the renormalised map, the caption."""
-        w = data["weights"][layer]  # (H, T, T)
-        M = w.mean(0) if head == "mean" else w[int(head)]  # (T, T)
-        T = M.shape[0]
+        w = data["weights"][layer]  # (H, T, S)
+        M = w.mean(0) if head == "mean" else w[int(head)]  # (T, S)
+        T, S = M.shape
+        if "key_tokens" in data:  # cross-attention: the map and the chosen row, no pattern
+            row = M[q].astype(np.float32)
+            return {"weights": M.ravel().astype(np.float32), "allowed": np.zeros(0, np.uint8),
+                    "shown": np.zeros(0, np.float32), "row": row, "row_inside": row, "memory": cross_text(T, S),
+                    "top": float(M.max()), "shown_top": 0.0, "row_top": 1.1 * max(float(M[q].max()), 1e-6)}
         order = None
         if pattern == "bigbird":
             k = [r for r in range(len(orders["block"])) if orders["block"][r] == params.block
@@ -683,12 +753,13 @@ class AttentionExplorer(Explorer):
 
     def _caption(self, data: Prepared, layer: int, head: str, q: int) -> str:
         tokens = [str(t) for t in data["tokens"]]
+        keys = [str(t) for t in data["key_tokens"]] if "key_tokens" in data else tokens
         w = data["weights"][layer]
         row_w = (w.mean(0) if head == "mean" else w[int(head)])[q]
         best = int(np.argmax(row_w))
         who = f"mean of {w.shape[0]} heads" if head == "mean" else f"head {int(head) + 1}"
         return (f"<b>layer {layer + 1}, {who}</b>: query {q + 1} &quot;{html.escape(tokens[q])}&quot; attends most "
-                f"to key {best + 1} &quot;{html.escape(tokens[best])}&quot; ({fixed(row_w[best], 2)}). "
+                f"to key {best + 1} &quot;{html.escape(keys[best])}&quot; ({fixed(row_w[best], 2)}). "
                 f"Rows are queries, columns keys; click a row or move the query slider.")
 
     @staticmethod
@@ -710,18 +781,19 @@ class AttentionExplorer(Explorer):
         return fig
 
     def _token_axes(self, fig, T: int, x: bool = True, y: bool = True) -> None:
-        """Token labels on the x (keys) and/or y (queries) axis."""
-        labels = {i: _short(t) for i, t in enumerate(self.data["tokens"][:T])}
-        for on, axis in ((x, fig.xaxis), (y, fig.yaxis)):
+        """Token labels on the x (keys: the key tokens in cross-attention) and/or y (queries) axis."""
+        keys = self.data.get("key_tokens", self.data["tokens"])
+        for on, axis, tokens in ((x, fig.xaxis, keys), (y, fig.yaxis, self.data["tokens"][:T])):
             if on:
-                axis.ticker = FixedTicker(ticks=list(range(T)))
-                axis.major_label_overrides = labels
+                axis.ticker = FixedTicker(ticks=list(range(len(tokens))))
+                axis.major_label_overrides = {i: _short(str(t)) for i, t in enumerate(tokens)}
         if x:
             fig.xaxis.major_label_orientation = math.pi / 2
 
     def build(self):
         data, s = self.data, self.sources
-        L, H, T, _ = data["weights"].shape
+        L, H, T, S = data["weights"].shape
+        cross = self.cross
         layer, head, q, pattern, p = self._selection(data)
         view = self._view(data, layer, head, q, pattern, p, self._orders_cache(T))
 
@@ -762,12 +834,17 @@ class AttentionExplorer(Explorer):
         self.mask_mapper = LinearColorMapper(palette=PALETTE, low=0, high=max(view["shown_top"], 1e-6),
                                              nan_color=BLOCKED)
         cell_tips = [("query", "@query"), ("key", "@key"), ("weight", "@weight{0.000}")]
-        self.weights_fig = self._map("attention weights: query (row) x key", "attention_weights_view",
-                                     self.weights_mapper, cell_tips, half, half + 30, T, T)
+        if cross:  # one map across the column: S keys wide, T query rows high (labels below take ~90 px)
+            self.weights_fig = self._map("cross-attention weights: query (row) x key", "attention_weights_view",
+                                         self.weights_mapper, cell_tips, WIDTH, min(max(16 * T, 48) + 130, WIDTH),
+                                         S, T)
+        else:
+            self.weights_fig = self._map("attention weights: query (row) x key", "attention_weights_view",
+                                         self.weights_mapper, cell_tips, half, half + 30, T, T)
         self.mask_fig = self._map("inside the pattern (grey: blocked)", "attention_mask_view", self.mask_mapper,
                                   cell_tips, half, half + 30, T, T)
         self.mask_fig.name = "attention_mask_figure"
-        self.mask_fig.visible = pattern != "linformer"
+        self.mask_fig.visible = pattern != "linformer" and not cross
         self.boxes = []
         for fig in (self.weights_fig, self.mask_fig):
             self._token_axes(fig, T)
@@ -790,19 +867,23 @@ class AttentionExplorer(Explorer):
         self._token_axes(proj_fig, T, y=False)
         proj_fig.visible = has_lin and "projection" in data
         self.lin_panel = column(lin_fig, proj_fig, name="attention_linformer_panel",
-                                visible=pattern == "linformer" and has_lin)
+                                visible=pattern == "linformer" and has_lin and not cross)
         self.lin_missing = Div(text="No Linformer trace in this page: the report uses n k for the k slider.",
-                               width=half, visible=pattern == "linformer" and not has_lin,
+                               width=half, visible=pattern == "linformer" and not has_lin and not cross,
                                name="attention_linformer_missing")
         self.lin_figs, self.proj_mapper = (lin_fig, proj_fig), proj_mapper
 
         self.row_fig = figure(width=WIDTH, height=220, title=self._row_title(data, q),
-                              x_range=Range1d(-0.5, T - 0.5), y_range=Range1d(0, view["row_top"]), tools="",
+                              x_range=Range1d(-0.5, S - 0.5), y_range=Range1d(0, view["row_top"]), tools="",
                               toolbar_location=None)
-        self.row_fig.vbar(x="x", top="weight", width=0.85, source=s["attention_row_view"], color="#c9c9c9",
-                          legend_label="weights (left map)")
-        self.row_fig.vbar(x="x", top="inside", width=0.45, source=s["attention_row_view"], color="#225ea8",
-                          legend_label="inside the pattern, renormalised")
+        if cross:
+            self.row_fig.vbar(x="x", top="weight", width=0.7, source=s["attention_row_view"], color="#225ea8",
+                              legend_label="weights (the map's row)")
+        else:
+            self.row_fig.vbar(x="x", top="weight", width=0.85, source=s["attention_row_view"], color="#c9c9c9",
+                              legend_label="weights (left map)")
+            self.row_fig.vbar(x="x", top="inside", width=0.45, source=s["attention_row_view"], color="#225ea8",
+                              legend_label="inside the pattern, renormalised")
         self.row_fig.add_layout(self.row_fig.legend[0], "above")
         self.row_fig.legend.update(orientation="horizontal", label_text_font_size="8pt", padding=2, spacing=8,
                                    margin=0)
@@ -813,7 +894,8 @@ class AttentionExplorer(Explorer):
 
         callback = CustomJS(
             args=dict(
-                store=s["attention_store"], tokens=s["attention_tokens"], weights_view=s["attention_weights_view"],
+                store=s["attention_store"], tokens=s["attention_tokens"], key_tokens=s["attention_key_tokens"],
+                weights_view=s["attention_weights_view"],
                 mask_view=s["attention_mask_view"], row_view=s["attention_row_view"],
                 orders=s["attention_bigbird_orders"], lin_store=s["attention_linformer_store"],
                 lin_view=s["attention_linformer_view"], layer=self.layer_select, head=self.head_select,
@@ -834,9 +916,15 @@ class AttentionExplorer(Explorer):
             widget.js_on_change("value", callback)
         self._built = True
         self._apply_linformer(data)
-        note = Div(text="Colours are weights (each map scaled to its largest). The right map is the head's weights "
-                        "renormalised over the allowed keys: a softmax restricted to them. Masks are memlib's, "
-                        "BigBird's random blocks included.", width=WIDTH, styles={"font-size": "85%", "color": "#555"})
+        if cross:
+            text = ("Colours are weights (the map scaled to its largest). Rows are the queries' tokens, columns the "
+                    "keys' tokens: two different sequences, so the pattern selector, which restricts a sequence "
+                    "attending to itself, is off.")
+        else:
+            text = ("Colours are weights (each map scaled to its largest). The right map is the head's weights "
+                    "renormalised over the allowed keys: a softmax restricted to them. Masks are memlib's, "
+                    "BigBird's random blocks included.")
+        note = Div(text=text, width=WIDTH, styles={"font-size": "85%", "color": "#555"}, name="attention_note")
         return column(
             row(self.layer_select, self.head_select, self.query_slider), self.caption,
             row(self.pattern_select, self.n_select, self.k_slider),
@@ -846,7 +934,15 @@ class AttentionExplorer(Explorer):
         )
 
     def _pattern_controls(self, pattern: str) -> None:
-        """Show the sliders ``pattern`` reads, titled for it (the CustomJS does the same in the page)."""
+        """Show the sliders ``pattern`` reads, titled for it (the CustomJS does the same in the page).
+
+        Cross-attention: every pattern control hidden but the selector, shown disabled and titled to say why."""
+        if self.cross:
+            self.pattern_select.update(disabled=True, title="pattern: for self-attention only (off)")
+            for widget in (self.n_select, self.window_slider, self.global_slider, self.random_slider,
+                           self.block_select, self.seed_slider, self.k_slider):
+                widget.visible = False
+            return
         bigbird, sliding = pattern == "bigbird", pattern == "sliding_window"
         self.window_slider.update(visible=bigbird or sliding, start=0 if bigbird else 1,
                                   title="window (blocks)" if bigbird else "window w (tokens)")
@@ -882,9 +978,17 @@ class AttentionExplorer(Explorer):
         self._token_axes(lin_fig, T, x=False)
         self._token_axes(proj_fig, T, y=False)
 
+    def update(self, data: Prepared) -> None:
+        """Replace the data; it must be of the mode (self- or cross-attention) the explorer was built with."""
+        if ("key_tokens" in data) != self.cross:
+            raise ValueError(f"AttentionExplorer: expected {'cross' if self.cross else 'self'}-attention data (the "
+                             "mode this explorer was built with), got "
+                             f"{'cross' if 'key_tokens' in data else 'self'}-attention data")
+        super().update(data)
+
     def on_update(self, data: Prepared) -> None:
         layer, head, q, pattern, params = self._selection(data)
-        L, H, T, _ = data["weights"].shape
+        L, H, T, S = data["weights"].shape
         view = self._view(data, layer, head, q, pattern, params, self._orders_cache(T))
         self.layer_select.update(options=[(str(li), f"layer {li + 1}") for li in range(L)], value=str(layer))
         self.head_select.update(options=self._head_options(H), value=head)
@@ -894,7 +998,7 @@ class AttentionExplorer(Explorer):
         blocks = [str(b) for b in self._block_sizes(T)]
         self.block_select.update(options=blocks, value=str(params.block) if str(params.block) in blocks else blocks[-1])
         for fig in (self.weights_fig, self.mask_fig, self.row_fig):
-            fig.x_range.update(start=-0.5, end=T - 0.5)
+            fig.x_range.update(start=-0.5, end=(T if fig is self.mask_fig else S) - 0.5)
             self._token_axes(fig, T, y=fig is not self.row_fig)
         for fig in (self.weights_fig, self.mask_fig):
             fig.y_range.update(start=T - 0.5, end=-0.5)
@@ -906,9 +1010,9 @@ class AttentionExplorer(Explorer):
         self.row_fig.title.text = self._row_title(data, q)
         has_lin = "linformer_weights" in data
         self._pattern_controls(pattern)
-        self.mask_fig.visible = pattern != "linformer"
-        self.lin_panel.visible = pattern == "linformer" and has_lin
-        self.lin_missing.visible = pattern == "linformer" and not has_lin
+        self.mask_fig.visible = pattern != "linformer" and not self.cross
+        self.lin_panel.visible = pattern == "linformer" and has_lin and not self.cross
+        self.lin_missing.visible = pattern == "linformer" and not has_lin and not self.cross
         self._apply_linformer(data)
         self.caption.text = self._caption(data, layer, head, q)
         self.memory.text = view["memory"]
@@ -922,7 +1026,7 @@ class AttentionExplorer(Explorer):
         return {**self.settings, **p}
 
     def controls(self) -> list:
-        """A sentence, a temperature and a pattern; each change reruns ``compute``."""
+        """A sentence, a temperature and a pattern (not for cross-attention); each change reruns ``compute``."""
         import ipywidgets
 
         s = self.settings
@@ -943,9 +1047,13 @@ class AttentionExplorer(Explorer):
 
             return handler
 
-        for key, widget in (("text", text), ("temperature", temperature), ("pattern", pattern)):
+        if self.cross:  # no pattern for cross-attention
+            pairs = (("text", text), ("temperature", temperature))
+        else:
+            pairs = (("text", text), ("temperature", temperature), ("pattern", pattern))
+        for key, widget in pairs:
             widget.observe(changed(key), names="value")
-        return [text, temperature, pattern]
+        return [widget for _, widget in pairs]
 
 
 def _check_rows(where: str, w: np.ndarray, axes: tuple[str, ...]) -> None:
@@ -960,6 +1068,23 @@ def _check_rows(where: str, w: np.ndarray, axes: tuple[str, ...]) -> None:
         at = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(f"{where}: expected each row to sum to 1 (or be all zero: a fully masked query), got "
                          f"{sums[at]:.4g} at {_where(axes, at)} ({int(bad.sum())} such rows)")
+
+
+def _check_tokens(where: str, label: str, tokens: Any, n: int, what: str, max_tokens: int) -> list[str]:
+    """``tokens`` as a list of ``n`` strings, or an error that says what was expected and what came."""
+    if isinstance(tokens, str) or not isinstance(tokens, Sequence | np.ndarray):
+        raise TypeError(f"{where}: expected {label} as a list of {n} strings, got {type(tokens).__name__}")
+    tokens = list(tokens)
+    bad = [k for k, t in enumerate(tokens) if not isinstance(t, str)]
+    if bad:
+        kind = "token" if label == "tokens" else "key token"
+        raise TypeError(f"{where}: expected every {kind} a string, got {type(tokens[bad[0]]).__name__} at {bad[0]}")
+    if len(tokens) != n:
+        unit = "tokens" if label == "tokens" else label
+        raise ValueError(f"{where}: expected {n} {unit} ({what}), got {len(tokens)}")
+    if n > max_tokens:
+        raise ValueError(f"{where}: expected at most max_tokens = {max_tokens} {label}, got {n}: shorten the text")
+    return tokens
 
 
 def _where(axes: tuple[str, ...], index: tuple) -> str:

@@ -21,6 +21,7 @@ from widgets.attention import (
     AttentionExplorer,
     PatternParams,
     bigbird_order,
+    cross_text,
     fixed,
     format_bytes,
     memory_text,
@@ -563,3 +564,218 @@ def test_the_pages_js_draws_what_python_draws(explorer, data):
         np.testing.assert_allclose(got["row"], view["row_inside"], rtol=1e-5, atol=1e-7, err_msg=str(case))
         assert got["memory"] == view["memory"], case
         assert got["caption"] == explorer._caption(data, layer, head, q), case
+
+
+# Cross-attention: queries from one sequence, keys from another ----------------------------------------------
+
+QUESTIONS = ["where", "is", "the", "cat"]  # T = 4 queries
+DOCUMENT = "the cat sat on the mat by the door".split()  # S = 9 keys
+
+
+def cross_maps(L: int = 2, H: int = 3, T: int = 4, S: int = 9, seed: int = 3) -> np.ndarray:
+    """(L, H, T, S) random rows that sum to 1."""
+    e = np.exp(np.random.default_rng(seed).normal(size=(L, H, T, S)))
+    return e / e.sum(-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def cross_data():
+    return AttentionExplorer.prepare(cross_maps(), QUESTIONS, key_tokens=DOCUMENT)
+
+
+@pytest.fixture(scope="module")
+def cross(cross_data) -> AttentionExplorer:
+    """Built once: only for tests that leave it as it is."""
+    return AttentionExplorer(cross_data)
+
+
+def test_prepare_cross_attention(cross_data):
+    assert cross_data["weights"].shape == (2, 3, 4, 9)
+    assert list(cross_data["tokens"]) == QUESTIONS and list(cross_data["key_tokens"]) == DOCUMENT
+    square = AttentionExplorer.prepare(softmax_maps(), TOKENS, key_tokens=TOKENS)  # S = T is cross too
+    assert list(square["key_tokens"]) == TOKENS
+    assert "key_tokens" not in AttentionExplorer.prepare(softmax_maps(), TOKENS)
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"tokens": QUESTIONS[:3]}, ValueError, r"expected 4 tokens \(one per query: weights' third dim T\), got 3"),
+        ({"key_tokens": DOCUMENT[:8]}, ValueError,
+         r"expected 9 key_tokens \(one per key: weights' last dim S\), got 8"),
+        ({"key_tokens": [*DOCUMENT, "x"]}, ValueError, r"expected 9 key_tokens .*got 10"),
+        ({"key_tokens": "the cat"}, TypeError, r"expected key_tokens as a list of 9 strings, got str"),
+        ({"key_tokens": [*DOCUMENT[:8], 1.5]}, TypeError, r"expected every key token a string, got float at 8"),
+        ({"weights": cross_maps()[0]}, ValueError, r"weights: expected shape \(L, H, T, S\).*got \(3, 4, 9\)"),
+        ({"weights": np.zeros((1, 1, 4, 0))}, ValueError, r"expected weights of shape \(L>0, H>0, T>0, S>0\)"),
+        ({"weights": cross_maps() * 2}, ValueError,
+         r"expected each row to sum to 1 .*got 2 at layer 0, head 0, query 0"),
+        ({"max_tokens": 8}, ValueError, r"at most max_tokens = 8 key_tokens, got 9"),
+        ({"linformer_weights": linformer_maps(T=4)}, ValueError, r"expected no linformer_weights or projection"),
+    ],
+)
+def test_prepare_cross_says_what_it_expected(kwargs, error, match):
+    args = {"weights": cross_maps(), "tokens": QUESTIONS, "key_tokens": DOCUMENT, **kwargs}
+    with pytest.raises(error, match=match):
+        AttentionExplorer.prepare(args.pop("weights"), args.pop("tokens"), **args)
+
+
+def test_a_rectangular_map_without_key_tokens_points_to_cross_attention():
+    with pytest.raises(ValueError, match=r"Tq = 4 and Tk = 9; for cross-attention .* give key_tokens"):
+        AttentionExplorer.prepare(cross_maps(), QUESTIONS)
+
+
+def test_from_trace_reads_memlibs_cross_attention():
+    torch.manual_seed(0)
+    query, doc = torch.randn(2, 4, 8), torch.randn(2, 9, 6)
+    additive = memlib.AdditiveAttention(8, 6, 5)
+    mha = memlib.MultiHeadAttention(8, 2, kdim=6, vdim=6, batch_first=True)
+    with memlib.trace() as tr:
+        additive(query, doc)  # (B, T, S): one head
+        additive(query[:, 0], doc)  # (B, S): one query
+        mha(query, doc, doc, need_weights=True)  # (B, H, T, S)
+    data = AttentionExplorer.from_trace(tr, QUESTIONS, "attention.weights", sample=1, key_tokens=DOCUMENT)
+    assert data["weights"].shape == (1, 2, 4, 9)
+    np.testing.assert_allclose(data["weights"][0], tr["attention.weights"][0][1].numpy(), rtol=1e-6)
+    with memlib.trace() as tr:
+        additive(query, doc)
+    data = AttentionExplorer.from_trace(tr, QUESTIONS, "additive.weights", sample=1, key_tokens=DOCUMENT)
+    assert data["weights"].shape == (1, 1, 4, 9)
+    np.testing.assert_allclose(data["weights"][0, 0], tr["additive.weights"][0][1].numpy(), rtol=1e-6)
+    with memlib.trace() as tr:
+        additive(query[:, 0], doc)
+    data = AttentionExplorer.from_trace(tr, ["where"], "additive.weights", key_tokens=DOCUMENT)
+    assert data["weights"].shape == (1, 1, 1, 9)
+    with pytest.raises(ValueError, match=r"expected 9 key_tokens .*got 4"):
+        AttentionExplorer.from_trace(tr, ["where"], "additive.weights", key_tokens=DOCUMENT[:4])
+    with memlib.trace() as two:
+        additive(query, doc)
+        additive(query[:, 0], doc)
+    with pytest.raises(ValueError, match=r"of one shape \(B, H, T, S\), \(B, T, S\) or \(B, S\) .*got \[\("):
+        AttentionExplorer.from_trace(two, QUESTIONS, "additive.weights", key_tokens=DOCUMENT)
+
+
+def test_cross_layout_labels_both_token_lists_and_turns_the_patterns_off(cross, cross_data):
+    layout = cross.layout
+    fig = cross.weights_fig
+    assert fig.xaxis.major_label_overrides == dict(enumerate(DOCUMENT))  # keys across
+    assert fig.yaxis.major_label_overrides == dict(enumerate(QUESTIONS))  # queries down
+    assert (fig.x_range.start, fig.x_range.end, fig.y_range.start, fig.y_range.end) == (-0.5, 8.5, 3.5, -0.5)
+    assert fig.width <= 660 and cross.row_fig.width <= 660
+    assert cross.row_fig.xaxis.major_label_overrides == dict(enumerate(DOCUMENT))
+    pattern = layout.select_one({"name": "attention_pattern_select"})
+    assert pattern.disabled and "self-attention only" in pattern.title
+    for name in ("attention_window_slider", "attention_global_slider", "attention_random_slider",
+                 "attention_block_select", "attention_seed_slider", "attention_k_slider", "attention_n_select",
+                 "attention_mask_figure", "attention_linformer_panel", "attention_linformer_missing"):
+        assert not layout.select_one({"name": name}).visible, name
+    memory = layout.select_one({"name": "attention_memory_cost"}).text
+    assert memory.startswith("<b>cross-attention</b>: 4 queries x 9 keys = 36 scores per head")
+    assert "pattern selector" in memory and "off" in memory
+    assert "pattern selector" in layout.select_one({"name": "attention_note"}).text
+    query = layout.select_one({"name": "attention_query_slider"})
+    assert (query.end, query.value) == (3, 2)
+    head = layout.select_one({"name": "attention_head_select"})
+    assert head.js_property_callbacks["change:value"] == query.js_property_callbacks["change:value"]
+
+
+def test_cross_sources_hold_the_weights(cross, cross_data):
+    view = cross.sources["attention_weights_view"].data
+    np.testing.assert_allclose(view["weight"], cross_data["weights"][0, 0].ravel(), rtol=1e-6)
+    assert len(view["weight"]) == 36 and view["query"][9 * 2 + 4] == "the" and view["key"][9 * 2 + 4] == "the"
+    assert view["query"][9 * 3 + 1] == "cat" and view["key"][9 * 3 + 1] == "cat"  # cell (query 3, key 1)
+    assert view["key"][:9] == DOCUMENT
+    store = cross.sources["attention_store"].data
+    for r, (li, h) in enumerate(zip(store["layer"], store["head"], strict=True)):
+        np.testing.assert_allclose(store["weights"][r], cross_data["weights"][li, h].ravel(), rtol=1e-6)
+    row = cross.sources["attention_row_view"].data
+    assert row["token"] == DOCUMENT
+    np.testing.assert_allclose(row["weight"], cross_data["weights"][0, 0, 2], rtol=1e-6)
+    assert cross.sources["attention_key_tokens"].data["cross"] == [1] * 9
+    assert len(cross.sources["attention_mask_view"].data["x"]) == 0  # no pattern to draw
+    best = int(np.argmax(cross_data["weights"][0, 0, 2]))
+    caption = cross.layout.select_one({"name": "attention_caption"}).text
+    assert caption.startswith(f'<b>layer 1, head 1</b>: query 3 &quot;the&quot; attends most to key {best + 1} '
+                              f"&quot;{DOCUMENT[best]}&quot;")
+    page = cross.static_html()
+    assert "attention_key_tokens" in page and "BEGIN bokeh.min.js" not in page
+
+
+def test_self_attention_sources_are_unchanged_by_the_cross_mode(explorer):
+    keys = explorer.sources["attention_key_tokens"].data
+    assert keys["token"] == TOKENS and keys["cross"] == [0] * 10
+    assert explorer.layout.select_one({"name": "attention_pattern_select"}).disabled is not True
+
+
+def test_cross_explorer_checks_its_pattern_and_its_mode(cross_data, data):
+    with pytest.raises(ValueError, match=r"expected pattern 'full' for cross-attention .*got 'causal'"):
+        AttentionExplorer(cross_data, pattern="causal")
+    explorer = AttentionExplorer(cross_data)
+    with pytest.raises(ValueError, match=r"expected cross-attention data .*got self-attention data"):
+        explorer.update(data)
+    assert explorer.data is cross_data
+    with pytest.raises(ValueError, match=r"expected self-attention data .*got cross-attention data"):
+        AttentionExplorer(data).update(cross_data)
+
+
+def test_cross_update_resizes_both_axes(cross_data):
+    explorer = AttentionExplorer(cross_data)
+    explorer.layout.select_one({"name": "attention_head_select"}).value = "mean"
+    new = AttentionExplorer.prepare(cross_maps(1, 2, 2, 5, seed=4), ["a", "b"], key_tokens=list("vwxyz"))
+    explorer.update(new)
+    assert explorer.weights_fig.x_range.end == 4.5 and explorer.weights_fig.y_range.start == 1.5
+    assert explorer.weights_fig.xaxis.major_label_overrides == dict(enumerate("vwxyz"))
+    assert explorer.weights_fig.yaxis.major_label_overrides == {0: "a", 1: "b"}
+    assert explorer.row_fig.x_range.end == 4.5
+    np.testing.assert_allclose(explorer.sources["attention_weights_view"].data["weight"],
+                               new["weights"][0].mean(0).ravel(), rtol=1e-6)
+    assert explorer.layout.select_one({"name": "attention_memory_cost"}).text.startswith(
+        "<b>cross-attention</b>: 2 queries x 5 keys")
+
+
+def test_cross_live_controls_offer_no_pattern(cross_data):
+    calls = []
+
+    def compute(settings):
+        calls.append(dict(settings))
+        return AttentionExplorer.prepare(cross_maps(seed=int(10 * settings["temperature"])), QUESTIONS,
+                                         key_tokens=DOCUMENT)
+
+    explorer = AttentionExplorer(cross_data, compute=compute)
+    explorer.layout  # noqa: B018
+    controls = explorer.controls()
+    assert len(controls) == 2 and not any(isinstance(c, ipywidgets.Dropdown) for c in controls)
+    controls[1].value = 2.0
+    assert calls[-1]["temperature"] == 2.0 and calls[-1]["pattern"] == "full"
+    np.testing.assert_allclose(explorer.data["weights"], cross_maps(seed=20))
+
+
+def test_cross_page_weight_at_the_largest_size():
+    T, S = 48, 48
+    data = AttentionExplorer.prepare(cross_maps(4, 4, T, S), [f"q{i}" for i in range(T)],
+                                     key_tokens=[f"k{i}" for i in range(S)])
+    assert len(AttentionExplorer(data).static_html()) < 600_000
+
+
+CROSS_JS_CASES = [
+    {"head": "mean", "layer": "1", "query": 0},
+    {"head": "2", "layer": "0", "query": 3},
+    {"head": "1", "layer": "1", "query": 1, "pattern": "causal"},  # a stale pattern value changes nothing
+]
+
+
+@needs_node
+def test_the_pages_js_draws_cross_attention_as_python_does(cross, cross_data):
+    cross.layout  # noqa: B018 (the callback is made with the layout)
+    args = {name: _jsonable(model) for name, model in cross.callback.args.items()}
+    done = subprocess.run([NODE, "-e", _DRIVE_JS], capture_output=True, text=True, timeout=30, check=False,
+                          input=json.dumps({"args": args, "code": cross.callback.code, "cases": CROSS_JS_CASES}))
+    assert done.returncode == 0, done.stderr[-2000:]
+    for case, got in zip(CROSS_JS_CASES, json.loads(done.stdout), strict=True):
+        layer, head, q = int(case["layer"]), case["head"], case["query"]
+        view = cross._view(cross_data, layer, head, q, "full", PatternParams(), {})
+        np.testing.assert_allclose(got["weight"], view["weights"], rtol=1e-5, err_msg=str(case))
+        np.testing.assert_allclose(got["row"], view["row"], rtol=1e-5, err_msg=str(case))
+        assert got["caption"] == cross._caption(cross_data, layer, head, q), case
+        assert "memory" not in got and got["allowed"] == [], case  # the JS leaves the note Python wrote
+    assert cross.memory.text == cross_text(4, 9)
