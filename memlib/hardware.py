@@ -613,11 +613,12 @@ def largest_batch(
         estimate = estimate_training_memory(model, example_input, **options)
     budget = _usable(where, device, reserve)
     e = estimate
-    per_sample = (e.activations - e.activations_fixed + e.backward_workspace) / e.batch_size
+    grows = e.activations - e.activations_fixed + e.backward_workspace - e.backward_workspace_fixed
+    per_sample = grows / e.batch_size
     if per_sample <= 0:
         raise ValueError(f"{where}: expected an estimate that grows with the batch, got {per_sample} bytes per sample")
     # Linear branch of the total: fixed + per_sample * batch (the step's workspace only matters at small batches).
-    fixed = e.parameters + e.gradients + e.optimizer_state + e.activations_fixed
+    fixed = e.parameters + e.gradients + e.optimizer_state + e.activations_fixed + e.backward_workspace_fixed
     guess = max(1, int((budget - fixed) // per_sample))
 
     def fits_at(batch: int) -> bool:

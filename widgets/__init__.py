@@ -5,6 +5,7 @@ Explorers take data (arrays from a memlib trace), never models.
 
 from widgets.attention import AttentionExplorer
 from widgets.base import Explorer
+from widgets.budget import BudgetModel, MemoryBudgetExplorer, book_models
 from widgets.display import bokeh_html, claim_check, claim_check_html, load_bokeh_inline, show_bokeh
 from widgets.gates import GateExplorer
 from widgets.hidden_state import HiddenStateExplorer
@@ -13,11 +14,14 @@ from widgets.memory import AddressingPipeline, MemoryExplorer
 __all__ = [
     "AddressingPipeline",
     "AttentionExplorer",
+    "BudgetModel",
     "Explorer",
     "GateExplorer",
     "HiddenStateExplorer",
+    "MemoryBudgetExplorer",
     "MemoryExplorer",
     "bokeh_html",
+    "book_models",
     "claim_check",
     "claim_check_html",
     "load_bokeh_inline",

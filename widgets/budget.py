@@ -1,0 +1,837 @@
+"""MemoryBudgetExplorer: how much memory one training step takes, part by part, and which GPU it fits on.
+
+The reader picks a model, a batch size, a sequence length, a precision (fp32, bf16, mixed), an optimizer (SGD,
+SGD with momentum, Adam) and gradient checkpointing (for a model made of blocks); the explorer shows
+
+- a stacked bar of the estimate's five parts: parameters, gradients, optimizer state, activations, workspace
+  (:func:`memlib.hardware.estimate_training_memory`);
+- for every GPU of the catalogue (:data:`memlib.hardware.GPUS`) the largest batch that fits
+  (:func:`memlib.hardware.largest_batch`, with its 10% reserve), as bars on a log axis against the chosen batch;
+- a table of the GPUs: memory, whether the chosen batch fits (:func:`memlib.hardware.fits`), the largest batch,
+  and the host RAM the article's rule asks for (:func:`memlib.hardware.recommended_ram`).
+
+Where the numbers come from. :meth:`MemoryBudgetExplorer.prepare` runs memlib's estimator on each model at a small
+example batch ``b0`` and at one to three sequence lengths, for every precision (and with and without checkpointing
+where the model has blocks); the optimizer changes only the counted parts (optimizer state, the step's temporaries),
+which are read from one more estimate per optimizer. Everything else is a formula over those numbers, the same in
+Python (:func:`estimate_at`, :func:`view`) and in the page's JavaScript:
+
+- **batch**: memlib's own :meth:`~memlib.hardware.MemoryEstimate.at_batch`: activations and the backward workspace
+  are ``fixed + per-sample x batch``; the rest does not depend on the batch;
+- **length**: each of the four length-dependent numbers (activations, their fixed part, backward workspace, its
+  fixed part) is the polynomial through the measured lengths (Lagrange form; degree 2 with three lengths: a
+  recurrent model's activations are linear in ``T``, attention's ``T x T`` weights quadratic), rounded to bytes. At
+  a measured length it is memlib's number exactly; between them it is an interpolation (the tests compare it with
+  a fresh estimate). The length slider stays within the measured lengths: no extrapolation.
+
+Static (Bokeh + CustomJS, no kernel): the formula runs in the browser over the precomputed numbers. Live
+(ipywidgets): pass the models as :class:`BudgetModel` s (any ``nn.Module``); each change runs
+:func:`memlib.hardware.estimate_training_memory` at the chosen length and the same figures redraw.
+
+Sizes are bytes; shown in KiB, MiB or GiB (powers of two), GPU memory as memlib's catalogue gives it (GiB).
+Shapes: ``M`` models, ``P`` precisions, ``O`` optimizers, ``K`` lengths (at most 3), ``G`` GPUs.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, NamedTuple
+
+import numpy as np
+from bokeh.layouts import column, row
+from bokeh.models import (
+    Checkbox,
+    CustomJS,
+    Div,
+    FactorRange,
+    LabelSet,
+    Range1d,
+    Select,
+    Slider,
+    Span,
+    Spinner,
+)
+from bokeh.plotting import figure
+
+from widgets.base import Explorer, Prepared
+
+WIDTH = 660  # fits the book's output column (688 px in a 1280 px window)
+KiB, MiB, GiB = 2**10, 2**20, 2**30
+PARTS = ("parameters", "gradients", "optimizer_state", "activations", "workspace")
+PART_LABEL = {
+    "parameters": "parameters", "gradients": "gradients", "optimizer_state": "optimizer state",
+    "activations": "activations", "workspace": "workspace",
+}
+PART_COLOR = {
+    "parameters": "#4c72b0", "gradients": "#dd8452", "optimizer_state": "#55a868", "activations": "#c44e52",
+    "workspace": "#8172b3",
+}
+PRECISION_LABEL = {"fp32": "fp32", "bf16": "bf16 (weights too)", "fp16": "fp16 (weights too)",
+                   "amp": "mixed (autocast)"}
+OPTIMIZER_LABEL = {"sgd": "SGD", "sgd_momentum": "SGD with momentum", "adam": "Adam", "adamw": "AdamW"}
+PRECISIONS = ("fp32", "bf16", "amp")
+OPTIMIZERS = ("sgd", "sgd_momentum", "adam")
+# What depends on the length (and on precision and checkpointing), and what on precision and optimizer only.
+LENGTH_FIELDS = ("activations", "activations_fixed", "backward_workspace", "backward_workspace_fixed")
+COUNT_FIELDS = ("parameters", "gradients", "optimizer_state", "step_workspace")
+MAX_LENGTHS = 3
+MAX_BATCH = 10**7  # the batch box's upper end
+MISSING = -1.0  # a setting that was not estimated (checkpointing of a model without blocks; a shorter length list)
+
+
+class BudgetModel(NamedTuple):
+    """A model for the explorer: ``example(batch, length)`` gives what :func:`estimate_training_memory` takes
+    (a shape or tensors) for that batch and sequence length; ``lengths`` are the lengths to estimate at (1 to 3,
+    increasing; one length for a model without a sequence). ``options`` go to the estimator (``loss_fn``,
+    ``batch_dim``)."""
+
+    model: Any  # torch.nn.Module
+    example: Callable[[int, int], object]
+    lengths: Sequence[int] = (16, 64, 128)
+    options: Mapping[str, Any] = {}
+
+
+def book_models(quick: bool = False) -> dict[str, BudgetModel]:
+    """The book's four kinds of model at the sizes its chapters train: 2-layer LSTM and GRU (128 units), a 4-layer
+    Transformer encoder (width 64, 4 heads), an NTM on the copy task (100 controller units, 128 x 20 memory).
+
+    ``quick`` uses shorter lengths (the NTM's estimate runs its Python loop over the steps).
+    """
+    import memlib
+
+    long = (8, 16, 32) if quick else (16, 64, 128)
+    layer = memlib.TransformerEncoderLayer(64, 4, 256, dropout=0.1, batch_first=True)
+    return {
+        "LSTM": BudgetModel(memlib.LSTM(16, 128, num_layers=2, batch_first=True), lambda b, t: (b, t, 16), long),
+        "GRU": BudgetModel(memlib.GRU(16, 128, num_layers=2, batch_first=True), lambda b, t: (b, t, 16), long),
+        "Transformer encoder": BudgetModel(memlib.TransformerEncoder(layer, 4), lambda b, t: (b, t, 64),
+                                           (16, 32, 64) if quick else (16, 128, 256)),
+        "NTM": BudgetModel(memlib.NTM(10, 8, controller_size=100, memory_slots=128, memory_width=20),
+                           lambda b, t: (b, t, 10), (4, 8, 16) if quick else (8, 16, 32)),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The formula, in Python. The page's JavaScript (below) does the same operations in the same order.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def interpolate(xs: Sequence[float], ys: Sequence[float], t: float) -> float:
+    """The polynomial through ``(xs, ys)`` at ``t`` (Lagrange form): exactly ``ys[j]`` at ``t = xs[j]``."""
+    total = 0.0
+    for k in range(len(xs)):
+        w = 1.0
+        for j in range(len(xs)):
+            if j != k:
+                w *= (t - xs[j]) / (xs[k] - xs[j])
+        total += w * ys[k]
+    return total
+
+
+def _index(where: str, what: str, value: Any, options: Sequence[str]) -> int:
+    if value not in list(options):
+        raise ValueError(f"{where}: expected {what} one of {', '.join(map(repr, options))}, got {value!r}")
+    return list(options).index(value)
+
+
+def estimate_at(data: Prepared, model: str, precision: str, optimizer: str, checkpointing: bool,
+                length: int) -> Any:
+    """memlib's :class:`~memlib.hardware.MemoryEstimate` at the example batch for these settings.
+
+    At a measured length it is the estimator's own; between measured lengths the length-dependent parts are
+    interpolated (see the module docstring). Scale it with ``.at_batch(b)``.
+    """
+    from memlib.hardware import MemoryEstimate
+
+    where = "MemoryBudgetExplorer"
+    m = _index(where, "model", model, [str(n) for n in data["names"]])
+    p = _index(where, "precision", precision, [str(n) for n in data["precisions"]])
+    o = _index(where, "optimizer", optimizer, [str(n) for n in data["optimizers"]])
+    if checkpointing and not data["checkpointable"][m]:
+        raise ValueError(f"{where}: {model!r} has no blocks to checkpoint (checkpointing=True is for a model "
+                         f"with a ModuleList or Sequential of blocks)")
+    xs = [float(x) for x in data["lengths"][m, : int(data["n_lengths"][m])]]
+    length = _check_length(where, length, xs)
+    c = int(bool(checkpointing))
+
+    def at(field: str) -> int:
+        ys = [float(y) for y in data[field][m, p, c, : len(xs)]]
+        return max(0, round(interpolate(xs, ys, float(length))))
+
+    activations, backward = at("activations"), at("backward_workspace")
+    return MemoryEstimate(
+        parameters=int(data["parameters"][m, p, o]),
+        gradients=int(data["gradients"][m, p, o]),
+        optimizer_state=int(data["optimizer_state"][m, p, o]),
+        activations=activations,
+        backward_workspace=backward,
+        step_workspace=int(data["step_workspace"][m, p, o]),
+        batch_size=int(data["example_batch"][m]),
+        optimizer=optimizer,
+        precision=precision,
+        checkpointing=bool(checkpointing),
+        activations_fixed=min(at("activations_fixed"), activations),
+        backward_workspace_fixed=min(at("backward_workspace_fixed"), backward),
+    )
+
+
+def _check_length(where: str, length: Any, xs: Sequence[float]) -> int:
+    if isinstance(length, bool) or not isinstance(length, numbers.Integral):
+        raise ValueError(f"{where}: expected length as an integer, got {length!r}")
+    lo, hi = int(xs[0]), int(xs[-1])
+    if not lo <= length <= hi:
+        raise ValueError(f"{where}: expected length in [{lo}, {hi}] (the lengths estimated; no extrapolation), "
+                         f"got {length}")
+    return int(length)
+
+
+def _check_batch(where: str, batch: Any) -> int:
+    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or not 1 <= batch <= MAX_BATCH:
+        raise ValueError(f"{where}: expected batch as an integer in [1, {MAX_BATCH}], got {batch!r}")
+    return int(batch)
+
+
+def fixed_decimals(x: float, digits: int) -> str:
+    """``x`` with ``digits`` decimals as JavaScript's ``toFixed`` writes it (ties away from zero, on the exact
+    binary value), so that the page and Python print the same text."""
+    return str(Decimal(x).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+
+
+def format_bytes(n: float) -> str:
+    """Bytes in the largest of GiB, MiB, KiB that is at most ``n`` (bytes below 1 KiB as bytes)."""
+    if n >= GiB:
+        return f"{fixed_decimals(n / GiB, 2)} GiB"
+    if n >= MiB:
+        return f"{fixed_decimals(n / MiB, 2)} MiB"
+    if n >= KiB:
+        return f"{fixed_decimals(n / KiB, 1)} KiB"
+    return f"{int(n)} B"
+
+
+def _grow(estimate: Any) -> int:
+    """Bytes per sample beyond the example batch's fixed parts (0: nothing grows with the batch)."""
+    e = estimate
+    return e.activations - e.activations_fixed + e.backward_workspace - e.backward_workspace_fixed
+
+
+class GPUInfo(NamedTuple):
+    name: str
+    memory: int
+    usable: int  # memory less the reserve
+    ram_minimum: int
+    ram_recommended: int
+
+
+def gpu_table(gpus: Sequence[str], reserve: float) -> list[GPUInfo]:
+    """The catalogue's GPUs by name, with the memory usable after ``reserve`` and the RAM rule."""
+    from memlib.hardware import _usable, gpu, recommended_ram
+
+    out = []
+    for name in gpus:
+        g = gpu(name)
+        ram = recommended_ram(g)
+        out.append(GPUInfo(g.name, g.memory, _usable("MemoryBudgetExplorer", g, reserve), ram.minimum,
+                           ram.recommended))
+    return out
+
+
+def view(data: Prepared, settings: Mapping[str, Any], gpus: Sequence[GPUInfo], reserve: float) -> dict[str, Any]:
+    """Everything the figures show for ``settings`` (keys model, precision, optimizer, checkpointing, batch,
+    length), computed with memlib.hardware: ``estimate`` (at the batch), ``largest`` (per GPU, None when nothing
+    grows with the batch), ``fits``, and the captions' text."""
+    from memlib.hardware import fits, largest_batch
+
+    s = settings
+    batch = _check_batch("MemoryBudgetExplorer", s["batch"])
+    base = estimate_at(data, s["model"], s["precision"], s["optimizer"], s["checkpointing"], s["length"])
+    e = base.at_batch(batch)
+    grows = _grow(base) > 0
+    largest = [largest_batch(base, device=g.name, reserve=reserve) if grows else None for g in gpus]
+    fit = [fits(e, g.name, reserve) for g in gpus]
+    return {"estimate": e, "largest": largest, "fits": fit,
+            "caption": _caption(data, s, e), "table": _table(gpus, e, fit, largest, reserve)}
+
+
+def _caption(data: Prepared, s: Mapping[str, Any], e: Any) -> str:
+    m = [str(n) for n in data["names"]].index(s["model"])
+    xs = [int(x) for x in data["lengths"][m, : int(data["n_lengths"][m])]]
+    measured = int(s["length"]) in xs
+    parts = ", ".join(f"{PART_LABEL[k]} {format_bytes(v)}" for k, v in e.parts.items())
+    how = "a measured length" if measured else "between the measured lengths: interpolated"
+    ckpt = ", checkpointing" if s["checkpointing"] else ""
+    return (f"<b>{html.escape(str(s['model']))}</b> ({int(data['n_parameters'][m])} weights), "
+            f"{PRECISION_LABEL.get(str(s['precision']), str(s['precision']))}, "
+            f"{OPTIMIZER_LABEL.get(str(s['optimizer']), str(s['optimizer']))}{ckpt}, batch {e.batch_size}, "
+            f"length {int(s['length'])}: <b>{format_bytes(e.total)}</b> = {parts}.<br>"
+            f"<span style=\"color:#555\">Estimated at batch {int(data['example_batch'][m])} and lengths "
+            f"{', '.join(map(str, xs))} ({how}); other batches: memlib's at_batch.</span>")
+
+
+def _table(gpus: Sequence[GPUInfo], e: Any, fit: Sequence[bool], largest: Sequence[int | None],
+           reserve: float) -> str:
+    head = ("<tr><th style=\"text-align:left\">GPU</th><th>memory</th>"
+            f"<th>batch {e.batch_size} fits?</th><th>largest batch</th><th>host RAM: at least / better</th></tr>")
+    rows = []
+    for g, ok, lb in zip(gpus, fit, largest, strict=True):
+        mark = "<span style=\"color:#1b7837\">yes</span>" if ok else "<span style=\"color:#b2182b\">no</span>"
+        rows.append(f"<tr><td style=\"text-align:left\">{html.escape(g.name)}</td><td>{format_bytes(g.memory)}</td>"
+                    f"<td>{mark}</td><td>{'any' if lb is None else lb}</td>"
+                    f"<td>{format_bytes(g.ram_minimum)} / {format_bytes(g.ram_recommended)}</td></tr>")
+    note = (f"<p style=\"margin:0.3em 0 0 0;font-size:85%;color:#555\">A GPU's usable memory is its memory less "
+            f"{fixed_decimals(100 * reserve, 0)}% (CUDA context, libraries, fragmentation). Host RAM: at least the "
+            f"GPU's memory, 25% more to be comfortable.</p>")
+    return ("<table style=\"border-collapse:collapse;font-size:90%;text-align:right\" cellpadding=\"3\">"
+            + head + "".join(rows) + "</table>" + note)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The same, in the page's JavaScript.
+# ---------------------------------------------------------------------------------------------------------------
+
+_JS = """
+const KiB = 1024, MiB = 1048576, GiB = 1073741824;
+const PARTS = %(parts)s, PART_LABEL = %(part_label)s, PREC_LABEL = %(prec_label)s, OPT_LABEL = %(opt_label)s;
+const reserve = %(reserve)r;
+const d = store.data;
+const value = (o) => Array.isArray(o) ? o[0] : o;
+let m = d.name.indexOf(model.value);
+if (m < 0) m = 0;
+const precisions = precision.options.map(value), optimizers = optimizer.options.map(value);
+const p = Math.max(0, precisions.indexOf(precision.value)), o = Math.max(0, optimizers.indexOf(optimizer.value));
+const K = d.n_lengths[m], xs = d.lengths[m].slice(0, K), b0 = d.example_batch[m];
+// the length slider: the model's measured lengths (Bokeh needs end > start: clamp here)
+const lo = xs[0], hi = xs[K - 1];
+const end = Math.max(hi, lo + 1);
+if (length.start !== lo || length.end !== end) { length.start = lo; length.end = end; }
+length.disabled = K < 2;
+const T = Math.min(Math.max(Math.round(length.value), lo), hi);
+if (length.value !== T) length.value = T;  // runs this callback once more, with the same numbers
+checkpoint.disabled = !d.checkpointable[m];
+const c = (checkpoint.active && d.checkpointable[m]) ? 1 : 0;
+const B = Math.min(Math.max(Math.round(batch.value === null ? 1 : batch.value), 1), %(max_batch)d);
+if (batch.value !== B) batch.value = B;
+// Python's round(): halves to even
+const rhe = (x) => {
+  const f = Math.floor(x), r = x - f;
+  return r > 0.5 ? f + 1 : r < 0.5 ? f : (f %% 2 === 0 ? f : f + 1);
+};
+const interp = (ys, t) => {
+  let total = 0.0;
+  for (let k = 0; k < K; k++) {
+    let w = 1.0;
+    for (let j = 0; j < K; j++) if (j !== k) w *= (t - xs[j]) / (xs[k] - xs[j]);
+    total += w * ys[k];
+  }
+  return total;
+};
+const P = precisions.length, O = optimizers.length, KM = d.lengths[m].length;
+const at = (field) => {
+  const flat = d[field][m], base = (p * 2 + c) * KM;
+  return Math.max(0, rhe(interp(flat.slice(base, base + K), T)));
+};
+const count = (field) => d[field][m][p * O + o];
+const act0 = at("activations"), bw0 = at("backward_workspace");
+const e0 = {parameters: count("parameters"), gradients: count("gradients"), optimizer_state: count("optimizer_state"),
+            activations: act0, backward_workspace: bw0, step_workspace: count("step_workspace"),
+            activations_fixed: Math.min(at("activations_fixed"), act0),
+            backward_workspace_fixed: Math.min(at("backward_workspace_fixed"), bw0)};
+// memlib.hardware.MemoryEstimate.at_batch, workspace and total
+const atBatch = (b) => {
+  const scale = b / b0;
+  const a = e0.activations_fixed + rhe((e0.activations - e0.activations_fixed) * scale);
+  const w = e0.backward_workspace_fixed + rhe((e0.backward_workspace - e0.backward_workspace_fixed) * scale);
+  const ws = Math.max(w, e0.step_workspace - a, 0);
+  return {parameters: e0.parameters, gradients: e0.gradients, optimizer_state: e0.optimizer_state,
+          activations: a, workspace: ws, total: e0.parameters + e0.gradients + e0.optimizer_state + a + ws};
+};
+const e = atBatch(B);
+const fmt = (x, n) => x.toFixed(n);
+const bytes = (n) => n >= GiB ? `${fmt(n / GiB, 2)} GiB` : n >= MiB ? `${fmt(n / MiB, 2)} MiB` :
+                     n >= KiB ? `${fmt(n / KiB, 1)} KiB` : `${Math.trunc(n)} B`;
+// memlib.hardware.largest_batch, on this estimate
+const grows = e0.activations - e0.activations_fixed + e0.backward_workspace - e0.backward_workspace_fixed > 0;
+const largest = (usable) => {
+  if (!grows) return null;
+  const perSample = (e0.activations - e0.activations_fixed + e0.backward_workspace) / b0;
+  const fixed = e0.parameters + e0.gradients + e0.optimizer_state + e0.activations_fixed;
+  const guess = Math.max(1, Math.floor((usable - fixed) / perSample));
+  const fitsAt = (b) => b === 0 || atBatch(b).total <= usable;
+  let low, high;
+  if (fitsAt(guess)) { low = guess; high = 2 * guess; } else { low = 0; high = guess; }
+  while (fitsAt(high)) { low = high; high = 2 * high; }
+  while (high - low > 1) { const mid = Math.floor((low + high) / 2); if (fitsAt(mid)) low = mid; else high = mid; }
+  return low;
+};
+const g = gpus.data;
+const lbs = g.usable.map(largest), fit = g.usable.map(u => e.total <= u);
+// the stacked bar, in MiB
+const bar = {y: ["estimate"]};
+for (const k of PARTS) bar[k] = [e[k] / MiB];
+bars.data = bar;
+bar_x.start = 0;
+bar_x.end = 1.08 * Math.max(e.total / MiB, 1e-6);
+// largest batch per GPU, on a log axis
+const top = Math.max(2, B, ...lbs.map(v => v === null ? 1 : v));
+gpus.data = {...g, largest: lbs.map(v => v === null ? top * 10 : Math.max(v, 1)),
+             label: lbs.map(v => v === null ? "any" : String(v)),
+             color: fit.map(f => f ? "#1b7837" : "#b2182b")};
+gpu_x.end = top * 30;
+batch_line.location = B;
+const esc = (s) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+const measured = xs.includes(T);
+const parts = PARTS.map(k => `${PART_LABEL[k]} ${bytes(e[k])}`).join(", ");
+const how = measured ? "a measured length" : "between the measured lengths: interpolated";
+const pr = precisions[p], op = optimizers[o];
+caption.text = `<b>${esc(d.name[m])}</b> (${d.n_parameters[m]} weights), ${PREC_LABEL[pr] ?? pr}, ` +
+  `${OPT_LABEL[op] ?? op}${c ? ", checkpointing" : ""}, batch ${B}, length ${T}: ` +
+  `<b>${bytes(e.total)}</b> = ${parts}.<br><span style="color:#555">Estimated at batch ${b0} and lengths ` +
+  `${xs.join(", ")} (${how}); other batches: memlib's at_batch.</span>`;
+let rows = "";
+for (let i = 0; i < g.gpu.length; i++) {
+  const mark = fit[i] ? '<span style="color:#1b7837">yes</span>' : '<span style="color:#b2182b">no</span>';
+  rows += `<tr><td style="text-align:left">${esc(g.gpu[i])}</td><td>${bytes(g.memory[i])}</td><td>${mark}</td>` +
+    `<td>${lbs[i] === null ? "any" : lbs[i]}</td>` +
+    `<td>${bytes(g.ram_minimum[i])} / ${bytes(g.ram_recommended[i])}</td></tr>`;
+}
+table.text = '<table style="border-collapse:collapse;font-size:90%%;text-align:right" cellpadding="3">' +
+  '<tr><th style="text-align:left">GPU</th><th>memory</th>' +
+  `<th>batch ${B} fits?</th><th>largest batch</th><th>host RAM: at least / better</th></tr>` + rows + "</table>" +
+  `<p style="margin:0.3em 0 0 0;font-size:85%%;color:#555">A GPU's usable memory is its memory less ` +
+  `${fmt(100 * reserve, 0)}%% (CUDA context, libraries, fragmentation). Host RAM: at least the ` +
+  `GPU's memory, 25%% more to be comfortable.</p>`;
+"""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The explorer.
+# ---------------------------------------------------------------------------------------------------------------
+
+SETTING_KEYS = ("model", "precision", "optimizer", "checkpointing", "batch", "length")
+
+
+class MemoryBudgetExplorer(Explorer):
+    """A memory budget for training: parts of the estimate, GPUs it fits on, host RAM to pair with them.
+
+    ``data`` comes from :meth:`prepare`. ``gpus``: names from :data:`memlib.hardware.GPUS` (default: all);
+    ``reserve``: the fraction of each GPU kept free (memlib's default 0.1). ``batch``, ``length``, ``model``,
+    ``precision``, ``optimizer``, ``checkpointing``: the starting settings (defaults: the first model, its
+    middle length, batch 32, fp32, Adam, no checkpointing).
+
+    Live: give ``models`` (name -> :class:`BudgetModel`, the same names as in ``data``, or any others) and the
+    ipywidgets controls rerun memlib's estimator for the chosen model, length and settings; or give your own
+    ``compute(settings) -> prepared data``.
+    """
+
+    def __init__(
+        self,
+        data: Prepared,
+        compute: Callable[[dict[str, Any]], Prepared] | None = None,
+        *,
+        models: Mapping[str, BudgetModel] | None = None,
+        gpus: Sequence[str] | None = None,
+        reserve: float | None = None,
+        batch: int = 32,
+        length: int | None = None,
+        model: str | None = None,
+        precision: str = "fp32",
+        optimizer: str = "adam",
+        checkpointing: bool = False,
+    ):
+        from memlib.hardware import DEFAULT_RESERVE, GPUS
+
+        where = "MemoryBudgetExplorer"
+        _check_prepared(where, data)
+        self.reserve = DEFAULT_RESERVE if reserve is None else reserve
+        self.gpus = gpu_table(list(GPUS) if gpus is None else list(gpus), self.reserve)
+        if not self.gpus:
+            raise ValueError(f"{where}: expected at least one GPU, got none")
+        self.models = dict(models) if models is not None else {}
+        for name, spec in self.models.items():
+            _check_spec(f"{where}: model {name!r}", spec)
+        if compute is None and self.models:
+            compute = self._estimate_live
+        names = [str(n) for n in data["names"]]
+        model = names[0] if model is None else model
+        _index(where, "model", model, names)
+        m = names.index(model)
+        xs = data["lengths"][m, : int(data["n_lengths"][m])]
+        self.settings: dict[str, Any] = {
+            "model": model, "precision": precision, "optimizer": optimizer, "checkpointing": bool(checkpointing),
+            "batch": _check_batch(where, batch), "length": int(xs[len(xs) // 2]) if length is None else length,
+        }
+        self._view = view(data, self.settings, self.gpus, self.reserve)  # validates every setting
+        self._built = False
+        self.callback: CustomJS | None = None
+        super().__init__(data, compute)
+
+    # Layer 1: prepare ------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def prepare(
+        models: Mapping[str, BudgetModel],
+        *,
+        example_batch: int = 4,
+        precisions: Sequence[str] = PRECISIONS,
+        optimizers: Sequence[str] = OPTIMIZERS,
+    ) -> Prepared:
+        """Run memlib's estimator on every model at ``example_batch`` and its lengths; return the numbers.
+
+        Per model and precision: one estimate per length (and per length with checkpointing, for a model with
+        blocks), with the first optimizer; then one per other optimizer at the first length and a batch of one
+        (the optimizer changes only the counted parts, which do not depend on the batch). Keep ``example_batch``
+        at 4 or more: memlib splits what grows with the batch from what does not with a second count at half of it.
+
+        Returns ``names``, ``n_parameters``, ``example_batch``, ``checkpointable``, ``n_lengths`` (M,);
+        ``lengths`` (M, 3) (padded with -1); ``precisions`` (P,), ``optimizers`` (O,); one (M, P, 2, 3) array per
+        length-dependent field (index 2: without, with checkpointing; -1 where not estimated) and one (M, P, O)
+        array per counted field, in bytes.
+        """
+        from memlib.hardware import OPTIMIZER_STATES, checkpoint_blocks, estimate_training_memory
+
+        where = "MemoryBudgetExplorer.prepare"
+        if not isinstance(models, Mapping):
+            raise TypeError(f"{where}: expected a mapping of name -> BudgetModel, got {type(models).__name__}")
+        if not models:
+            raise ValueError(f"{where}: expected at least one model, got none")
+        if isinstance(example_batch, bool) or not isinstance(example_batch, int) or example_batch < 1:
+            raise ValueError(f"{where}: expected example_batch as a positive integer, got {example_batch!r}")
+        precisions, optimizers = tuple(precisions), tuple(optimizers)
+        for what, chosen, allowed in (("precisions", precisions, tuple(PRECISION_LABEL)),
+                                      ("optimizers", optimizers, tuple(OPTIMIZER_STATES))):
+            bad = [x for x in chosen if x not in allowed]
+            if bad or not chosen or len(set(chosen)) != len(chosen):
+                raise ValueError(f"{where}: expected {what} as distinct names from {', '.join(map(repr, allowed))}, "
+                                 f"got {list(chosen)!r}")
+        M, P, n_opt = len(models), len(precisions), len(optimizers)
+        out: Prepared = {
+            "names": np.array([str(n) for n in models]),
+            "precisions": np.array(precisions),
+            "optimizers": np.array(optimizers),
+            "n_parameters": np.zeros(M, dtype=np.int64),
+            "example_batch": np.full(M, example_batch, dtype=np.int64),
+            "checkpointable": np.zeros(M, dtype=bool),
+            "n_lengths": np.zeros(M, dtype=np.int64),
+            "lengths": np.full((M, MAX_LENGTHS), MISSING),
+        }
+        for f in LENGTH_FIELDS:
+            out[f] = np.full((M, P, 2, MAX_LENGTHS), MISSING)
+        for f in COUNT_FIELDS:
+            out[f] = np.full((M, P, n_opt), MISSING)
+        for m, (name, spec) in enumerate(models.items()):
+            lengths = _check_spec(f"{where}: model {name!r}", spec)
+            blocks = bool(checkpoint_blocks(spec.model))
+            out["n_parameters"][m] = sum(w.numel() for w in spec.model.parameters())
+            out["checkpointable"][m] = blocks
+            out["n_lengths"][m] = len(lengths)
+            out["lengths"][m, : len(lengths)] = lengths
+
+            def estimate(length: int, optimizer: str, precision: str, checkpointing: bool, batch: int = example_batch,
+                         name=name, spec=spec):
+                e = estimate_training_memory(spec.model, spec.example(batch, length), optimizer, precision,
+                                             checkpointing, **dict(spec.options))
+                if e.batch_size != batch:
+                    raise ValueError(f"{where}: model {name!r}: expected example(batch, length) to give a batch of "
+                                     f"{batch}, got one of {e.batch_size}")
+                return e
+
+            for p, precision in enumerate(precisions):
+                for c in (0, 1) if blocks else (0,):
+                    for k, length in enumerate(lengths):
+                        e = estimate(length, optimizers[0], precision, bool(c))
+                        for f in LENGTH_FIELDS:
+                            out[f][m, p, c, k] = getattr(e, f)
+                        if c == 0 and k == 0:
+                            for f in COUNT_FIELDS:
+                                out[f][m, p, 0] = getattr(e, f)
+                for o, optimizer in enumerate(optimizers[1:], start=1):
+                    # only the counted parts are read: a batch of one (a single count) is enough
+                    e = estimate(lengths[0], optimizer, precision, False, batch=1)
+                    for f in COUNT_FIELDS:
+                        out[f][m, p, o] = getattr(e, f)
+        return out
+
+    @classmethod
+    def for_models(
+        cls,
+        models: Mapping[str, BudgetModel],
+        *,
+        model: str | None = None,
+        length: int | None = None,
+        precision: str = "fp32",
+        optimizer: str = "adam",
+        **options: Any,
+    ) -> MemoryBudgetExplorer:
+        """A live explorer over any models, estimated on demand: only the starting setting is estimated here
+        (at ``length``, default each model's first length). ``options`` go to the constructor."""
+        where = "MemoryBudgetExplorer.for_models"
+        if not isinstance(models, Mapping) or not models:
+            raise ValueError(f"{where}: expected a non-empty mapping of name -> BudgetModel, got {models!r:.80}")
+        name = next(iter(models)) if model is None else model
+        _index(where, "model", name, list(models))
+        spec = models[name]
+        first = _check_spec(f"{where}: model {name!r}", spec)[0] if length is None else length
+        data = cls.prepare({name: spec._replace(lengths=(first,))}, precisions=(precision,), optimizers=(optimizer,))
+        return cls(data, models=models, model=name, precision=precision, optimizer=optimizer, **options)
+
+    # Live compute: memlib's estimator at the chosen length ---------------------------------------------------
+
+    def _estimate_live(self, settings: Mapping[str, Any]) -> Prepared:
+        """The chosen model at the chosen length, precision and optimizer (both checkpointing settings where it
+        has blocks), estimated now."""
+        name = settings["model"]
+        if name not in self.models:
+            raise ValueError(f"expected model one of {', '.join(map(repr, self.models))}, got {name!r}")
+        spec = self.models[name]
+        length = settings["length"]
+        if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 1:
+            raise ValueError(f"expected length as a positive integer, got {length!r}")
+        _check_batch("MemoryBudgetExplorer", settings["batch"])
+        one = spec._replace(lengths=(int(length),))
+        return self.prepare({name: one}, precisions=(settings["precision"],), optimizers=(settings["optimizer"],))
+
+    # Layer 2: the static Bokeh layout ---------------------------------------------------------------------------
+
+    def source_data(self, data: Prepared) -> Mapping[str, dict[str, Any]]:
+        v = self._view if self._view is not None else view(data, self.settings, self.gpus, self.reserve)
+        e = v["estimate"]
+        M = len(data["names"])
+        store = {
+            "name": [str(n) for n in data["names"]],
+            "n_parameters": [int(n) for n in data["n_parameters"]],
+            "example_batch": [int(n) for n in data["example_batch"]],
+            "checkpointable": [bool(x) for x in data["checkpointable"]],
+            "n_lengths": [int(n) for n in data["n_lengths"]],
+            "lengths": [[float(x) for x in data["lengths"][m]] for m in range(M)],
+        }
+        for f in (*LENGTH_FIELDS, *COUNT_FIELDS):
+            store[f] = [[float(x) for x in data[f][m].ravel()] for m in range(M)]
+        top = max(2, e.batch_size, *(1 if lb is None else lb for lb in v["largest"]))
+        gpus = {
+            "gpu": [g.name for g in self.gpus],
+            "memory": [g.memory for g in self.gpus],
+            "usable": [g.usable for g in self.gpus],
+            "ram_minimum": [g.ram_minimum for g in self.gpus],
+            "ram_recommended": [g.ram_recommended for g in self.gpus],
+            "largest": [top * 10 if lb is None else max(lb, 1) for lb in v["largest"]],
+            "label": ["any" if lb is None else str(lb) for lb in v["largest"]],
+            "color": ["#1b7837" if ok else "#b2182b" for ok in v["fits"]],
+        }
+        bar = {"y": ["estimate"], **{k: [val / MiB] for k, val in e.parts.items()}}
+        usable: dict[int, list[str]] = {}  # GPUs by usable memory: one line per size
+        for g in self.gpus:
+            usable.setdefault(g.usable, []).append(g.name)
+        lines = {"x": [u / MiB for u in usable], "label": [", ".join(n) for n in usable.values()]}
+        return {"budget_store": store, "budget_gpus": gpus, "budget_bar": bar, "budget_gpu_lines": lines}
+
+    def build(self):
+        s, d = self.settings, self.data
+        names = [str(n) for n in d["names"]]
+        m = names.index(s["model"])
+        self.model_select = Select(title="model", options=names, value=s["model"], width=210,
+                                   name="budget_model_select")
+        self.precision_select = Select(title="precision", value=s["precision"], width=210,
+                                       options=[(str(p), PRECISION_LABEL[str(p)]) for p in d["precisions"]],
+                                       name="budget_precision_select")
+        self.optimizer_select = Select(title="optimizer", value=s["optimizer"], width=210,
+                                       options=[(str(o), OPTIMIZER_LABEL[str(o)]) for o in d["optimizers"]],
+                                       name="budget_optimizer_select")
+        self.batch_spinner = Spinner(title="batch size", low=1, high=MAX_BATCH, step=1, value=s["batch"], width=120,
+                                     mode="int", name="budget_batch")
+        xs = d["lengths"][m, : int(d["n_lengths"][m])]
+        self.length_slider = Slider(title="sequence length", start=int(xs[0]), end=max(int(xs[-1]), int(xs[0]) + 1),
+                                    step=1, value=s["length"], width=330, disabled=len(xs) < 2,
+                                    name="budget_length")
+        self.checkpoint_box = Checkbox(label="gradient checkpointing", active=s["checkpointing"],
+                                       disabled=not bool(d["checkpointable"][m]), width=180,
+                                       name="budget_checkpointing")
+        self.caption = Div(text=self._view["caption"], width=WIDTH, name="budget_caption")
+        self.table = Div(text=self._view["table"], width=WIDTH, name="budget_table")
+
+        e = self._view["estimate"]
+        self.bar_fig = figure(width=WIDTH, height=130, y_range=FactorRange(factors=["estimate"]),
+                              x_range=Range1d(0, 1.08 * max(e.total / MiB, 1e-6)),
+                              title="memory of one training step (dashed: a GPU's usable memory, once reached)",
+                              x_axis_label="MiB", tools="", toolbar_location=None, name="budget_bar_figure")
+        self.bar_fig.hbar_stack(list(PARTS), y="y", height=0.6, source=self.sources["budget_bar"],
+                                color=[PART_COLOR[k] for k in PARTS],
+                                legend_label=[PART_LABEL[k] for k in PARTS])
+        self.bar_fig.legend.orientation = "horizontal"
+        self.bar_fig.legend.update(padding=2, margin=0, label_text_font_size="8pt", location="top_left")
+        self.bar_fig.add_layout(self.bar_fig.legend[0], "below")
+        self.bar_fig.yaxis.visible = False
+        lines = self.sources["budget_gpu_lines"]
+        self.bar_fig.vspan(x="x", source=lines, line_color="#333333", line_dash="dashed", line_width=1.5)
+        self.bar_fig.add_layout(LabelSet(x="x", y=0, y_units="screen", text="label", source=lines, angle=0,
+                                         x_offset=-3, y_offset=4, text_align="right", text_font_size="8pt",
+                                         text_color="#333333"))
+
+        gpu_names = [g.name for g in self.gpus]
+        top = max(2, e.batch_size, *(1 if lb is None else lb for lb in self._view["largest"]))
+        self.gpu_fig = figure(width=WIDTH, height=40 + 24 * len(self.gpus),
+                              y_range=FactorRange(factors=gpu_names[::-1]),
+                              x_axis_type="log", x_range=Range1d(1, top * 30), x_axis_label="largest batch that fits",
+                              title="largest batch per GPU (green: the chosen batch fits; line: the chosen batch)",
+                              tools="", toolbar_location=None, name="budget_gpu_figure")
+        self.gpu_fig.hbar(y="gpu", left=1, right="largest", height=0.7, color="color",
+                          source=self.sources["budget_gpus"])
+        self.gpu_fig.add_layout(LabelSet(x="largest", y="gpu", text="label", source=self.sources["budget_gpus"],
+                                         x_offset=3, y_offset=-6, text_font_size="8pt"))
+        self.batch_line = Span(location=e.batch_size, dimension="height", line_color="#333333", line_dash="dashed",
+                               line_width=2)
+        self.gpu_fig.add_layout(self.batch_line)
+
+        self.callback = CustomJS(
+            args=dict(store=self.sources["budget_store"], gpus=self.sources["budget_gpus"],
+                      bars=self.sources["budget_bar"], model=self.model_select, precision=self.precision_select,
+                      optimizer=self.optimizer_select, batch=self.batch_spinner, length=self.length_slider,
+                      checkpoint=self.checkpoint_box, caption=self.caption, table=self.table,
+                      bar_x=self.bar_fig.x_range, gpu_x=self.gpu_fig.x_range, batch_line=self.batch_line),
+            code=_JS % {"parts": json.dumps(PARTS), "part_label": json.dumps(PART_LABEL),
+                        "prec_label": json.dumps(PRECISION_LABEL), "opt_label": json.dumps(OPTIMIZER_LABEL),
+                        "reserve": float(self.reserve), "max_batch": MAX_BATCH},
+        )
+        for widget in (self.model_select, self.precision_select, self.optimizer_select, self.batch_spinner,
+                       self.length_slider):
+            widget.js_on_change("value", self.callback)
+        self.checkpoint_box.js_on_change("active", self.callback)
+        self.controls_box = column(
+            row(self.model_select, self.precision_select, self.optimizer_select),
+            row(self.batch_spinner, self.length_slider, self.checkpoint_box), name="budget_controls",
+        )
+        self._built = True
+        return column(self.controls_box, self.caption, self.bar_fig, self.gpu_fig, self.table, width=WIDTH,
+                      name="memory_budget_explorer")
+
+    # Live updates ---------------------------------------------------------------------------------------------
+
+    def update(self, data: Prepared) -> None:
+        _check_prepared("MemoryBudgetExplorer.update", data)
+        _ = self.layout  # built for the current data and settings before either changes
+        names = [str(n) for n in data["names"]]
+        s = dict(self.settings)
+        if s["model"] not in names:
+            s["model"] = names[0]
+        m = names.index(s["model"])
+        xs = [int(x) for x in data["lengths"][m, : int(data["n_lengths"][m])]]
+        s["length"] = min(max(int(s["length"]), xs[0]), xs[-1])
+        for key, axis in (("precision", "precisions"), ("optimizer", "optimizers")):
+            if s[key] not in [str(x) for x in data[axis]]:
+                s[key] = str(data[axis][0])
+        s["checkpointing"] = bool(s["checkpointing"] and data["checkpointable"][m])
+        self._view = view(data, s, self.gpus, self.reserve)
+        self.settings = s
+        super().update(data)
+
+    def on_update(self, data: Prepared) -> None:
+        s, v = self.settings, self._view
+        names = [str(n) for n in data["names"]]
+        m = names.index(s["model"])
+        xs = data["lengths"][m, : int(data["n_lengths"][m])]
+        self.model_select.update(options=names, value=s["model"])
+        self.precision_select.update(options=[(str(p), PRECISION_LABEL[str(p)]) for p in data["precisions"]],
+                                     value=s["precision"])
+        self.optimizer_select.update(options=[(str(o), OPTIMIZER_LABEL[str(o)]) for o in data["optimizers"]],
+                                     value=s["optimizer"])
+        self.length_slider.update(start=int(xs[0]), end=max(int(xs[-1]), int(xs[0]) + 1), value=s["length"],
+                                  disabled=len(xs) < 2)
+        self.batch_spinner.value = s["batch"]
+        self.checkpoint_box.update(active=s["checkpointing"], disabled=not bool(data["checkpointable"][m]))
+        e = v["estimate"]
+        self.bar_fig.x_range.update(start=0, end=1.08 * max(e.total / MiB, 1e-6))
+        top = max(2, e.batch_size, *(1 if lb is None else lb for lb in v["largest"]))
+        self.gpu_fig.x_range.end = top * 30
+        self.batch_line.location = e.batch_size
+        self.caption.text = v["caption"]
+        self.table.text = v["table"]
+
+    def recompute(self, value: Any) -> bool:
+        """Estimate for new settings (a dict with any of the setting keys); on bad input keep the figures."""
+        if self.compute is None:
+            raise RuntimeError("MemoryBudgetExplorer: no models or compute function were given, so it cannot go live")
+        _ = self.layout  # built for the current data and settings before either changes
+        settings = {**self.settings, **dict(value)}
+        try:
+            unknown = set(settings) - set(SETTING_KEYS)
+            if unknown:
+                raise ValueError(f"expected settings among {list(SETTING_KEYS)}, got {sorted(unknown)}")
+            data = self.compute(settings)
+            _check_prepared("compute", data)
+            candidate = view(data, settings, self.gpus, self.reserve)  # refuses bad settings before anything moves
+        except (TypeError, ValueError) as err:
+            self._set_status(f"Not updated: {err}")
+            return False
+        self.settings = settings
+        self._view = candidate
+        Explorer.update(self, data)
+        self._set_status("")
+        return True
+
+    # Layer 3: live controls -------------------------------------------------------------------------------------
+
+    def controls(self) -> list:
+        """Model, precision, optimizer, checkpointing, batch and length; each change reruns the estimator. The
+        static Bokeh controls are hidden (the ipywidgets drive the figures)."""
+        import ipywidgets
+
+        _ = self.layout
+        self.controls_box.visible = False
+        s = self.settings
+        names = list(self.models) if self.models else [str(n) for n in self.data["names"]]
+        model = ipywidgets.Dropdown(options=names, value=s["model"] if s["model"] in names else names[0],
+                                    description="model")
+        precision = ipywidgets.Dropdown(options=[(PRECISION_LABEL[p], p) for p in PRECISIONS],
+                                        value=s["precision"] if s["precision"] in PRECISIONS else "fp32",
+                                        description="precision")
+        optimizer = ipywidgets.Dropdown(options=[(OPTIMIZER_LABEL[o], o) for o in OPTIMIZERS],
+                                        value=s["optimizer"] if s["optimizer"] in OPTIMIZERS else "adam",
+                                        description="optimizer")
+        checkpoint = ipywidgets.Checkbox(value=s["checkpointing"], description="gradient checkpointing")
+        batch = ipywidgets.BoundedIntText(value=s["batch"], min=1, max=MAX_BATCH, description="batch")
+        length = ipywidgets.BoundedIntText(value=s["length"], min=1, max=100_000, description="length")
+        widgets = {"model": model, "precision": precision, "optimizer": optimizer, "checkpointing": checkpoint,
+                   "batch": batch, "length": length}
+
+        def changed(key: str):
+            def handler(change):
+                self.recompute({key: change["new"]})
+
+            return handler
+
+        for key, widget in widgets.items():
+            widget.observe(changed(key), names="value")
+        return [ipywidgets.HBox([model, precision, optimizer]), ipywidgets.HBox([batch, length, checkpoint])]
+
+
+def _check_spec(where: str, spec: Any) -> list[int]:
+    """A BudgetModel's lengths, after checking its fields."""
+    from torch import nn
+
+    if not isinstance(spec, BudgetModel):
+        raise TypeError(f"{where}: expected a BudgetModel(model, example, lengths), got {type(spec).__name__}")
+    if not isinstance(spec.model, nn.Module):
+        raise TypeError(f"{where}: expected model as an nn.Module, got {type(spec.model).__name__}")
+    if not callable(spec.example):
+        raise TypeError(f"{where}: expected example as a function (batch, length) -> example input, "
+                        f"got {type(spec.example).__name__}")
+    lengths = list(spec.lengths)
+    if (not 1 <= len(lengths) <= MAX_LENGTHS
+            or any(isinstance(x, bool) or not isinstance(x, numbers.Integral) or x < 1 for x in lengths)
+            or any(b <= a for a, b in zip(lengths, lengths[1:], strict=False))):
+        raise ValueError(f"{where}: expected 1 to {MAX_LENGTHS} increasing positive integer lengths, "
+                         f"got {spec.lengths!r}")
+    return [int(x) for x in lengths]
+
+
+def _check_prepared(where: str, data: Any) -> None:
+    needed = ("names", "precisions", "optimizers", "n_parameters", "example_batch", "checkpointable", "n_lengths",
+              "lengths", *LENGTH_FIELDS, *COUNT_FIELDS)
+    if not isinstance(data, Mapping) or any(k not in data for k in needed):
+        got = sorted(data) if isinstance(data, Mapping) else type(data).__name__
+        raise ValueError(f"{where}: expected data from MemoryBudgetExplorer.prepare (keys {list(needed)}), got {got}")
+
+
+__all__ = ["BudgetModel", "MemoryBudgetExplorer", "book_models", "estimate_at", "interpolate", "view"]
