@@ -46,7 +46,8 @@ DNC_ONLY = ("usage", "allocation", "link", "read_modes", "free_gates", "write_ga
 DNC_REQUIRED = ("usage", "allocation", "link", "read_modes")
 DNC_OPTIONAL = ("free_gates", "write_gate", "allocation_gate")  # shown in the caption when given
 DEFAULT_SEQUENCE = "1011 0110 1110"
-WIDTH = 700  # the book's column
+WIDTH = 660  # fits the book's output column (688 px in a 1280 px window)
+MARGIN = 5  # Bokeh widgets (sliders, text) keep this margin on each side: their width is WIDTH - 2 * MARGIN
 HEAD_COLORS = ("#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e")  # write, then read heads 1..4
 DIVERGING = list(reversed(interp_palette(RdBu11, 256)))
 INK = list(reversed(Greys256))  # 0 white, 1 black: bits read like ink on paper
@@ -579,9 +580,9 @@ class MemoryExplorer(Explorer):
         self.col_range = Range1d(-0.5, W - 0.5)
         self.channel_ranges = {"I": Range1d(-0.5, n_in - 0.5), "O": Range1d(-0.5, max(n_out, 1) - 0.5)}
 
-        self.slider = Slider(start=1, end=max(T, 2), value=t + 1, step=1, title="step t", width=WIDTH,
+        self.slider = Slider(start=1, end=max(T, 2), value=t + 1, step=1, title="step t", width=WIDTH - 2 * MARGIN,
                              name="memory_time_slider")
-        self.caption_div = Div(text=self.caption(data, t), width=WIDTH, name="memory_caption",
+        self.caption_div = Div(text=self.caption(data, t), width=WIDTH - 2 * MARGIN, name="memory_caption",
                                styles={"font-size": "90%"})
 
         # Input, target, output: channels x steps.
@@ -605,7 +606,7 @@ class MemoryExplorer(Explorer):
 
         # At the chosen step: the memory matrix, and the weightings as bars beside its rows.
         self.memory_mapper = LinearColorMapper(palette=DIVERGING)
-        mem = self._plain("memory M_t (slots x width)", 280, 300, grid=False, x_range=self.col_range,
+        mem = self._plain("memory M_t (slots x width)", 260, 300, grid=False, x_range=self.col_range,
                           y_range=self.slot_range)
         mem.rect(x="col", y="slot", width=1, height=1, source=s["memory_at_step"], line_color=None, dilate=True,
                  fill_color={"field": "value", "transform": self.memory_mapper})
@@ -613,14 +614,14 @@ class MemoryExplorer(Explorer):
                                 major_label_text_font_size="7pt"), "right")
         mem.yaxis.axis_label = "slot"
         mem.xaxis.ticker.min_interval = mem.yaxis.ticker.min_interval = 1
-        bars = self._plain("weightings at step t", 230, 300, y_range=self.slot_range, x_range=Range1d(0, 1.02))
+        bars = self._plain("weightings at step t", 210, 300, y_range=self.slot_range, x_range=Range1d(0, 1.02))
         self.weight_bars = bars.hbar(y="y", right="weight", left=0, height=0.8 / (R + 1), color="color",
                                      legend_field="head", source=s["weights_at_step"])
         self._legend_outside(bars, "right")
         bars.yaxis.ticker.min_interval = 1
 
         # NTM: the erase and add vectors under the memory's columns.
-        erase_add = self._plain("erase e_t and add a_t (per column)", 280, 160, x_range=self.col_range,
+        erase_add = self._plain("erase e_t and add a_t (per column)", 260, 160, x_range=self.col_range,
                                 y_range=Range1d(-1.05, 1.05))
         erase_add.vbar(x=dodge("col", -0.2), top="erase", width=0.38, color="#7f7f7f",
                        legend_label="erase", source=s["erase_add_at_step"])
@@ -633,7 +634,7 @@ class MemoryExplorer(Explorer):
         erase_add.add_layout(Span(location=0, dimension="width", line_color="#888888"))
         erase_add.xaxis.ticker.min_interval = 1
         ntm_note = Div(text="Write: M_t(i) = M_{t-1}(i) [1 - w_t(i) e_t] + w_t(i) a_t (Graves et al. 2014, eqs. 3-4).",
-                       width=370, styles={"font-size": "85%", "color": "#555"})
+                       width=WIDTH - 260 - 2 * MARGIN, styles={"font-size": "85%", "color": "#555"})
         self.ntm_block = row(erase_add, ntm_note, name="ntm_panels", visible=kind == "ntm")
 
         # DNC: usage and allocation beside the memory's rows; the link matrix.
@@ -645,7 +646,7 @@ class MemoryExplorer(Explorer):
         self._legend_outside(usage, "right")
         self.usage_bars = column(usage, visible=kind == "dnc", name="dnc_usage_panel")
         self.link_mapper = LinearColorMapper(palette=Viridis256, low=0, high=1)
-        link = self._plain("link L_t[i, j]: slot i written right after slot j", 340, 320, grid=False,
+        link = self._plain("link L_t[i, j]: slot i written right after slot j", 330, 320, grid=False,
                            x_range=Range1d(-0.5, N - 0.5), y_range=Range1d(-0.5, N - 0.5))
         link.rect(x="j", y="i", width=1, height=1, source=s["link_at_step"], line_color=None, dilate=True,
                   fill_color={"field": "value", "transform": self.link_mapper})
@@ -657,7 +658,8 @@ class MemoryExplorer(Explorer):
         dnc_note = Div(text="The link matrix lets a read head step forward (w^f = L w^r) or backward "
                             "(w^b = L<sup>T</sup> w^r) through the order of writing; usage frees slots that were "
                             "read with a free gate near 1, and allocation points at the least-used slot "
-                            "(Graves et al. 2016, Methods).", width=340, styles={"font-size": "85%", "color": "#555"})
+                            "(Graves et al. 2016, Methods).", width=WIDTH - 330 - 2 * MARGIN,
+                       styles={"font-size": "85%", "color": "#555"})
         self.dnc_block = row(link, dnc_note, name="dnc_panels", visible=kind == "dnc")
 
         callback = CustomJS(
@@ -673,7 +675,7 @@ class MemoryExplorer(Explorer):
         self.map_rows = [row(*maps[k:k + 2]) for k in range(0, len(maps), 2)]
         self._apply(data)
         note = Div(text="Maps: rows are slots (or channels), columns are steps; the red line is the chosen step.",
-                   width=WIDTH, styles={"font-size": "85%", "color": "#555"})
+                   width=WIDTH - 2 * MARGIN, styles={"font-size": "85%", "color": "#555"})
         return column(
             self.slider, self.caption_div, *self.io_figs.values(), note, *self.map_rows,
             row(mem, bars, self.usage_bars), self.ntm_block, self.dnc_block, name="memory_explorer",
@@ -731,7 +733,7 @@ class MemoryExplorer(Explorer):
         import ipywidgets
 
         text = ipywidgets.Text(value=self.settings["sequence"], description="sequence", continuous_update=False,
-                               layout=ipywidgets.Layout(width="680px"),
+                               layout=ipywidgets.Layout(width=f"{WIDTH}px"),
                                placeholder="e.g. 1011 0110 1110, then press Enter")
         busy = [False]  # the dropdown sets the text box: one recompute for both
 
@@ -890,8 +892,8 @@ class AddressingPipeline(Explorer):
         for name, value in zip(PIPELINE_DEFAULTS, data["settings"], strict=True):
             start, end, step = PIPELINE_RANGES[name]
             sliders[name] = Slider(start=start, end=end, step=step, value=float(value), title=titles[name],
-                                   width=WIDTH // 2 - 10, name=f"pipeline_{name}")
-        caption = Div(text=self.caption(data), width=WIDTH, name="pipeline_caption")
+                                   width=WIDTH // 2 - 2 * MARGIN, name=f"pipeline_{name}")
+        caption = Div(text=self.caption(data), width=WIDTH - 2 * MARGIN, name="pipeline_caption")
         slot_range = Range1d(-0.6, N - 0.4)
 
         def bars(title: str, source: str, color: str, width: int, field: str = "weight", y_range=(0, 1.02),
@@ -915,11 +917,11 @@ class AddressingPipeline(Explorer):
             fig.xaxis.axis_label = "slot" if x == "slot" else "offset"
             return fig
 
-        table = Div(text=self.memory_table(data), width=250, name="pipeline_memory")
-        similarity = bars("similarity K(k, M_i) (eq. 6)", "pipeline_inputs", "#888888", 270, field="similarity",
+        table = Div(text=self.memory_table(data), width=240 - 2 * MARGIN, name="pipeline_memory")
+        similarity = bars("similarity K(k, M_i) (eq. 6)", "pipeline_inputs", "#888888", 260, field="similarity",
                           y_range=(-1.05, 1.05))
         similarity.add_layout(Span(location=0, dimension="width", line_color="#444444"))
-        kernel = bars("shift kernel s", "pipeline_kernel", "#7570b3", 170, field="s", x="offset")
+        kernel = bars("shift kernel s", "pipeline_kernel", "#7570b3", 160, field="s", x="offset")
         half = WIDTH // 2
         stages = [
             bars("1. content w^c = softmax(beta K) (eq. 5)", "pipeline_content", "#1b9e77", half),

@@ -82,7 +82,18 @@ class AttentionGRUCell(nn.Module):
             nn.init.uniform_(weight, -bound, bound)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        x_r, x_n = F.linear(x, self.weight_ih, self.bias_ih).chunk(2, dim=-1)  # 2 x (B, H)
+        return self.step(self.project(x), h, g)
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """The input's share of the gates, ``[W^(r) x + b^(r); W x + b^(h)]``: (..., I) -> (..., 2H).
+
+        It does not depend on ``h``: a whole sequence is projected at once, outside the loop over steps.
+        """
+        return F.linear(x, self.weight_ih, self.bias_ih)
+
+    def step(self, x_proj: torch.Tensor, h: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """One step from a projected input ``x_proj`` (B, 2H) (:meth:`project`), ``h`` (B, H), ``g`` (B,)."""
+        x_r, x_n = x_proj.chunk(2, dim=-1)  # 2 x (B, H)
         h_r, h_n = F.linear(h, self.weight_hh, self.bias_hh).chunk(2, dim=-1)  # 2 x (B, H)
         # r_i = sigma(W^(r) x_i + U^(r) h_{i-1} + b^(r))
         r = torch.sigmoid(x_r + h_r)
@@ -227,10 +238,12 @@ class DMN(nn.Module):
     def _episode(self, c: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """e^i: the last state of the gated GRU over the facts (B, S, H) with gates (B, S) -> (B, H)."""
         h = c.new_zeros(c.shape[0], self.config.hidden_size)
+        if self.plus:
+            x_proj = self.attention_gru.project(c)  # (B, S, 2H): every fact's input share, once
         for t in range(c.shape[1]):
             if self.plus:
                 # h_i = g_i * h~_i + (1 - g_i) * h_{i-1}  (attention GRU)
-                h = self.attention_gru(c[:, t], h, g[:, t])
+                h = self.attention_gru.step(x_proj[:, t], h, g[:, t])
             else:
                 # h^i_t = g^i_t GRU(c_t, h^i_{t-1}) + (1 - g^i_t) h^i_{t-1}
                 gt = g[:, t, None]  # (B, 1)

@@ -131,6 +131,29 @@ def test_attention_gru_follows_its_gate():
     assert_close(half, 0.5 * candidate + 0.5 * h)
 
 
+def test_attention_gru_projects_a_whole_sequence_once():
+    cell = AttentionGRUCell(3, 4).double()
+    x = torch.randn(2, 5, 3, dtype=torch.float64)  # (B, S, I)
+    g = torch.rand(2, 5, dtype=torch.float64)
+    h_step = h_call = torch.zeros(2, 4, dtype=torch.float64)
+    projected = cell.project(x)  # (B, S, 2H)
+    assert projected.shape == (2, 5, 8)
+    for t in range(5):
+        h_step = cell.step(projected[:, t], h_step, g[:, t])
+        h_call = cell(x[:, t], h_call, g[:, t])
+        assert_close(h_step, h_call)
+
+
+def test_dmn_plus_episode_is_the_attention_gru_over_the_facts():
+    model = make("dmn+")
+    c = torch.randn(3, S, H, dtype=torch.float64)
+    g = torch.softmax(torch.randn(3, S, dtype=torch.float64), -1)
+    h = torch.zeros(3, H, dtype=torch.float64)
+    for t in range(S):
+        h = model.attention_gru(c[:, t], h, g[:, t])
+    assert_close(model._episode(c, g), h)
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_gradcheck(variant):
     model = make(variant)

@@ -10,7 +10,7 @@ import ipywidgets
 import numpy as np
 import pytest
 import torch
-from bokeh.models import ColumnDataSource, CustomJS, Slider
+from bokeh.models import Column, ColumnDataSource, CustomJS, Row, Slider
 
 import memlib
 from memlib.memory import addressing
@@ -19,6 +19,7 @@ from widgets.memory import (
     ADDRESSING_JS,
     DEFAULT_SEQUENCE,
     PIPELINE_DEFAULTS,
+    WIDTH,
     AddressingPipeline,
     MemoryExplorer,
     example_memory,
@@ -565,3 +566,36 @@ def test_pipeline_prepare_says_what_it_expected(change, message):
     args = {"memory": memory, "key": key, "previous": previous, **change}
     with pytest.raises(ValueError, match=message):
         AddressingPipeline.prepare(**args)
+
+
+# Width: the book's output column is 688 px; every layout stays within 660 -----------------------
+
+
+def footprint(model) -> int:
+    """Width a Bokeh model takes: a row adds its children, a column takes the widest, margins included.
+
+    Hidden children count too: which panels show depends on the data (NTM or DNC), and a layout must
+    fit in every case.
+    """
+    margin = model.margin if model.margin is not None else 0
+    sides = (margin, margin) if isinstance(margin, int) else (margin[-1], margin[1] if len(margin) > 1 else margin[0])
+    if isinstance(model, Row):
+        inner = sum(footprint(c) for c in model.children) + model.spacing * max(len(model.children) - 1, 0)
+    elif isinstance(model, Column):
+        inner = max((footprint(c) for c in model.children), default=0)
+    else:
+        assert model.width is not None, f"{type(model).__name__} {model.name!r} has no fixed width"
+        inner = model.width
+    return inner + sum(sides)
+
+
+@pytest.mark.parametrize("which", ["ntm", "dnc", "pipeline"])
+def test_every_layout_fits_the_books_column(which, ntm_explorer, dnc_explorer, pipeline):
+    explorer = {"ntm": ntm_explorer, "dnc": dnc_explorer, "pipeline": pipeline}[which]
+    assert WIDTH <= 660
+    assert footprint(explorer.layout) <= WIDTH, footprint(explorer.layout)
+
+
+def test_the_live_text_box_fits_the_books_column(live):
+    [text] = live.controls()
+    assert int(text.layout.width.removesuffix("px")) <= WIDTH
