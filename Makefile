@@ -51,7 +51,7 @@ notebooks: setup
 	$(PY) -m tests.chapters.run_notebooks $(NB)
 
 # SUITE=recurrent runs one suite; QUICK=1 passes --quick.
-SUITE ?= trace recurrent attention memory
+SUITE ?= trace recurrent attention memory compress
 bench: setup
 	for s in $(SUITE); do $(PY) -m memlib.bench $$s $(if $(QUICK),--quick); done
 

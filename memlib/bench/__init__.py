@@ -10,6 +10,7 @@ Suites:
 - ``recurrent``: torch.nn against memlib's fused and reference paths (``memlib.bench.recurrent``).
 - ``attention``: full, fused, sparse and low-rank attention against sequence length (``memlib.bench.attention``).
 - ``memory``: NTM, DNC and LSTM training speed and step time against memory size (``memlib.bench.memory``).
+- ``compress``: pruning, quantization, distillation, low rank and checkpointing measured side by side (``memlib.bench.compress``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ SUITES = {  # name: module with run(repeats, quick) and DEFAULT_REPEATS
     "recurrent": "memlib.bench.recurrent",
     "attention": "memlib.bench.attention",
     "memory": "memlib.bench.memory",
+    "compress": "memlib.bench.compress",
 }
 
 
