@@ -1031,7 +1031,7 @@ class AttentionExplorer(Explorer):
 
         s = self.settings
         text = ipywidgets.Text(value=s["text"], description="sentence", continuous_update=False,
-                               layout=ipywidgets.Layout(width="680px"), placeholder="type a sentence and press Enter")
+                               layout=ipywidgets.Layout(width="660px"), placeholder="type a sentence and press Enter")
         temperature = ipywidgets.FloatSlider(value=s["temperature"], min=0.25, max=4.0, step=0.25,
                                              description="temperature", continuous_update=False,
                                              style={"description_width": "initial"})

@@ -575,7 +575,7 @@ class GateExplorer(Explorer):
         import ipywidgets
 
         s = self.settings
-        wide = ipywidgets.Layout(width="680px")
+        wide = ipywidgets.Layout(width="660px")
         choose = ipywidgets.Dropdown(options=list(self.texts), value=s["input_kind"], description="input")
         text = ipywidgets.Text(value=s["input_text"], description="edit", continuous_update=False, layout=wide,
                                placeholder="edit the input and press Enter")

@@ -93,7 +93,7 @@ class HiddenStateExplorer(Explorer):
         self.mapper = LinearColorMapper(palette=list(reversed(RdBu11)), low=-bound, high=bound)
 
         heat = figure(
-            height=230, width=680, title="Hidden state h_t (rows: units, columns: steps)",
+            height=230, width=650, title="Hidden state h_t (rows: units, columns: steps)",
             x_axis_label="step t", y_axis_label="unit", tools="", toolbar_location=None,
         )
         heat.image(image="image", x="x", y=0, dw="dw", dh="dh", source=s["hidden_grid"], color_mapper=self.mapper)
@@ -118,9 +118,9 @@ class HiddenStateExplorer(Explorer):
         answer.scatter(x="step", y="readout", source=s["answer_cursor"], size=9, color="black")
         answer.legend.location = "top_left"
 
-        self.div = Div(text=self._caption(T - 1), width=680, name="step_caption")
+        self.div = Div(text=self._caption(T - 1), width=650, name="step_caption")
         # Bokeh needs end > start: a 1-step input gets a 2-step slider, clamped in the callback.
-        self.slider = Slider(start=1, end=max(T, 2), value=T, step=1, title="step", width=680, name="step_slider")
+        self.slider = Slider(start=1, end=max(T, 2), value=T, step=1, title="step", width=650, name="step_slider")
         self.slider.js_on_change("value", CustomJS(
             args=dict(slider=self.slider, grid=s["hidden_grid"], state=s["hidden_state_at_step"],
                       cursor=s["answer_cursor"], curve=s["running_answer"], span=self.span, div=self.div),
@@ -143,7 +143,7 @@ class HiddenStateExplorer(Explorer):
 
         box = ipywidgets.Text(
             value=self.initial_input, description="input", continuous_update=False,
-            placeholder="type a sequence and press Enter", layout=ipywidgets.Layout(width="680px"),
+            placeholder="type a sequence and press Enter", layout=ipywidgets.Layout(width="660px"),
         )
         box.observe(lambda change: self.recompute(change["new"]), names="value")
         return [box]

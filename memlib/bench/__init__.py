@@ -10,7 +10,8 @@ Suites:
 - ``recurrent``: torch.nn against memlib's fused and reference paths (``memlib.bench.recurrent``).
 - ``attention``: full, fused, sparse and low-rank attention against sequence length (``memlib.bench.attention``).
 - ``memory``: NTM, DNC and LSTM training speed and step time against memory size (``memlib.bench.memory``).
-- ``compress``: pruning, quantization, distillation, low rank and checkpointing measured side by side (``memlib.bench.compress``).
+- ``compress``: pruning, quantization, distillation, low rank and checkpointing side by side
+  (``memlib.bench.compress``).
 """
 
 from __future__ import annotations
