@@ -138,12 +138,56 @@ def update_link(link: torch.Tensor, precedence: torch.Tensor, write_weights: tor
     _expect("update_link", "link", link, "(B, N, N)", (B, N, N))
     _expect("update_link", "precedence", precedence, "(B, N)", (B, N))
     _expect("update_link", "write_weights", write_weights, "(B, N)", (B, N))
-    w_i, w_j = write_weights[:, :, None], write_weights[:, None, :]  # (B, N, 1), (B, 1, N)
-    # L_t[i, j] = (1 - w^w_t[i] - w^w_t[j]) L_{t-1}[i, j] + w^w_t[i] p_{t-1}[j]
-    updated = (1 - w_i - w_j) * link + w_i * precedence[:, None, :]  # (B, N, N)
-    # L_t[i, i] = 0
-    off_diagonal = 1 - torch.eye(N, device=link.device, dtype=link.dtype)  # (N, N)
-    return updated * off_diagonal
+    return _LinkUpdate.apply(link, precedence, write_weights)
+
+
+class _LinkUpdate(torch.autograd.Function):
+    """:func:`update_link` with one new (B, N, N) tensor per step and a hand-written backward pass.
+
+    Written as plain tensor algebra, the update makes four more (B, N, N) tensors per step than its
+    result, and autograd keeps one of them, ``1 - w_i - w_j``, alive until the backward pass, at every
+    step of a sequence. Here the forward pass updates its result in place and keeps only the inputs
+    (``L_{t-1}`` is alive anyway, as the previous state), and the backward pass makes one (B, N, N)
+    temporary beside the gradient it returns. tests/unit/test_dnc.py checks values and gradients.
+    """
+
+    @staticmethod
+    def forward(ctx, link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor) -> torch.Tensor:
+        w_i, w_j = write_weights[:, :, None], write_weights[:, None, :]  # (B, N, 1), (B, 1, N)
+        # L_t[i, j] = (1 - w^w_t[i] - w^w_t[j]) L_{t-1}[i, j] + w^w_t[i] p_{t-1}[j]
+        updated = torch.addcmul(link, w_i, link, value=-1)  # (B, N, N): L - w_i L
+        updated.addcmul_(w_j, link, value=-1)  # - w_j L
+        updated.baddbmm_(w_i, precedence[:, None, :])  # + (B, N, 1) @ (B, 1, N): the outer product w_i p_j
+        # L_t[i, i] = 0
+        updated.diagonal(dim1=1, dim2=2).zero_()
+        ctx.save_for_backward(link, precedence, write_weights)
+        return updated
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        link, precedence, write_weights = ctx.saved_tensors
+        w_i, w_j = write_weights[:, :, None], write_weights[:, None, :]  # (B, N, 1), (B, 1, N)
+        on_diagonal = grad.diagonal(dim1=1, dim2=2)  # (B, N): gradients of entries the update sets to 0
+        grad_link = grad_precedence = grad_write = None
+        if ctx.needs_input_grad[0]:
+            # dL_t[i, j] / dL_{t-1}[i, j] = 1 - w_i - w_j off the diagonal, 0 on it
+            grad_link = torch.addcmul(grad, grad, w_i, value=-1)  # (B, N, N)
+            grad_link.addcmul_(grad, w_j, value=-1)
+            grad_link.diagonal(dim1=1, dim2=2).zero_()
+        if ctx.needs_input_grad[1]:
+            # dL_t[i, j] / dp[j] = w_i for i != j
+            grad_precedence = (w_j @ grad)[:, 0] - on_diagonal * write_weights  # (B, N)
+        if ctx.needs_input_grad[2]:
+            # w[k] enters row k (as w_i: -L[k, j] + p[j]) and column k (as w_j: -L[i, k]), off the diagonal
+            grad_times_link = grad * link  # (B, N, N)
+            grad_times_link.diagonal(dim1=1, dim2=2).zero_()
+            grad_write = (
+                (grad @ precedence[:, :, None])[..., 0]  # (B, N)
+                - on_diagonal * precedence
+                - grad_times_link.sum(dim=2)
+                - grad_times_link.sum(dim=1)
+            )
+        return grad_link, grad_precedence, grad_write
 
 
 def directional_weightings(link: torch.Tensor, read_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

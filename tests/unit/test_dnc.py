@@ -29,7 +29,6 @@ B, T, I, O, H, N, W, R = 2, 6, 4, 3, 6, 5, 4, 2  # noqa: E741 (I as in the shape
 F64 = torch.float64
 
 
-
 def make(dev="cpu", dtype=F64) -> DNC:
     return DNC(I, O, controller_size=H, memory_slots=N, memory_width=W, read_heads=R).to(dev, dtype)
 
@@ -273,3 +272,45 @@ BAD_INPUTS = [
 def test_bad_inputs(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def reference_link(link, precedence, write_weights):
+    """The link update written as plain tensor algebra, as in the paper (Methods, "Temporal memory linkage")."""
+    w_i, w_j = write_weights[:, :, None], write_weights[:, None, :]
+    updated = (1 - w_i - w_j) * link + w_i * precedence[:, None, :]
+    return updated * (1 - torch.eye(link.shape[1], dtype=link.dtype))
+
+
+@pytest.mark.parametrize("zero_diagonal", [True, False])
+def test_link_update_equals_the_plain_formula_in_values_and_gradients(zero_diagonal):
+    g = torch.Generator().manual_seed(0)
+    link = torch.rand(3, N, N, dtype=F64, generator=g)
+    if zero_diagonal:
+        link = link * (1 - torch.eye(N, dtype=F64))
+    precedence = torch.rand(3, N, dtype=F64, generator=g)
+    w = torch.rand(3, N, dtype=F64, generator=g)
+    grad = torch.randn(3, N, N, dtype=F64, generator=g)
+    inputs = [t.clone().requires_grad_() for t in (link, precedence, w)]
+    expected = [t.clone().requires_grad_() for t in (link, precedence, w)]
+    got, want = update_link(*inputs), reference_link(*expected)
+    assert_close(got, want)
+    assert_close(torch.autograd.grad(got, inputs, grad), torch.autograd.grad(want, expected, grad))
+
+
+def test_link_update_gradcheck_and_gradgradcheck():
+    g = torch.Generator().manual_seed(1)
+    args = (
+        (torch.rand(2, N, N, dtype=F64, generator=g) * (1 - torch.eye(N, dtype=F64))).requires_grad_(),
+        torch.rand(2, N, dtype=F64, generator=g).requires_grad_(),
+        torch.rand(2, N, dtype=F64, generator=g).requires_grad_(),
+    )
+    assert torch.autograd.gradcheck(update_link, args)
+    assert torch.autograd.gradgradcheck(update_link, args)
+
+
+def test_link_update_leaves_its_inputs_alone():
+    link, precedence, w = torch.rand(2, N, N, dtype=F64), torch.rand(2, N, dtype=F64), torch.rand(2, N, dtype=F64)
+    copies = [t.clone() for t in (link, precedence, w)]
+    update_link(link, precedence, w)
+    for before, after in zip(copies, (link, precedence, w), strict=True):
+        assert torch.equal(before, after)

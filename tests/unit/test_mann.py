@@ -17,7 +17,6 @@ B, T, I, O, H, N, W, R = 2, 7, 4, 3, 6, 8, 4, 2  # noqa: E741 (I as in the shape
 F64 = torch.float64
 
 
-
 def make(dev="cpu", dtype=F64, gamma=0.95) -> MANN:
     model = MANN(I, O, controller_size=H, memory_slots=N, memory_width=W, read_heads=R, gamma=gamma)
     return model.to(dev, dtype)
