@@ -8,11 +8,13 @@ keys gives program weights, and the interface network runs with the attention-we
 stored weights. So the machine can switch programs from step to step (the paper's Neural Universal Turing
 Machine, NUTM, is an NTM with this memory).
 
-Here: an LSTM controller, a data memory of ``N`` slots with one NTM write head and one NTM read head
-(content, interpolation, shift and sharpening: Graves et al. 2014, sec. 3.3, written inline), and the
-program memory around the interface network (Le et al. 2020, sec. 3). Simplified against the paper: one
-read head; no loss term of any kind on the program keys (they are learned through the task alone); the
-output layer reads the controller state and the new read vector (as in the NTM), and is not programmed.
+Here: an LSTM controller (or, as the NTM allows, a one-layer tanh feed-forward one), a data memory of
+``N`` slots with one NTM write head and one NTM read head (content, interpolation, shift and sharpening:
+Graves et al. 2014, sec. 3.3, computed by the functions of ``memlib.memory.addressing`` that the NTM
+uses), and the program memory around the interface network (Le et al. 2020, sec. 3). Simplified against
+the paper: one read head; no loss term of any kind on the program keys (they are learned through the task
+alone); the output layer reads the controller state and the new read vector (as in the NTM), and is not
+programmed. Unlike ``memlib.memory.NTM``, the add vector is not squashed by a tanh.
 
 Shapes: ``B`` batch, ``T`` time, ``I`` inputs, ``O`` outputs, ``H`` controller width, ``N`` memory slots,
 ``W`` slot width, ``P`` programs, ``K`` program key width, ``X`` interface vector width.
@@ -24,7 +26,7 @@ Trace names (each once per step):
 - ``nsm.memory`` (B, N, W): the data memory after the write;
 - ``nsm.read`` (B, W): the read vector.
 
-The controller (``memlib.LSTMCell``) records its own ``lstm.*`` names too.
+An LSTM controller (``memlib.LSTMCell``) records its own ``lstm.*`` names too.
 """
 
 from __future__ import annotations
@@ -36,20 +38,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from memlib.memory.addressing import address, read, write
 from memlib.recurrent import LSTMCell
 from memlib.tracing import record
+
+CONTROLLERS = ("lstm", "feedforward")
 
 
 @dataclass(frozen=True)
 class NSMConfig:
     input_size: int  # I
     output_size: int  # O
-    hidden_size: int = 64  # H: the controller LSTM's width
+    hidden_size: int = 64  # H: the controller's width
     memory_slots: int = 32  # N: enough for copy sequences of up to ~30 vectors
     slot_size: int = 16  # W
     programs: int = 4  # P: the paper's algorithmic tasks use a handful of programs
     program_key_size: int = 8  # K: keys only need to tell P programs apart
     shift_range: int = 1  # shifts -1, 0, +1, as in the NTM's experiments
+    controller: str = "lstm"  # or "feedforward": no recurrent state, so everything kept must go to memory
 
     def __post_init__(self) -> None:
         for name in ("input_size", "output_size", "hidden_size", "memory_slots", "slot_size", "programs"):
@@ -60,13 +66,15 @@ class NSMConfig:
             raise ValueError(
                 f"NSMConfig: expected program_key_size as a positive integer, got {self.program_key_size!r}"
             )
+        if self.controller not in CONTROLLERS:
+            raise ValueError(f"NSMConfig: expected controller 'lstm' or 'feedforward', got {self.controller!r}")
         if not isinstance(self.shift_range, int) or not 0 <= self.shift_range < self.memory_slots:
             raise ValueError(f"NSMConfig: expected shift_range in [0, memory_slots), got {self.shift_range!r}")
 
 
 class NSMState(NamedTuple):
     h: torch.Tensor  # (B, H) controller hidden state
-    c: torch.Tensor  # (B, H) controller cell state
+    c: torch.Tensor  # (B, H) controller cell state (zero with a feed-forward controller)
     memory: torch.Tensor  # (B, N, W) data memory
     read: torch.Tensor  # (B, W) the last read vector
     read_weights: torch.Tensor  # (B, N) the read head's last weighting
@@ -75,31 +83,8 @@ class NSMState(NamedTuple):
 
 def _head_sizes(W: int, shifts: int, write: bool) -> dict[str, int]:
     """The slices of an NTM head's part of the interface vector (Graves et al. 2014, sec. 3)."""
-    sizes = {"k": W, "beta": 1, "g": 1, "s": shifts, "gamma": 1}
+    sizes = {"key": W, "beta": 1, "g": 1, "s": shifts, "gamma": 1}
     return sizes | ({"e": W, "a": W} if write else {})
-
-
-def _address(
-    k: torch.Tensor,
-    beta: torch.Tensor,
-    g: torch.Tensor,
-    s: torch.Tensor,
-    gamma: torch.Tensor,
-    memory: torch.Tensor,
-    previous: torch.Tensor,
-) -> torch.Tensor:
-    """NTM addressing (Graves et al. 2014, sec. 3.3): (B, N) weights from a head's (activated) parameters."""
-    # w^c_i = softmax_i(beta K[k, M_i]), K the cosine similarity
-    similarity = torch.einsum("bw,bnw->bn", F.normalize(k, dim=-1), F.normalize(memory, dim=-1))  # (B, N)
-    content = torch.softmax(beta * similarity, dim=-1)
-    # w^g = g w^c + (1 - g) w_{t-1}
-    gated = g * content + (1 - g) * previous
-    # w~_i = sum_j w^g_j s(i - j), indices mod N (circular convolution over shifts -r..r)
-    r = (s.shape[-1] - 1) // 2
-    shifted = sum(s[:, r + d, None] * torch.roll(gated, d, dims=-1) for d in range(-r, r + 1))
-    # w_i = w~_i^gamma / sum_j w~_j^gamma
-    sharpened = shifted**gamma
-    return sharpened / sharpened.sum(-1, keepdim=True)
 
 
 class NSMCell(nn.Module):
@@ -107,7 +92,8 @@ class NSMCell(nn.Module):
 
     Per step (Le et al. 2020, sec. 3, with an NTM's memory):
 
-    1. controller: ``h_t, c_t = LSTM([x_t; r_{t-1}], (h_{t-1}, c_{t-1}))``;
+    1. controller: ``h_t, c_t = LSTM([x_t; r_{t-1}], (h_{t-1}, c_{t-1}))``, or feed-forward
+       ``h_t = tanh(W_h [x_t; r_{t-1}] + b_h)``;
     2. program interface: ``[k^p_t; beta^p_t] = W_p h_t + b_p``, ``beta^p_t = softplus(.)``;
     3. program attention: ``w^p_t(i) = softmax_i(beta^p_t cos(k^p_t, M_p^K(i)))``;
     4. working interface weights: ``W^c_t = sum_i w^p_t(i) M_p^V(i)`` (and biases alike);
@@ -131,7 +117,10 @@ class NSMCell(nn.Module):
         self._write_sizes = _head_sizes(c.slot_size, shifts, write=True)
         self._read_sizes = _head_sizes(c.slot_size, shifts, write=False)
         X = sum(self._write_sizes.values()) + sum(self._read_sizes.values())
-        self.controller = LSTMCell(c.input_size + c.slot_size, c.hidden_size)
+        if c.controller == "lstm":
+            self.controller = LSTMCell(c.input_size + c.slot_size, c.hidden_size)
+        else:
+            self.controller = nn.Linear(c.input_size + c.slot_size, c.hidden_size)
         self.program_interface = nn.Linear(c.hidden_size, c.program_key_size + 1)  # W_p, b_p
         self.program_keys = nn.Parameter(torch.randn(c.programs, c.program_key_size))  # M_p^K
         bound = c.hidden_size**-0.5  # nn.Linear's initialisation, one per program
@@ -141,7 +130,7 @@ class NSMCell(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        sizes = f"I={c.input_size}, O={c.output_size}, H={c.hidden_size}"
+        sizes = f"I={c.input_size}, O={c.output_size}, H={c.hidden_size} ({c.controller})"
         return f"{sizes}, N={c.memory_slots}, W={c.slot_size}, P={c.programs}, K={c.program_key_size}"
 
     def initial_state(self, batch_size: int, like: torch.Tensor) -> NSMState:
@@ -171,14 +160,19 @@ class NSMCell(nn.Module):
         return NSMState(*state)
 
     def _head(self, xi: torch.Tensor, sizes: dict[str, int]) -> dict[str, torch.Tensor]:
-        """Split and activate one head's slice of the interface vector (Graves et al. 2014, sec. 3.3)."""
-        raw = dict(zip(sizes, xi.split(list(sizes.values()), dim=-1), strict=True))
+        """Split and activate one head's slice (B, X_head) of the interface vector (Graves et al. 2014, sec. 3.3).
+
+        Returns the head's parameters with a head axis of 1, as ``memlib.memory.addressing`` takes them:
+        ``key`` (B, 1, W), ``beta``, ``g``, ``gamma`` (B, 1), ``s`` (B, 1, S); a write head adds
+        ``e`` and ``a`` (B, 1, W).
+        """
+        raw = dict(zip(sizes, xi[:, None].split(list(sizes.values()), dim=-1), strict=True))  # (B, 1, .) each
         head = {
-            "k": raw["k"],
-            "beta": F.softplus(raw["beta"]),  # beta >= 0
-            "g": torch.sigmoid(raw["g"]),  # g in (0, 1)
+            "key": raw["key"],
+            "beta": F.softplus(raw["beta"][..., 0]),  # beta >= 0
+            "g": torch.sigmoid(raw["g"][..., 0]),  # g in (0, 1)
             "s": torch.softmax(raw["s"], dim=-1),  # a distribution over shifts
-            "gamma": 1 + F.softplus(raw["gamma"]),  # gamma >= 1
+            "gamma": 1 + F.softplus(raw["gamma"][..., 0]),  # gamma >= 1
         }
         if "e" in raw:
             head["e"] = torch.sigmoid(raw["e"])  # erase in (0, 1)
@@ -197,8 +191,12 @@ class NSMCell(nn.Module):
             raise ValueError(f"NSMCell: expected input of shape (B, I={c.input_size}), B > 0, got {tuple(x.shape)}")
         state = self.initial_state(x.shape[0], x) if state is None else self._check_state(state, x)
 
-        # 1. h_t, c_t = LSTM([x_t; r_{t-1}], (h_{t-1}, c_{t-1}))
-        h, cell = self.controller(torch.cat([x, state.read], dim=-1), (state.h, state.c))
+        # 1. h_t, c_t = LSTM([x_t; r_{t-1}], (h_{t-1}, c_{t-1}))   or   h_t = tanh(W_h [x_t; r_{t-1}] + b_h)
+        controller_input = torch.cat([x, state.read], dim=-1)  # (B, I + W)
+        if c.controller == "lstm":
+            h, cell = self.controller(controller_input, (state.h, state.c))
+        else:
+            h, cell = torch.tanh(self.controller(controller_input)), state.c
         # 2. [k^p; beta^p] = W_p h_t + b_p
         k_p, beta_p = self.program_interface(h).split([c.program_key_size, 1], dim=-1)
         beta_p = F.softplus(beta_p)  # (B, 1)
@@ -211,17 +209,18 @@ class NSMCell(nn.Module):
         # 5. xi_t = W^c_t h_t + b^c_t
         xi = torch.einsum("bxh,bh->bx", working_weight, h) + working_bias  # (B, X)
         n_write = sum(self._write_sizes.values())
-        write = self._head(xi[:, :n_write], self._write_sizes)
-        read = self._head(xi[:, n_write:], self._read_sizes)
+        write_head = self._head(xi[:, :n_write], self._write_sizes)
+        read_head = self._head(xi[:, n_write:], self._read_sizes)
 
-        # 6. write, then read the written memory
-        e, a = write.pop("e"), write.pop("a")  # (B, W) each
-        write_weights = _address(**write, memory=state.memory, previous=state.write_weights)
+        # 6. write (eqs. 3-4 turn M_{t-1} into M_t), then read M_t (eq. 2); addressing: eqs. 5-9
+        e, a = write_head.pop("e"), write_head.pop("a")  # (B, 1, W) each
+        write_weights = address(state.memory, state.write_weights[:, None], **write_head).sharpened  # (B, 1, N)
         # M_t = M_{t-1} * (1 - w^w e^T) + w^w a^T
-        memory = state.memory * (1 - write_weights[..., None] * e[:, None]) + write_weights[..., None] * a[:, None]
-        read_weights = _address(**read, memory=memory, previous=state.read_weights)
+        memory = write(state.memory, write_weights, e, a)  # (B, N, W)
+        read_weights = address(memory, state.read_weights[:, None], **read_head).sharpened  # (B, 1, N)
         # r_t = sum_i w^r_t(i) M_t(i)
-        r = torch.einsum("bn,bnw->bw", read_weights, memory)  # (B, W)
+        r = read(memory, read_weights)[:, 0]  # (B, 1, W) -> (B, W)
+        read_weights, write_weights = read_weights[:, 0], write_weights[:, 0]  # (B, N) each
 
         record("nsm.program_weights", program_weights)
         record("nsm.write_weights", write_weights)

@@ -18,7 +18,6 @@ B, T, I, O, H, N, W, P = 2, 5, 4, 3, 6, 5, 3, 3  # noqa: E741 (I as in the shape
 NAMES = ["nsm.memory", "nsm.program_weights", "nsm.read", "nsm.read_weights", "nsm.write_weights"]
 
 
-
 def config(**kwargs) -> NSMConfig:
     sizes = {"hidden_size": H, "memory_slots": N, "slot_size": W, "programs": P, "program_key_size": 4}
     return NSMConfig(I, O, **(sizes | kwargs))
@@ -91,6 +90,18 @@ def test_write_then_read_follows_the_ntm_equations():
     assert_close(new.write_weights, tr.last("nsm.write_weights"))
 
 
+def test_feedforward_controller_keeps_no_recurrent_state():
+    model = make(controller="feedforward")
+    x = torch.randn(B, T, I, dtype=torch.float64)
+    y, state = model(x)
+    assert y.shape == (B, T, O) and (state.c == 0).all()
+    assert isinstance(model.cell.controller, torch.nn.Linear)
+    # h_t = tanh(W_h [x_t; r_{t-1}] + b_h): the last step's h from the last input and the read before it
+    _, before = model(x[:, :-1])
+    expected = torch.tanh(model.cell.controller(torch.cat([x[:, -1], before.read], -1)))
+    assert_close(state.h, expected)
+
+
 def test_initial_state():
     cell = NSMCell(config())
     like = torch.zeros(1, dtype=torch.float64)
@@ -111,6 +122,57 @@ def test_state_in_state_out():
         assert_close(a, b)
 
 
+def _reference_step(cell: NSMCell, x: torch.Tensor, state: NSMState) -> tuple[torch.Tensor, NSMState]:
+    """One NSM step written out from the equations (Le et al. 2020, sec. 3; Graves et al. 2014, eqs. 2-9),
+    independently of ``memlib.memory.addressing``: the module must give the same results."""
+    c, S = cell.config, 2 * cell.config.shift_range + 1
+    h, cc = cell.controller(torch.cat([x, state.read], -1), (state.h, state.c))
+    k_p, beta_p = cell.program_interface(h).split([c.program_key_size, 1], -1)
+    cos = torch.nn.functional.cosine_similarity(k_p[:, None], cell.program_keys[None], dim=-1)  # (B, P)
+    w_p = torch.softmax(torch.nn.functional.softplus(beta_p) * cos, -1)
+    xi = torch.einsum("bp,pxh,bh->bx", w_p, cell.program_weights, h) + w_p @ cell.program_biases
+    Wd = c.slot_size
+
+    def weighting(raw, memory, previous):
+        k, beta, g, s, gamma = raw.split([Wd, 1, 1, S, 1], -1)
+        cos = torch.nn.functional.cosine_similarity(k[:, None], memory, dim=-1)  # (B, N)
+        w = torch.softmax(torch.nn.functional.softplus(beta) * cos, -1)  # eqs. 5-6
+        g = torch.sigmoid(g)
+        w = g * w + (1 - g) * previous  # eq. 7
+        s = torch.softmax(s, -1)
+        r = S // 2
+        w = sum(s[:, r + d, None] * torch.roll(w, d, -1) for d in range(-r, r + 1))  # eq. 8
+        w = w ** (1 + torch.nn.functional.softplus(gamma))  # eq. 9
+        return w / w.sum(-1, keepdim=True)
+
+    n_write = 3 * Wd + 3 + S
+    write_raw, read_raw = xi[:, :n_write], xi[:, n_write:]
+    e, a = torch.sigmoid(write_raw[:, -2 * Wd : -Wd]), write_raw[:, -Wd:]
+    w_w = weighting(write_raw[:, : -2 * Wd], state.memory, state.write_weights)
+    memory = state.memory * (1 - w_w[..., None] * e[:, None]) + w_w[..., None] * a[:, None]  # eqs. 3-4
+    w_r = weighting(read_raw, memory, state.read_weights)
+    r = torch.einsum("bn,bnw->bw", w_r, memory)  # eq. 2
+    return cell.output(torch.cat([h, r], -1)), NSMState(h, cc, memory, r, w_r, w_w)
+
+
+def test_one_step_follows_the_equations():
+    """The module's addressing (the NTM's shared functions) gives what the equations written out give."""
+    cell = NSMCell(config(shift_range=2)).double()
+    x = torch.randn(B, I, dtype=torch.float64)
+    start = cell.initial_state(B, x)
+    state = start._replace(
+        memory=torch.randn(B, N, W, dtype=torch.float64),
+        read_weights=torch.softmax(torch.randn(B, N, dtype=torch.float64), -1),
+        write_weights=torch.softmax(torch.randn(B, N, dtype=torch.float64), -1),
+    )
+    for s in (state, start):  # a filled memory, and the nearly empty one the model starts from
+        y, new = cell(x, s)
+        y_ref, ref = _reference_step(cell, x, s)
+        assert_close(y, y_ref, rtol=1e-6, atol=1e-6)
+        for field, a, b in zip(NSMState._fields, new, ref, strict=True):
+            assert_close(a, b, rtol=1e-6, atol=1e-6, msg=f"state.{field}")
+
+
 def test_gradcheck():
     model = make(hidden_size=3, memory_slots=4, slot_size=2, programs=2)
     x = torch.randn(1, 3, I, dtype=torch.float64, requires_grad=True)
@@ -123,6 +185,35 @@ def test_gradcheck():
     assert torch.autograd.gradcheck(forward, (x, *params), fast_mode=True)
 
 
+def test_gradcheck_through_the_state_and_every_other_parameter():
+    """Gradients reach the controller, the program interface, the output layer and the carried-in state."""
+    model = make(hidden_size=3, memory_slots=4, slot_size=2, programs=2)
+    x = torch.randn(1, 3, I, dtype=torch.float64)
+    names = [n for n, _ in model.named_parameters() if not n.startswith("cell.program_")]
+    params = [model.get_parameter(n).detach().clone().requires_grad_() for n in names]
+    start = model.cell.initial_state(1, x)
+    memory = torch.randn(1, 4, 2, dtype=torch.float64, requires_grad=True)
+    read_weights = torch.softmax(torch.randn(1, 4, dtype=torch.float64), -1).requires_grad_()
+
+    def forward(memory, read_weights, *values):
+        state = start._replace(memory=memory, read_weights=read_weights)
+        y, end = functional_call(model, dict(zip(names, values, strict=True)), (x, state))
+        return y, end.memory
+
+    assert torch.autograd.gradcheck(forward, (memory, read_weights, *params), fast_mode=True)
+
+
+def test_every_program_gets_a_gradient():
+    model = make()
+    y, _ = model(torch.randn(B, T, I, dtype=torch.float64))
+    y.square().sum().backward()
+    cell = model.cell
+    for name in ("program_keys", "program_weights", "program_biases"):
+        grad = getattr(cell, name).grad
+        assert grad is not None and torch.isfinite(grad).all(), name
+        assert (grad.flatten(1).abs().sum(1) > 0).all(), f"{name}: a program got no gradient"
+
+
 def _x(*shape, dtype=torch.float64):
     return torch.randn(shape, dtype=dtype)
 
@@ -132,6 +223,7 @@ BAD = [  # (call, exception, message with the expected and the actual value)
     (lambda: config(memory_slots=-3), ValueError, r"memory_slots as a positive integer, got -3"),
     (lambda: config(program_key_size=0), ValueError, r"program_key_size as a positive integer, got 0"),
     (lambda: config(shift_range=N), ValueError, r"shift_range in \[0, memory_slots\), got 5"),
+    (lambda: config(controller="gru"), ValueError, r"controller 'lstm' or 'feedforward', got 'gru'"),
     (lambda: NSMCell({"input_size": I}), TypeError, r"expected an NSMConfig, got dict"),
     (lambda: make()(_x(B, T, I + 1)), ValueError, r"input of shape \(B, I=4\), B > 0, got \(2, 5\)"),
     (lambda: make()(_x(B, I)), ValueError, r"input of shape \(B, T, I\), non-empty, got \(2, 4\)"),
