@@ -8,9 +8,11 @@ Shapes: ``B`` batch, ``H`` heads, ``T`` sequence length, ``Tq`` queries, ``Tk`` 
 Each module holds :class:`memlib.attention.MultiHeadAttention`'s parameters (``in_proj_weight`` (3D, D),
 ``in_proj_bias``, ``out_proj``: a MultiHeadAttention state dict loads into it, with ``strict=False`` for Linformer's
 extra ``E`` and ``F``) and takes its call:
-``attn(query, key, value, key_padding_mask=None, need_weights=True, average_attn_weights=True)
--> (output, weights or None)``, with (T, B, D) inputs, or (B, T, D) with ``batch_first``, and a boolean
-(True = padding) or float ``key_padding_mask`` (B, Tk). Only the pattern differs, and the weights come back in a
+``attn(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None, average_attn_weights=True,
+is_causal=False) -> (output, weights or None)``, with (T, B, D) inputs, or (B, T, D) with ``batch_first``, and a
+boolean (True = padding) or float ``key_padding_mask`` (B, Tk). ``attn_mask`` and ``is_causal`` are accepted so that
+a module can replace ``self_attn`` in :class:`memlib.TransformerEncoderLayer`, and must stay None and False: the
+pattern is the mask. Only the pattern differs, and the weights come back in a
 compact form (a NamedTuple with ``to_dense()`` for small inputs), averaged over heads unless
 ``average_attn_weights=False``. The sparse patterns are computed without an n x n matrix: the sliding window in
 O(T w) memory, BigBird in O(T Kb b). ``mask(T)`` returns the pattern as a dense boolean mask (True = blocked) to
@@ -49,7 +51,7 @@ from memlib.attention import (
     scaled_dot_product_attention,
     window_mask,
 )
-from memlib.tracing import record, use_reference
+from memlib.tracing import record, tracing, use_reference
 
 # ---------------------------------------------------------------------------------------------
 # Shared: MultiHeadAttention's projections, call convention and checks.
@@ -88,10 +90,18 @@ class _ProjectedAttention(nn.Module):
         key: torch.Tensor,
         value: torch.Tensor,
         key_padding_mask: torch.Tensor | None,
+        attn_mask: torch.Tensor | None,
+        is_causal: bool,
         same_length: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Validate; return q (B, H, Tq, E), k and v (B, H, Tk, E), and the float padding mask (B, Tk) or None."""
         name = type(self).__name__
+        if attn_mask is not None or is_causal:
+            got = f"attn_mask of shape {tuple(attn_mask.shape)}" if attn_mask is not None else "is_causal=True"
+            raise ValueError(
+                f"{name}: expected attn_mask=None and is_causal=False (the module's pattern is its mask; for full "
+                f"attention under the same pattern pass mask(T) to MultiHeadAttention), got {got}"
+            )
         layout = "(B, T, D)" if self.batch_first else "(T, B, D)"
         dtype = self.in_proj_weight.dtype
         for label, x in (("query", query), ("key", key), ("value", value)):
@@ -144,6 +154,24 @@ def _average(weights: torch.Tensor, average: bool) -> torch.Tensor:
     return weights.mean(dim=1) if average else weights
 
 
+def _lean_softmax(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax over the last dim of a fresh ``scores`` tensor (overwritten), keeping one weights-sized tensor alive.
+
+    Returns ``(weights, blocked)``: ``blocked`` (..., 1) marks rows whose every score is -inf. Those rows are set to
+    0 before the softmax, so their weights come out uniform rather than NaN; the caller zeroes their outputs
+    (:func:`_zero_blocked`) and, where the weights are shown, their weights. That is
+    :func:`memlib.attention._masked_softmax` without its two extra copies of the weights (a masked copy of the
+    scores and a masked copy of the softmax, which would stay alive beside the one the softmax saves for backward).
+    """
+    blocked = torch.isneginf(scores).all(dim=-1, keepdim=True)  # (..., 1): nothing to attend to
+    return torch.softmax(scores.masked_fill_(blocked, 0.0), dim=-1), blocked
+
+
+def _zero_blocked(x: torch.Tensor, blocked: torch.Tensor) -> torch.Tensor:
+    """Zero the rows of ``x`` (outputs or weights) whose query had nothing to attend to: their gradients vanish too."""
+    return x.masked_fill(blocked, 0.0)
+
+
 # ---------------------------------------------------------------------------------------------
 # Longformer: a sliding window plus global tokens.
 # ---------------------------------------------------------------------------------------------
@@ -183,8 +211,11 @@ class SlidingWindowAttention(_ProjectedAttention):
     width); a global token attends to every key, and every query attends to it. One set of projections serves both
     (the paper learns separate ones for global attention, initialised equal to these). Self-attention: Tq = Tk = T.
 
-    Computed in O(T w) memory: keys and values are padded and unfolded into (B, H, T, E, 2w + 1) views, the global
-    columns and rows are G x T. Weights: :class:`WindowWeights`. Traced as ``sliding_window.band``,
+    Computed in O(T w) memory, in chunks of ``window`` queries: each chunk's queries meet its 3 * window keys in one
+    matrix product, and the band is cut out of it with a shift (pad and view), so the largest tensors are about
+    1.5 times the band's weights (B, H, T, 2w + 1); the global columns and rows are G x T. A training step's peak
+    is about 6 times the band's weights (the projections included; 52 times with the band unfolded per query, as
+    this class did before). Weights: :class:`WindowWeights`. Traced as ``sliding_window.band``,
     ``sliding_window.global_columns``, ``sliding_window.global_rows``.
     """
 
@@ -232,38 +263,56 @@ class SlidingWindowAttention(_ProjectedAttention):
         value: torch.Tensor,
         key_padding_mask: torch.Tensor | None = None,
         need_weights: bool = True,
+        attn_mask: torch.Tensor | None = None,
         average_attn_weights: bool = True,
+        is_causal: bool = False,
     ) -> tuple[torch.Tensor, WindowWeights | None]:
-        q, k, v, pad = self._inputs(query, key, value, key_padding_mask, same_length=True)
+        q, k, v, pad = self._inputs(query, key, value, key_padding_mask, attn_mask, is_causal, same_length=True)
         B, H, T, E = q.shape
         w, width = self.window, 2 * self.window + 1
         g = self._global_index(T, q.device)  # (G,)
-        scale = 1.0 / math.sqrt(E)
         key_mask = q.new_zeros(B, T) if pad is None else pad  # (B, T): 0 or -inf per key
         is_global = torch.zeros(T, dtype=torch.bool, device=q.device)
         is_global[g] = True
+        q = q * (1.0 / math.sqrt(E))  # scaled once here rather than on every score
 
-        # Keys i - w .. i + w for every query i: pad the sequence by w each side, then slide a window (a view).
-        k_band = F.pad(k, (0, 0, w, w)).unfold(2, width, 1)  # (B, H, T, E, 2w + 1)
-        v_band = F.pad(v, (0, 0, w, w)).unfold(2, width, 1)  # (B, H, T, E, 2w + 1)
+        # Chunks of c queries; chunk n's queries n c .. n c + c - 1 see keys n c - w .. n c + c - 1 + w, L of them.
+        # One (c, L) product per chunk computes the band with (c + 2w) / (2w + 1) of its work, and nothing of T x T.
+        c = min(w, T)
+        nc = -(-T // c)
+        Tp, L = nc * c, c + 2 * w  # queries padded to whole chunks; keys per chunk
+        q_chunks = F.pad(q, (0, 0, 0, Tp - T)).view(B, H, nc, c, E)  # (B, H, nc, c, E)
+        k_chunks = F.pad(k, (0, 0, w, w + Tp - T)).unfold(2, L, c)  # (B, H, nc, E, L): a view
+        v_chunks = F.pad(v, (0, 0, w, w + Tp - T)).unfold(2, L, c).transpose(-2, -1)  # (B, H, nc, L, E): a view
+        # s_ij = q_i . k_j / sqrt(E) for the chunk's queries i and keys j, (c, L) a chunk. The band: row i of a chunk
+        # needs columns i .. i + 2w. Padding each flattened chunk by c and reading it as (c, L + 1) shifts row i
+        # left by i, so its band lands in columns 0 .. 2w (a view of the padded copy).
+        band_scores = F.pad((q_chunks @ k_chunks).flatten(-2), (0, c)).view(B, H, nc, c, L + 1)[..., :width]
+        # s_ig = q_i . k_g / sqrt(E) for the global keys g, beside the band: one softmax over both
+        global_scores = q_chunks @ k[:, :, None, g].transpose(-2, -1)  # (B, H, nc, c, G)
+        scores = torch.cat([band_scores, global_scores], dim=-1).view(B, H, Tp, width + g.numel())
+        del band_scores  # the padded copy it views: one band-sized tensor fewer at the peak
         # Blocked in the band: positions off the sequence, padding, and global keys (they have their own column).
-        band_mask = F.pad(key_mask.masked_fill(is_global, float("-inf")), (w, w), value=float("-inf"))
-        band_mask = band_mask.unfold(1, width, 1)  # (B, T, 2w + 1)
-        # s_io = q_i . k_{i+o} / sqrt(E), o = -w..w
-        band_scores = torch.einsum("bhte,bhtew->bhtw", q, k_band) * scale + band_mask[:, None]
-        # s_ig = q_i . k_g / sqrt(E) for the global keys g
-        global_scores = (q @ k[:, :, g].transpose(-2, -1)) * scale + key_mask[:, None, None, g]  # (B, H, T, G)
-        # one softmax over the band and the global columns together
-        weights = _masked_softmax(torch.cat([band_scores, global_scores], dim=-1))  # (B, H, T, 2w + 1 + G)
+        band_mask = F.pad(key_mask.masked_fill(is_global, float("-inf")), (w, w + Tp - T), value=float("-inf"))
+        scores[..., :width] += band_mask.unfold(1, width, 1)[:, None]  # (B, 1, Tp, 2w + 1)
+        scores[..., width:] += key_mask[:, None, None, g]  # (B, 1, 1, G)
+        weights, blocked = _lean_softmax(scores)  # (B, H, Tp, 2w + 1 + G), (B, H, Tp, 1)
         band, columns = weights.split([width, g.numel()], dim=-1)
-        out = torch.einsum("bhtw,bhtew->bhte", self._dropout(band), v_band)  # (B, H, T, E)
-        out = out + self._dropout(columns) @ v[:, :, g]
+        # Back to the chunks' (c, L) layout (the inverse shift) for one product with the chunk's values.
+        spread = F.pad(self._dropout(band).reshape(B, H, nc, c, width), (0, L + 1 - width))  # (B, H, nc, c, L + 1)
+        spread = spread.flatten(-2)[..., : c * L].view(B, H, nc, c, L)
+        out = (spread @ v_chunks).view(B, H, Tp, E) + self._dropout(columns) @ v[:, :, g]  # (B, H, Tp, E)
+        out = _zero_blocked(out, blocked)[:, :, :T]  # (B, H, T, E)
 
         # Global queries attend to every key: G full rows.
-        row_scores = (q[:, :, g] @ k.transpose(-2, -1)) * scale + key_mask[:, None, None, :]  # (B, H, G, T)
+        row_scores = (q[:, :, g] @ k.transpose(-2, -1)) + key_mask[:, None, None, :]  # (B, H, G, T)
         rows = _masked_softmax(row_scores)
         out = out.index_copy(2, g, self._dropout(rows) @ v)  # (B, H, T, E)
 
+        if not (need_weights or tracing()):
+            return self._output(out), None
+        shown = _zero_blocked(weights[:, :, :T], blocked[:, :, :T])  # (B, H, T, 2w + 1 + G)
+        band, columns = shown.split([width, g.numel()], dim=-1)
         record("sliding_window.band", band)
         record("sliding_window.global_columns", columns)
         record("sliding_window.global_rows", rows)
@@ -397,34 +446,39 @@ class BigBirdAttention(_ProjectedAttention):
         value: torch.Tensor,
         key_padding_mask: torch.Tensor | None = None,
         need_weights: bool = True,
+        attn_mask: torch.Tensor | None = None,
         average_attn_weights: bool = True,
+        is_causal: bool = False,
     ) -> tuple[torch.Tensor, BlockWeights | None]:
-        q, k, v, pad = self._inputs(query, key, value, key_padding_mask, same_length=True)
+        q, k, v, pad = self._inputs(query, key, value, key_padding_mask, attn_mask, is_causal, same_length=True)
         B, H, T, E = q.shape
         nb, b = self._num_blocks(T), self.block_size
         G = min(self.num_global_blocks, nb) * b  # global query rows
-        scale = 1.0 / math.sqrt(E)
+        q = q * (1.0 / math.sqrt(E))  # scaled once here rather than on every score
         blocks = self.key_blocks(T, q.device)  # (nb, Kb)
         Kb = blocks.shape[1]
         index = blocks.clamp(min=0)
         key_mask = q.new_zeros(B, T) if pad is None else pad  # (B, T)
 
-        # Gather each query block's key blocks: O(T Kb b) memory, never T x T.
-        k_sel = k.view(B, H, nb, b, E)[:, :, index]  # (B, H, nb, Kb, b, E)
-        v_sel = v.view(B, H, nb, b, E)[:, :, index]  # (B, H, nb, Kb, b, E)
+        # Gather each query block's key blocks: O(T Kb b) memory, never T x T. The gathered keys and values are
+        # Kb E / (Kb b) = E / b of the weights' size; the scores and weights are the peak.
+        k_sel = k.view(B, H, nb, b, E)[:, :, index].flatten(-3, -2)  # (B, H, nb, Kb b, E)
+        v_sel = v.view(B, H, nb, b, E)[:, :, index].flatten(-3, -2)  # (B, H, nb, Kb b, E)
         unused = torch.zeros(nb, Kb, dtype=q.dtype, device=q.device).masked_fill(blocks < 0, float("-inf"))
-        mask = key_mask.view(B, nb, b)[:, index] + unused[None, :, :, None]  # (B, nb, Kb, b)
+        mask = (key_mask.view(B, nb, b)[:, index] + unused[None, :, :, None]).flatten(-2)  # (B, nb, Kb b)
         # s = q . k / sqrt(E) for each query of block n and each key of its key blocks
-        scores = torch.einsum("bhnqe,bhnkce->bhnqkc", q.view(B, H, nb, b, E), k_sel) * scale
-        scores = scores + mask[:, None, :, None]  # (B, H, nb, b, Kb, b)
-        weights = _masked_softmax(scores.flatten(-2))  # (B, H, nb, b, Kb b)
-        out = torch.einsum("bhnqkc,bhnkce->bhnqe", self._dropout(weights).view(B, H, nb, b, Kb, b), v_sel)
-        out = out.reshape(B, H, T, E)
+        scores = q.view(B, H, nb, b, E) @ k_sel.transpose(-2, -1)  # (B, H, nb, b, Kb b)
+        scores += mask[:, None, :, None]  # in place: the product is not needed for backward
+        weights, blocked = _lean_softmax(scores)  # (B, H, nb, b, Kb b), (B, H, nb, b, 1)
+        out = _zero_blocked(self._dropout(weights) @ v_sel, blocked).view(B, H, T, E)  # (B, H, T, E)
 
         # Global queries (the first blocks) attend to every key: G full rows.
-        rows = _masked_softmax((q[:, :, :G] @ k.transpose(-2, -1)) * scale + key_mask[:, None, None])  # (B, H, G, T)
+        rows = _masked_softmax(q[:, :, :G] @ k.transpose(-2, -1) + key_mask[:, None, None])  # (B, H, G, T)
         out = torch.cat([self._dropout(rows) @ v, out[:, :, G:]], dim=2)
 
+        if not (need_weights or tracing()):
+            return self._output(out), None
+        weights = _zero_blocked(weights, blocked)
         record("bigbird.blocks", weights)
         record("bigbird.key_blocks", blocks)
         record("bigbird.global_rows", rows)
@@ -485,7 +539,9 @@ class LinformerAttention(_ProjectedAttention):
         value: torch.Tensor,
         key_padding_mask: torch.Tensor | None = None,
         need_weights: bool = True,
+        attn_mask: torch.Tensor | None = None,
         average_attn_weights: bool = True,
+        is_causal: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         name = type(self).__name__
         if isinstance(key_padding_mask, torch.Tensor) and key_padding_mask.is_floating_point():
@@ -493,7 +549,7 @@ class LinformerAttention(_ProjectedAttention):
                 f"{name}: expected a boolean key_padding_mask (True = padding): a float mask cannot be added to "
                 f"projected scores, got {key_padding_mask.dtype}"
             )
-        q, k, v, pad = self._inputs(query, key, value, key_padding_mask, same_length=False)
+        q, k, v, pad = self._inputs(query, key, value, key_padding_mask, attn_mask, is_causal, same_length=False)
         Tk = k.shape[2]
         if Tk > self.seq_len:
             raise ValueError(f"{name}: expected at most seq_len = {self.seq_len} keys, got Tk = {Tk}")

@@ -26,6 +26,9 @@ Targets (issue #4): Linformer with k=128 at n=4096 uses at least 8x less peak me
 attention (Wang et al. 2020, Table 3, report 14x); sliding-window memory grows with exponent at most 1.2;
 memlib's MultiHeadAttention within 1.1x of torch.nn's time (median of the per-repeat ratios over every n).
 
+:func:`sweep` measures any subset of the methods on any lengths (chapter 12 runs a smaller grid in the page) and
+:func:`tables` formats its rows as the command prints them.
+
 Shapes: ``B`` batch, ``n`` sequence length, ``D`` model width, ``H`` heads, ``k`` Linformer's projected length.
 """
 
@@ -61,8 +64,14 @@ WARMUP = 1
 TARGET = dict(linformer_n=4096, linformer_k=128, linformer_memory=8.0, window_exponent=1.2, torch_time=1.1)
 REFERENCE = "materialised"  # ratios are to this method
 THEORY = {  # asymptotic (time, memory) exponents in n: Vaswani et al. 2017, Table 1, and each paper
-    "materialised": (2, 2), "nn_materialised": (2, 2), "fused": (2, 1), "nn_fused": (2, 1),
-    "window": (1, 1), "bigbird": (1, 1), "linformer": (1, 1), "lstm": (1, 1),
+    "materialised": (2, 2),
+    "nn_materialised": (2, 2),
+    "fused": (2, 1),
+    "nn_fused": (2, 1),
+    "window": (1, 1),
+    "bigbird": (1, 1),
+    "linformer": (1, 1),
+    "lstm": (1, 1),
 }
 
 
@@ -137,10 +146,12 @@ def _skip_reason(previous: dict | None, n: int) -> str | None:
     return None
 
 
-def _one_length(n: int, ks: Sequence[int], dev: torch.device, repeats: int, last: dict[str, dict]) -> dict:
+def _one_length(
+    n: int, ks: Sequence[int], dev: torch.device, repeats: int, last: dict[str, dict], only: Sequence[str] | None
+) -> dict:
     steps = _methods(n, ks, dev)
     skipped = {m: r for m in steps if (r := _skip_reason(last.get(m), n)) is not None}
-    names = [m for m in steps if m not in skipped]
+    names = [m for m in steps if m not in skipped and (only is None or m in only)]
     for _ in range(WARMUP):
         for m in names:
             steps[m]()
@@ -250,25 +261,33 @@ def _targets(rows: list[dict], fits: dict[str, dict]) -> tuple[dict[str, bool | 
     return verdicts, lines
 
 
-def run(repeats: int, quick: bool = False) -> Report:
-    dev = device("auto")
-    lengths, ks = (QUICK_LENGTHS, QUICK_KS) if quick else (LENGTHS, KS)
+def sweep(
+    lengths: Sequence[int],
+    ks: Sequence[int],
+    repeats: int,
+    dev: torch.device | str = "auto",
+    methods: Sequence[str] | None = None,
+) -> tuple[list[dict], dict[str, dict]]:
+    """Measure ``methods`` (default: all of :func:`method_names`) at each length: ``(rows, fits)``, one row per
+    length (as in the JSON) and the fitted growth exponents per method. Ratios need ``"materialised"`` among them.
+    """
+    dev = device(dev) if isinstance(dev, str) else dev
+    names = method_names(ks) if methods is None else list(methods)
+    unknown = sorted(set(names) - set(method_names(ks)))
+    if unknown:
+        raise ValueError(f"sweep: expected methods among {method_names(ks)}, got {unknown}")
     last: dict[str, dict] = {}  # method: its last measured cell, to decide what the next length can afford
-    rows = [_one_length(n, ks, dev, repeats, last) for n in lengths]
-    methods = method_names(ks)
-    fits = _exponents(rows, methods)
-    memory_method = next((r["memory_method"] for r in rows if r["memory_method"]), None)
+    rows = [_one_length(n, ks, dev, repeats, last, names) for n in lengths]
+    return rows, _exponents(rows, names)
 
-    lines = [
-        f"attention: forward+backward of one training step, self-attention B={B}, D={D}, H={H} heads, batch first; "
-        f"{dev}, torch {torch.__version__}, {torch.get_num_threads()} threads, {repeats} interleaved repeats",
-        f"window radius {WINDOW} + global tokens {list(GLOBAL_TOKENS)}; BigBird block {BLOCK}, {BIGBIRD_BLOCKS}; "
-        f"Linformer seq_len=n, k in {list(ks)}; LSTM {D}->{D}; peak memory by {memory_method}",
-        "",
-    ]
-    lines += _grid("time (median ms)", rows, methods, "median_ms", ".1f") + [""]
-    lines += _grid("time / materialised (median of per-repeat ratios)", rows, methods,
-                   "time_ratio_to_materialised", ".3f") + [""]
+
+def tables(rows: list[dict], fits: dict[str, dict]) -> list[str]:
+    """The printed grids (time, memory, their ratios to materialised attention) and the exponents."""
+    methods = list(fits)
+    lines = _grid("time (median ms)", rows, methods, "median_ms", ".1f") + [""]
+    lines += _grid(
+        "time / materialised (median of per-repeat ratios)", rows, methods, "time_ratio_to_materialised", ".3f"
+    ) + [""]
     lines += _grid("peak memory (MiB)", rows, methods, "peak_mib", ".1f") + [""]
     lines += _grid("peak memory / materialised", rows, methods, "memory_ratio_to_materialised", ".3f") + [""]
     lines += [
@@ -280,17 +299,56 @@ def run(repeats: int, quick: bool = False) -> Report:
         theory = f"{f['theory']['time']}/{f['theory']['memory']}"
         span = f"{f['lengths'][0]}..{f['lengths'][-1]}" if f["lengths"] else "--"
         lines.append(f"{m:<16}{_fmt(f['time']):>8}{_fmt(f['memory']):>8}{theory:>12}  {span}")
-    skipped = [(r["n"], m, reason) for r in rows for m, reason in r["skipped"].items()]
+    skipped = [(r["n"], m, reason) for r in rows for m, reason in r["skipped"].items() if m in methods]
     if skipped:
         lines += ["", "skipped (--):"] + [f"  {m} at n={n}: {reason}" for n, m, reason in skipped]
+    return lines
+
+
+def run(repeats: int, quick: bool = False) -> Report:
+    dev = device("auto")
+    lengths, ks = (QUICK_LENGTHS, QUICK_KS) if quick else (LENGTHS, KS)
+    rows, fits = sweep(lengths, ks, repeats, dev)
+    methods = method_names(ks)
+    memory_method = next((r["memory_method"] for r in rows if r["memory_method"]), None)
+    lines = [
+        f"attention: forward+backward of one training step, self-attention B={B}, D={D}, H={H} heads, batch first; "
+        f"{dev}, torch {torch.__version__}, {torch.get_num_threads()} threads, {repeats} interleaved repeats",
+        f"window radius {WINDOW} + global tokens {list(GLOBAL_TOKENS)}; BigBird block {BLOCK}, {BIGBIRD_BLOCKS}; "
+        f"Linformer seq_len=n, k in {list(ks)}; LSTM {D}->{D}; peak memory by {memory_method}",
+        "",
+    ]
+    lines += tables(rows, fits)
     verdicts, target_lines = _targets(rows, fits)
     lines += [""] + target_lines
 
     settings = dict(
-        batch=B, embed_dim=D, heads=H, lengths=list(lengths), ks=list(ks), window=WINDOW,
-        global_tokens=list(GLOBAL_TOKENS), block_size=BLOCK, bigbird=BIGBIRD_BLOCKS, memory_limit_gib=MEMORY_LIMIT_GIB,
-        step_limit_s=STEP_LIMIT_S, repeats=repeats, warmup=WARMUP, threads=torch.get_num_threads(), quick=quick,
+        batch=B,
+        embed_dim=D,
+        heads=H,
+        lengths=list(lengths),
+        ks=list(ks),
+        window=WINDOW,
+        global_tokens=list(GLOBAL_TOKENS),
+        block_size=BLOCK,
+        bigbird=BIGBIRD_BLOCKS,
+        memory_limit_gib=MEMORY_LIMIT_GIB,
+        step_limit_s=STEP_LIMIT_S,
+        repeats=repeats,
+        warmup=WARMUP,
+        threads=torch.get_num_threads(),
+        quick=quick,
     )
-    data = dict(suite="attention", settings=settings, torch=torch.__version__, device=str(dev), methods=methods,
-                reference=REFERENCE, target=TARGET, targets_met=verdicts, exponents=fits, rows=rows)
+    data = dict(
+        suite="attention",
+        settings=settings,
+        torch=torch.__version__,
+        device=str(dev),
+        methods=methods,
+        reference=REFERENCE,
+        target=TARGET,
+        targets_met=verdicts,
+        exponents=fits,
+        rows=rows,
+    )
     return Report("\n".join(lines), data)

@@ -68,3 +68,15 @@ def test_a_cell_is_skipped_when_its_extrapolation_passes_a_limit(monkeypatch):
     assert attention._skip_reason(dict(n=4096, seconds=1.0, peak_mib=1024.0), 8192) is None  # 4 GiB, 4 s
     assert "GiB" in attention._skip_reason(dict(n=4096, seconds=1.0, peak_mib=2048.0), 8192)  # 8 GiB
     assert "step" in attention._skip_reason(dict(n=4096, seconds=10.0, peak_mib=1.0), 8192)  # 40 s
+
+
+def test_sweep_measures_the_methods_asked_for(tiny):
+    rows, fits = attention.sweep([16, 32], [8], repeats=1, dev="cpu", methods=["materialised", "window"])
+    assert list(fits) == ["materialised", "window"]
+    for row in rows:
+        assert list(row["median_ms"]) == ["materialised", "window"]
+        assert row["memory_ratio_to_materialised"]["materialised"] == 1.0
+    printed = "\n".join(attention.tables(rows, fits))
+    assert "window" in printed and "bigbird" not in printed
+    with pytest.raises(ValueError, match="expected methods among"):
+        attention.sweep([16], [8], repeats=1, dev="cpu", methods=["flash"])

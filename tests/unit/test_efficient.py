@@ -15,10 +15,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import memlib
 from memlib.attention import MultiHeadAttention
 from memlib.efficient import BigBirdAttention, LinformerAttention, SlidingWindowAttention
+from memlib.profiling import peak_memory
 
 B, T, D, H = 2, 12, 8, 2
 F64 = torch.float64
-
 
 
 def randn(*shape, dev, grad=False):
@@ -70,6 +70,34 @@ def assert_equals_full_attention(model, dev, batch_first: bool, padded: bool):
 def test_sliding_window_equals_full_attention_under_its_mask(dev, window, global_tokens, batch_first, padded):
     model = SlidingWindowAttention(D, H, window, global_tokens, batch_first=batch_first).to(dev, F64)
     assert_equals_full_attention(model, dev, batch_first, padded)
+
+
+@pytest.mark.parametrize(("window", "global_tokens"), [(5, (3,)), (7, ()), (20, (0, 11))])
+def test_sliding_window_in_uneven_chunks(dev, window, global_tokens):
+    """Chunks of ``window`` queries that do not divide T = 12, and a window wider than the sequence."""
+    model = SlidingWindowAttention(D, H, window, global_tokens, batch_first=True).to(dev, F64)
+    assert_equals_full_attention(model, dev, batch_first=True, padded=True)
+
+
+def test_sliding_window_peak_memory_is_linear_and_a_few_bands():
+    """A training step's peak grows like T and stays a few times the band's weights (B, H, T, 2w + 1)."""
+    torch.manual_seed(0)
+    w, width, heads = 32, 16, 4  # the band (4 x 65 weights a query) outweighs the projections (16 a query)
+    model = SlidingWindowAttention(width, heads, window=w, global_tokens=[0], batch_first=True)
+
+    def peak(T):
+        x = torch.randn(1, T, width)
+
+        def step():
+            model.zero_grad(set_to_none=True)
+            model(x, x, x, need_weights=False)[0].sum().backward()
+
+        return peak_memory(step)[0]
+
+    short, long = peak(512), peak(1024)
+    band = heads * 1024 * (2 * w + 1) * 4  # bytes of the band's float32 weights at T = 1024
+    assert 1.8 < long / short < 2.2, (short, long)
+    assert long < 10 * band, (long, band)
 
 
 def test_sliding_window_pattern():
@@ -208,6 +236,29 @@ def test_linformer_projects_to_k(dev):
 
 
 # ---------------------------------------------------------------------------------------------
+# In a Transformer encoder layer
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: SlidingWindowAttention(D, H, window=2, global_tokens=[0], batch_first=True),
+        lambda: BigBirdAttention(D, H, block_size=3, batch_first=True),
+    ],
+)
+def test_replaces_self_attention_in_an_encoder_layer(dev, make):
+    """An efficient module as ``self_attn`` of memlib's layer equals the layer with full attention under its mask."""
+    sparse = make().to(dev, F64)
+    layer = memlib.TransformerEncoderLayer(D, H, 16, dropout=0.0, batch_first=True).to(dev, F64)
+    full = memlib.TransformerEncoderLayer(D, H, 16, dropout=0.0, batch_first=True).to(dev, F64)
+    layer.self_attn = sparse
+    full.load_state_dict(layer.state_dict())
+    x = randn(B, T, D, dev=dev)
+    assert_close(layer(x, src_key_padding_mask=padding(dev)), full(x, sparse.mask(T, dev), padding(dev)))
+
+
+# ---------------------------------------------------------------------------------------------
 # Gradients, dropout, errors
 # ---------------------------------------------------------------------------------------------
 
@@ -268,6 +319,12 @@ BAD_INPUTS = [
         r"boolean key_padding_mask .*got torch.float32",
     ),
     (lambda: LinformerAttention(D, 3, 4, 2), ValueError, r"divisible by num_heads, got 8 and 3"),
+    (
+        lambda: _window()(*[_x(T, B, D)] * 3, attn_mask=torch.zeros(T, T, dtype=torch.bool)),
+        ValueError,
+        r"attn_mask=None and is_causal=False .*got attn_mask of shape \(12, 12\)",
+    ),
+    (lambda: BigBirdAttention(D, H, 2).double()(*[_x(T, B, D)] * 3, is_causal=True), ValueError, r"is_causal=True"),
 ]
 
 
