@@ -201,6 +201,16 @@ def _xavier_init(module: nn.Module, weights: list[str]) -> None:
         nn.init.zeros_(module.out_proj.bias)
 
 
+def _check_heads(name: str, embed_dim: object, num_heads: object, dropout: object) -> None:
+    """The checks every multi-head module makes of its size arguments (this module and ``efficient.py``)."""
+    _check_length(name, "embed_dim", embed_dim)
+    _check_length(name, "num_heads", num_heads)
+    if embed_dim % num_heads:
+        raise ValueError(f"{name}: expected embed_dim divisible by num_heads, got {embed_dim} and {num_heads}")
+    if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0 <= dropout < 1:
+        raise ValueError(f"{name}: expected dropout as a probability in [0, 1), got {dropout!r}")
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention (Vaswani et al. 2017, section 3.2.2), ``torch.nn.MultiheadAttention`` compatible.
 
@@ -240,12 +250,7 @@ class MultiHeadAttention(nn.Module):
     ):
         super().__init__()
         name = type(self).__name__
-        _check_length(name, "embed_dim", embed_dim)
-        _check_length(name, "num_heads", num_heads)
-        if embed_dim % num_heads:
-            raise ValueError(f"{name}: expected embed_dim divisible by num_heads, got {embed_dim} and {num_heads}")
-        if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0 <= dropout < 1:
-            raise ValueError(f"{name}: expected dropout as a probability in [0, 1), got {dropout!r}")
+        _check_heads(name, embed_dim, num_heads, dropout)
         factory = {"device": device, "dtype": dtype}
         self.embed_dim, self.num_heads, self.batch_first = embed_dim, num_heads, batch_first
         self.dropout = float(dropout)

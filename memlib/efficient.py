@@ -41,6 +41,7 @@ from torch import nn
 
 from memlib.attention import (
     _check_float,
+    _check_heads,
     _check_length,
     _check_mask_dtype,
     _masked_softmax,
@@ -67,12 +68,7 @@ class _ProjectedAttention(nn.Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        _check_length(name, "embed_dim", embed_dim)
-        _check_length(name, "num_heads", num_heads)
-        if embed_dim % num_heads:
-            raise ValueError(f"{name}: expected embed_dim divisible by num_heads, got {embed_dim} and {num_heads}")
-        if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0 <= dropout < 1:
-            raise ValueError(f"{name}: expected dropout as a probability in [0, 1), got {dropout!r}")
+        _check_heads(name, embed_dim, num_heads, dropout)
         factory = {"device": device, "dtype": dtype}
         self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
         self.dropout, self.batch_first = float(dropout), batch_first
