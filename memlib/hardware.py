@@ -233,8 +233,11 @@ def _count_forward(
         if key not in weights and key not in saved:
             saved[key] = t.untyped_storage().nbytes()
             owner[key] = current[0]
-        keep.append(t)
-        return t
+        # A detached alias: the same storage but no grad_fn, so no reference cycle through autograd's C++ graph
+        # (which Python's garbage collector cannot see) keeps the whole forward pass alive after the count.
+        alias = t.detach()
+        keep.append(alias)
+        return alias
 
     def enter(index: int):
         def hook(module, args):

@@ -174,3 +174,19 @@ def test_fits_refuses_a_bad_reserve():
     with pytest.raises(ValueError, match=r"expected reserve as a fraction in \[0, 1\), got 1.5"):
         fits(e, "H200", reserve=1.5)
     assert fits(e, "H200")
+
+
+def test_estimate_leaves_no_forward_pass_alive():
+    import gc
+    import weakref
+
+    model = nn.Sequential(nn.Linear(16, 64), nn.Tanh(), nn.Linear(64, 4))
+    x = torch.randn(8, 16)
+    seen: list[weakref.ref] = []
+    hook = model[1].register_forward_hook(lambda m, a, out: seen.append(weakref.ref(out)))
+    estimate_training_memory(model, x, optimizer="sgd")
+    hook.remove()
+    gc.collect()
+    assert seen, "the forward hook never ran"
+    alive = [r for r in seen if r() is not None]
+    assert not alive, f"expected the estimate's forward activations to be freed, got {len(alive)} still alive"
