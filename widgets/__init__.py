@@ -4,6 +4,7 @@ Explorers take data (arrays from a memlib trace), never models.
 """
 
 from widgets.attention import AttentionExplorer
+from widgets.attribution import AttributionExplorer
 from widgets.base import Explorer
 from widgets.budget import BudgetModel, MemoryBudgetExplorer, book_models
 from widgets.display import bokeh_html, claim_check, claim_check_html, load_bokeh_inline, show_bokeh
@@ -14,6 +15,7 @@ from widgets.memory import AddressingPipeline, MemoryExplorer
 __all__ = [
     "AddressingPipeline",
     "AttentionExplorer",
+    "AttributionExplorer",
     "BudgetModel",
     "Explorer",
     "GateExplorer",
