@@ -278,12 +278,16 @@ def _training_variants(deep: dict, long: dict) -> list[dict]:
             with C.autocast("cpu", enabled=amp):
                 return loss(model(inp))
 
-        def step() -> None:
+        def clear() -> None:
+            # Called before each measured step, not inside it: gradients freed during the measured call would
+            # count as negative allocations and make the step's peak read too low.
             for p in params:
-                p.grad = None  # each call allocates its gradients: a training step's real peak
-            forward().backward()
+                p.grad = None
 
-        return forward, step
+        def step() -> None:
+            forward().backward()  # allocates its gradients afresh after clear(): a training step's real peak
+
+        return forward, step, clear
 
     def mean_square(out: torch.Tensor) -> torch.Tensor:
         return out.float().pow(2).mean()
@@ -298,12 +302,13 @@ def _training_variants(deep: dict, long: dict) -> list[dict]:
         (lname, "plain", *make(lstm, seq, cross_entropy)),
         (lname, f"time chunks of {long['chunk']}", *make(chunked, seq, cross_entropy)),
     ]
-    return [dict(model=m, variant=v, forward=f, step=s) for m, v, f, s in variants]
+    return [dict(model=m, variant=v, forward=f, step=s, clear=c) for m, v, f, s, c in variants]
 
 
 def _measure_training(deep: dict, long: dict, repeats: int) -> list[dict]:
     variants = _training_variants(deep, long)
     for v in variants:
+        v["clear"]()
         v["step"]()  # warm-up
     seconds: list[list[float]] = [[] for _ in variants]
     by_model: dict[str, list[int]] = {}
@@ -312,10 +317,12 @@ def _measure_training(deep: dict, long: dict, repeats: int) -> list[dict]:
     for i in range(repeats):
         for ks in by_model.values():  # the variants of one model interleaved, in a rotating order
             for k in ks[i % len(ks) :] + ks[: i % len(ks)]:
+                variants[k]["clear"]()
                 seconds[k].append(time_call(variants[k]["step"]))
     rows = []
     for k, v in enumerate(variants):
         first = by_model[v["model"]][0]
+        v["clear"]()
         peak, method = peak_memory(v["step"])
         rows.append(
             dict(
