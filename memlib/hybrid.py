@@ -1,7 +1,12 @@
-"""Sequence models built from standard parts: a static CNN baseline, a recurrent regressor, an encoder-decoder.
+"""Sequence models built from standard parts: a static CNN baseline, a recurrent regressor, an encoder-decoder,
+and a CNN-LSTM.
 
 Shapes: ``B`` batch, ``T`` time (target steps for ``Seq2Seq``), ``W`` the CNN's fixed window, ``D`` hidden width,
-``S`` source length, ``V`` target vocabulary, ``De`` embedding width.
+``S`` source length, ``V`` target vocabulary, ``De`` embedding width; for ``CNNLSTM``: ``I`` input channels,
+``C`` CNN channels, ``T'`` = T // pool**blocks CNN steps, ``K`` classes.
+
+``CNNLSTM`` trace names: ``cnnlstm.features`` (B, T', C) what the CNN passes to the LSTM, ``cnnlstm.hidden``
+(B, T', D) the LSTM's hidden states, ``cnnlstm.logits`` (B, T', K) the running logits after each CNN step.
 
 ``Seq2Seq`` trace names: ``seq2seq.attention`` (B, S), the decoder's attention weights, one value per decoder
 step (its attention module also records ``additive.weights`` or ``luong.weights``, and its cells their gates).
@@ -157,6 +162,77 @@ class SequenceClassifier(_RecurrentReader):
             record("hidden", hidden)
             record("logits", self.head(hidden))  # (B, T, C)
         return self.head(last)  # (B, C)
+
+
+class CNNLSTM(nn.Module):
+    """A 1-D CNN that turns a signal into a shorter sequence of local features, and an LSTM that reads them.
+
+    The CNN (``blocks`` of Conv1d -> BatchNorm -> ReLU -> MaxPool(``pool``)) sees only a short stretch of the
+    signal per output step (its receptive field); the LSTM (``memlib.LSTM``) carries information across all of
+    them, and a linear readout of its last hidden state gives the class logits. The usual division of labour
+    for ECG: the CNN describes beats, the LSTM compares them over time.
+
+    Input (B, T) or (B, T, I); ``T`` must be at least ``pool ** blocks`` (one CNN step). Returns logits (B, K).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 1,
+        channels: int = 16,
+        kernel_size: int = 7,
+        pool: int = 4,
+        blocks: int = 2,
+        hidden_size: int = 32,
+        num_layers: int = 1,
+    ):
+        super().__init__()
+        name = type(self).__name__
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"{name}: expected num_classes to be an int >= 2, got {num_classes!r}")
+        for arg, value in (
+            ("in_channels", in_channels),
+            ("channels", channels),
+            ("pool", pool),
+            ("blocks", blocks),
+            ("hidden_size", hidden_size),
+            ("num_layers", num_layers),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected {arg} to be a positive int, got {value!r}")
+        if not isinstance(kernel_size, int) or kernel_size % 2 != 1:
+            raise ValueError(f"{name}: expected an odd kernel_size (same-length convolutions), got {kernel_size!r}")
+        self.in_channels, self.stride = in_channels, pool**blocks
+        layers: list[nn.Module] = []
+        for b in range(blocks):
+            layers += [
+                nn.Conv1d(in_channels if b == 0 else channels, channels, kernel_size, padding=kernel_size // 2),
+                nn.BatchNorm1d(channels),
+                nn.ReLU(),
+                nn.MaxPool1d(pool),
+            ]
+        self.cnn = nn.Sequential(*layers)
+        self.lstm = LSTM(channels, hidden_size, num_layers=num_layers, batch_first=True)
+        self.head = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        name = type(self).__name__
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"{name}: expected a floating-point tensor, got {getattr(x, 'dtype', type(x))}")
+        if x.dim() == 2 and self.in_channels == 1:
+            x = x[..., None]  # (B, T, 1)
+        if x.dim() != 3 or x.shape[-1] != self.in_channels:
+            one = " or (B, T)" if self.in_channels == 1 else ""
+            raise ValueError(f"{name}: expected input of shape (B, T, {self.in_channels}){one}, got {tuple(x.shape)}")
+        if x.shape[1] < self.stride:
+            raise ValueError(f"{name}: expected at least {self.stride} time steps (one CNN step), got {x.shape[1]}")
+        features = self.cnn(x.transpose(1, 2)).transpose(1, 2)  # (B, I, T) -> (B, C, T') -> (B, T', C)
+        hidden, _ = self.lstm(features)  # (B, T', D)
+        if tracing():
+            record("cnnlstm.features", features)
+            record("cnnlstm.hidden", hidden)
+            record("cnnlstm.logits", self.head(hidden))  # (B, T', K)
+        return self.head(hidden[:, -1])  # (B, K)
 
 
 _SEQ2SEQ_CELLS = {"gru": (GRU, GRUCell), "lstm": (LSTM, LSTMCell)}
