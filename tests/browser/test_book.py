@@ -156,3 +156,49 @@ def test_gate_explorer_answers_its_controls(name, book_url, open_page):
     assert column("retention_of_unit", "retention") != retention, "another variant did not change the retention"
     screenshot(page, name.replace("/", "_") + "_explorer")
     assert not log.problems(), "\n".join(log.problems())
+
+
+_SELECT_OTHER = """
+(name) => {
+  for (const doc of Bokeh.documents) {
+    const select = doc.get_model_by_name(name);
+    if (select) {
+      select.value = select.options.map(o => Array.isArray(o) ? o[0] : o).find(o => o !== select.value);
+      return select.value;
+    }
+  }
+  return null;
+}
+"""
+
+_DIV_TEXT = """
+(name) => {
+  for (const doc of Bokeh.documents) {
+    const div = doc.get_model_by_name(name);
+    if (div) return div.text;
+  }
+  return null;
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "select", "caption"),
+    [
+        ("book/ch06_hardware", "budget_model_select", "budget_caption"),
+        ("book/ch06_hardware", "budget_optimizer_select", "budget_caption"),
+        ("book/ch12_interpretability", "attribution_method_select", "attribution_caption"),
+        ("book/ch12_interpretability", "attribution_example_select", "attribution_caption"),
+    ],
+)
+def test_explorer_caption_answers_its_select(name, select, caption, book_url, open_page):
+    page, log = open_page(f"{book_url}/{name}.html")
+    page.wait_for_function(f"() => window.Bokeh && Bokeh.documents.some(d => d.get_model_by_name('{select}'))")
+    before = page.evaluate(_DIV_TEXT, caption)
+    assert before, f"the explorer's caption {caption!r} is missing"
+    chosen = page.evaluate(_SELECT_OTHER, select)
+    assert chosen is not None, f"no select named {select!r}"
+    after = page.evaluate(_DIV_TEXT, caption)
+    assert after != before, f"choosing {chosen!r} in {select} did not change {caption}"
+    screenshot(page, name.replace("/", "_") + "_" + select)
+    assert not log.problems(), "\n".join(log.problems())
