@@ -17,10 +17,12 @@ Suites:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
 import platform
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -38,6 +40,17 @@ SUITES = {  # name: module with run(repeats, quick) and DEFAULT_REPEATS
 class Report(NamedTuple):
     table: str  # what a person reads
     data: dict[str, Any]  # what is saved as JSON
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` inside the block, restored after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def machine() -> dict[str, Any]:

@@ -38,10 +38,9 @@ Runs on one thread (``THREADS``), on the CPU: quantized kernels are CPU-only.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import statistics
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import cache
 
 import torch
@@ -49,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import memlib.compress as C
-from memlib.bench import Report
+from memlib.bench import Report, torch_threads
 from memlib.hybrid import SequenceClassifier
 from memlib.profiling import native_stderr_silenced, peak_memory, time_call
 from memlib.train import fit, seed_everything
@@ -75,16 +74,6 @@ QUICK_DEEP = dict(layers=24, d_model=32, nhead=2, dim_feedforward=64, batch=4, l
 LONG = dict(hidden=128, batch=16, length=1024, chunk=128)
 QUICK_LONG = dict(hidden=32, batch=4, length=128, chunk=16)
 TARGETS = dict(checkpoint_memory=3.0, checkpoint_time=1.4, quantized_size=3.5, quantized_points=1.0, pruned_points=1.0)
-
-
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,7 +375,7 @@ def _verdicts(model_rows: list[dict], train_rows: list[dict], deep: dict) -> tup
 def run(repeats: int, quick: bool = False) -> Report:
     steps, ranks = (QUICK_STEPS, QUICK_RANKS) if quick else (STEPS, RANKS)
     deep, long = (QUICK_DEEP, QUICK_LONG) if quick else (DEEP, LONG)
-    with _threads(THREADS):
+    with torch_threads(THREADS):
         threads = torch.get_num_threads()
         model_rows = _measure_models(_models(steps, ranks), repeats)
         train_rows = _measure_training(deep, long, repeats)

@@ -31,15 +31,14 @@ Shapes: ``B`` batch, ``L`` copy length, ``T = 2L + 2`` steps, ``K`` bits, ``N`` 
 
 from __future__ import annotations
 
-import contextlib
 import statistics
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from memlib.bench import Report
+from memlib.bench import Report, torch_threads
 from memlib.bench.attention import growth_exponent
 from memlib.memory import DNC, NTM
 from memlib.profiling import peak_memory, time_call
@@ -206,20 +205,10 @@ def _growth_check(fits: dict[str, dict]) -> tuple[bool | None, str]:
     return faster, f"{label}: measured {dnc:.2f} vs {ntm:.2f}, {'met' if faster else 'MISSED'}: {says}"
 
 
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run(repeats: int, quick: bool = False) -> Report:
     dev = device("auto")
     lengths, sizes = (QUICK_LENGTHS, QUICK_SIZES) if quick else (LENGTHS, SIZES)
-    with _threads(THREADS):
+    with torch_threads(THREADS):
         threads = torch.get_num_threads()
         last: dict[str, dict] = {}  # model: its last measured cell, to decide what the next setting can afford
         length_rows = [_length_row(L, dev, repeats, last) for L in lengths]
