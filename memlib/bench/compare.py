@@ -1,0 +1,798 @@
+"""The ``compare`` suite: RNN, LSTM, GRU and Transformer (and an NTM and a Linformer) measured on the four
+metrics the article rates from opinion (its section 5): long-term dependencies, training speed, memory
+footprint and interpretability.
+
+Every model maps a batch of sequences ``x`` (B, T, I) to an output at every step (B, T, O), with the same
+width and about the same parameter count (the table prints each model's count):
+
+- ``rnn``, ``lstm``, ``gru``: one memlib recurrent layer of ``HIDDEN`` units and a linear readout;
+- ``transformer``: an input projection, sinusoidal positions, ``LAYERS`` memlib encoder layers (post-norm,
+  ``D_MODEL`` wide, ``HEADS`` heads, feed-forward ``2 D_MODEL``, full bidirectional attention) and a readout;
+- ``linformer``: the same Transformer with :class:`memlib.LinformerAttention` (keys and values projected to
+  ``min(LINFORMER_K, T)`` rows; Wang et al. 2020) in every layer;
+- ``ntm``: :class:`memlib.NTM` with an LSTM controller of ``HIDDEN`` units, ``NTM_SLOTS`` x ``NTM_WIDTH`` memory.
+
+Metrics (a ``Size`` fixes the sizes; :data:`SIZES` holds ``smoke``, ``quick`` and ``full``):
+
+1. **Long-term dependencies.** Each model trains from scratch for ``size.steps`` Adam steps of ``BATCH``
+   sequences on the adding problem (Hochreiter & Schmidhuber 1997; :func:`memlib.tasks.adding_batch`) at
+   each length of a ladder, and on copy (Graves et al. 2014; :func:`memlib.tasks.copy_batch`, ``COPY_BITS``
+   bits) at each copy length. A rung is solved when the held-out metric meets the criterion: adding, test
+   MSE <= ``ADDING_SOLVED`` (always answering 1.0 scores 1/6); copy, bit error <= ``COPY_SOLVED``. The ladder
+   stops at a model's first failure. The *lag* of a rung is the number of steps between the earliest input
+   the answer needs and the answer: ``T - 1`` on adding (a marker may sit at step 0, the answer is read at
+   step ``T - 1``), ``L + 1`` on copy (vector ``i`` enters at step ``i`` and is due at step ``L + 1 + i``).
+2. **Training speed.** At each ``T`` of ``size.lengths``: median time of a training step (forward, MSE on
+   the adding problem, backward, Adam step) over ``size.repeats`` repeats run interleaved across models,
+   and sequences per second (``BATCH`` / median); latency of one forward pass of one sequence, no grad; and
+   the training time to reach test MSE <= ``ADDING_TARGET`` on the adding problem at that ``T``, within
+   ``size.target_seconds`` of training (evaluation not counted), or ``None``.
+3. **Memory footprint.** Peak memory of one training step (forward, backward; B = ``BATCH``) at each ``T``
+   of ``size.memory_lengths`` (:func:`memlib.profiling.peak_memory`: torch's CPU allocator events, or the
+   CUDA allocator's peak), and the fitted growth exponent ``b`` of ``peak ~ T^b``.
+4. **Interpretability.** On the adding problem at ``T = size.interpret_length`` (the model trained in the
+   ladder at that length), :func:`memlib.interpret.ground_truth_score` of Integrated Gradients (L1 per
+   step): the fraction of held-out sequences whose two most attributed steps are their two marked steps.
+   It means something only where the model solved that rung; the table says so.
+
+A ladder rung that runs out of ``size.cell_seconds`` of training before it is solved or its budget is
+spent is *capped*: the ladder stops and the largest lag is a lower bound. A speed or memory cell is skipped
+(with the reason under ``skipped``) when its time, projected from the model's own previous measurement,
+passes ``size.cell_seconds``. ``summary`` collects what
+:func:`memlib.advise` reads. Shapes: ``B`` batch, ``T`` steps, ``I`` input features, ``O`` outputs, ``L`` copy
+length, ``K`` bits.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from memlib.bench import Report
+from memlib.bench.attention import growth_exponent
+from memlib.efficient import LinformerAttention
+from memlib.memory import NTM
+from memlib.profiling import peak_memory, synchronize, time_call
+from memlib.recurrent import GRU, LSTM, RNN
+from memlib.tasks.sequences import adding_batch, copy_batch
+from memlib.train import device as pick_device
+from memlib.train import seed_everything
+from memlib.transformer import SinusoidalPositionalEncoding, TransformerEncoder, TransformerEncoderLayer
+
+MODELS = ("rnn", "lstm", "gru", "transformer", "ntm", "linformer")
+LABELS = dict(rnn="RNN", lstm="LSTM", gru="GRU", transformer="Transformer", ntm="NTM", linformer="Linformer")
+ARTICLE = ("rnn", "lstm", "gru", "transformer")  # the models the article rates; the others are extra rows
+BATCH = 32
+HIDDEN = 64  # recurrent units (and the NTM's controller)
+D_MODEL, HEADS, LAYERS = 32, 4, 2
+LINFORMER_K = 32
+NTM_SLOTS, NTM_WIDTH = 32, 16
+COPY_BITS = 4
+LR = dict(rnn=5e-3, lstm=5e-3, gru=5e-3, transformer=1e-3, ntm=3e-3, linformer=1e-3)  # Adam
+ADDING_SOLVED = 0.01  # test MSE under which the adding problem counts as solved (chapter 2)
+ADDING_TARGET = 0.05  # the time-to-target loss: 70% below always answering 1.0
+COPY_SOLVED = 0.02  # bit error under which copy counts as solved
+TEST_SIZE = 256
+EVAL_EVERY = 25  # training steps between held-out checks in the ladder
+DEFAULT_REPEATS = None  # each size has its own
+
+
+class Size(NamedTuple):
+    steps: int  # training steps per ladder rung
+    adding_lengths: tuple[int, ...]  # T of the adding ladder
+    copy_lengths: tuple[int, ...]  # L of the copy ladder
+    lengths: tuple[int, ...]  # T of the speed measurements
+    memory_lengths: tuple[int, ...]  # T of the memory measurements
+    target_seconds: float  # training time allowed to reach ADDING_TARGET, per model and T
+    interpret_length: int  # T of the interpretability score (a rung of the adding ladder)
+    cell_seconds: float  # a cell projected to take longer is skipped
+    repeats: int  # timed repeats of a training step
+
+
+SIZES = {
+    "smoke": Size(30, (10,), (2,), (25, 50), (25, 50), 1.0, 10, 10.0, 2),
+    "quick": Size(
+        1000, (10, 25, 50, 100, 200), (4, 8, 16, 32), (50, 200, 1000), (50, 200, 500, 1000), 10.0, 25, 60.0, 3
+    ),
+    "full": Size(
+        2000,
+        (10, 25, 50, 100, 200, 400, 800),
+        (4, 8, 16, 32, 64),
+        (50, 200, 1000),
+        (50, 100, 200, 500, 1000, 2000),
+        30.0,
+        50,
+        300.0,
+        5,
+    ),
+}
+
+
+class Recurrent(nn.Module):
+    """A memlib RNN, LSTM or GRU layer and a linear readout at every step: ``x`` (B, T, I) -> (B, T, O)."""
+
+    def __init__(self, cell: str, input_size: int, output_size: int, hidden_size: int = HIDDEN):
+        super().__init__()
+        layer = dict(rnn=RNN, lstm=LSTM, gru=GRU)[cell]
+        self.rnn = layer(input_size, hidden_size, batch_first=True)
+        self.readout = nn.Linear(hidden_size, output_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.rnn(x)  # (B, T, H)
+        return self.readout(h)  # (B, T, O)
+
+
+class Encoder(nn.Module):
+    """Input projection, sinusoidal positions, memlib encoder layers, readout: ``x`` (B, T, I) -> (B, T, O).
+
+    ``linformer_length`` swaps every layer's attention for a :class:`memlib.LinformerAttention` built for
+    sequences up to that length (keys and values projected to ``min(LINFORMER_K, length)`` rows).
+    """
+
+    def __init__(self, input_size: int, output_size: int, linformer_length: int | None = None):
+        super().__init__()
+        self.inp = nn.Linear(input_size, D_MODEL)
+        self.pe = SinusoidalPositionalEncoding(D_MODEL, batch_first=True)
+        layer = TransformerEncoderLayer(D_MODEL, HEADS, dim_feedforward=2 * D_MODEL, dropout=0.0, batch_first=True)
+        self.encoder = TransformerEncoder(layer, LAYERS)
+        if linformer_length is not None:
+            k = min(LINFORMER_K, linformer_length)
+            for block in self.encoder.layers:
+                block.self_attn = LinformerAttention(D_MODEL, HEADS, linformer_length, k, batch_first=True)
+        self.readout = nn.Linear(D_MODEL, output_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.readout(self.encoder(self.pe(self.inp(x))))  # (B, T, O)
+
+
+class MemoryModel(nn.Module):
+    """:class:`memlib.NTM` with its state dropped: ``x`` (B, T, I) -> (B, T, O)."""
+
+    def __init__(self, input_size: int, output_size: int):
+        super().__init__()
+        self.ntm = NTM(input_size, output_size, controller_size=HIDDEN, memory_slots=NTM_SLOTS, memory_width=NTM_WIDTH)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, _ = self.ntm(x)
+        return y  # (B, T, O)
+
+
+def build(name: str, input_size: int, output_size: int, T: int) -> nn.Module:
+    """A fresh model ``name`` (one of :data:`MODELS`) for sequences of up to ``T`` steps."""
+    if name in ("rnn", "lstm", "gru"):
+        return Recurrent(name, input_size, output_size)
+    if name == "transformer":
+        return Encoder(input_size, output_size)
+    if name == "linformer":
+        return Encoder(input_size, output_size, linformer_length=T)
+    if name == "ntm":
+        return MemoryModel(input_size, output_size)
+    raise ValueError(f"compare: expected a model in {MODELS}, got {name!r}")
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# --- tasks: a batch, a loss and a held-out metric per task -------------------------------------------------
+
+
+class Task(NamedTuple):
+    name: str
+    input_size: int
+    output_size: int
+    batch: Callable[..., Any]  # (batch_size, length, seed, step, device) -> batch
+    steps: Callable[[int], int]  # sequence length T of a rung of length ``length``
+    lag: Callable[[int], int]  # the rung's lag
+    solved: float  # the held-out metric's threshold
+
+
+def _adding(batch_size: int, length: int, seed: int, step: int, dev: torch.device):
+    return adding_batch(batch_size, length, seed=seed, step=step, device=dev)
+
+
+def _copy(batch_size: int, length: int, seed: int, step: int, dev: torch.device):
+    return copy_batch(batch_size, length, COPY_BITS, seed=seed, step=step, device=dev)
+
+
+TASKS = {
+    "adding": Task("adding", 2, 1, _adding, lambda T: T, lambda T: T - 1, ADDING_SOLVED),
+    "copy": Task("copy", COPY_BITS + 2, COPY_BITS, _copy, lambda L: 2 * L + 2, lambda L: L + 1, COPY_SOLVED),
+}
+
+
+def loss(task: str, model: nn.Module, batch) -> torch.Tensor:
+    y = model(batch.inputs)  # (B, T, O)
+    if task == "adding":
+        return F.mse_loss(y[:, -1, 0], batch.target)
+    L = batch.targets.shape[1]
+    return F.binary_cross_entropy_with_logits(y[:, -L:], batch.targets)
+
+
+@torch.no_grad()
+def metric(task: str, model: nn.Module, batch) -> float:
+    """Held-out metric: the adding problem's MSE, copy's bit error rate."""
+    y = model(batch.inputs)
+    if task == "adding":
+        return F.mse_loss(y[:, -1, 0], batch.target).item()
+    L = batch.targets.shape[1]
+    return ((y[:, -L:] > 0).float() != batch.targets).float().mean().item()
+
+
+class LastOutput(nn.Module):
+    """``model``'s first output at the last step, (B,): the adding problem's answer, for attribution."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[:, -1, 0]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+class _Run(NamedTuple):
+    size: Size
+    dev: torch.device
+    seed: int
+    log: Callable[[str], None]
+    skipped: list  # {"section", "model", "T" or "length", "reason"}
+
+
+def _skip(run: _Run, section: str, name: str, where: str, reason: str) -> None:
+    run.skipped.append(dict(section=section, model=name, at=where, reason=reason))
+    run.log(f"  {section}: {LABELS[name]} skipped at {where}: {reason}")
+
+
+def _optimizer(name: str, model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=LR[name])
+
+
+def _train_step(task: str, model: nn.Module, optimizer: torch.optim.Optimizer, batch) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss(task, model, batch).backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+
+
+# --- 1. long-term dependencies ------------------------------------------------------------------------------
+
+
+def _rung(run: _Run, name: str, task: str, length: int) -> tuple[dict, nn.Module]:
+    """Train ``name`` from scratch on one rung until solved (checked every ``EVAL_EVERY`` steps), the step
+    budget is spent, or ``size.cell_seconds`` of training have passed; the rung's record and the model.
+
+    ``status``: ``"solved"``, ``"failed"`` (budget spent) or ``"capped"`` (out of time first: neither)."""
+    spec, size = TASKS[task], run.size
+    T = spec.steps(length)
+    seed_everything(run.seed)
+    model = build(name, spec.input_size, spec.output_size, T).to(run.dev)
+    optimizer = _optimizer(name, model)
+    test = spec.batch(TEST_SIZE, length, run.seed + 1000, 0, run.dev)
+    seconds, value, status, step = 0.0, math.inf, "failed", 0
+    while step < size.steps:
+        batch = spec.batch(BATCH, length, run.seed, step, run.dev)
+        model.train()
+        seconds += time_call(lambda b=batch: _train_step(task, model, optimizer, b), run.dev)
+        step += 1
+        if step % EVAL_EVERY == 0 or step == size.steps:
+            model.eval()
+            value = metric(task, model, test)
+            if value <= spec.solved:
+                status = "solved"
+                break
+            if not math.isfinite(value):
+                break
+        if seconds > size.cell_seconds and step < size.steps:
+            model.eval()
+            value, status = metric(task, model, test), "capped"
+            _skip(
+                run,
+                "long_term",
+                name,
+                f"{task} T={T}",
+                f"out of time: {seconds:.0f} s > {size.cell_seconds:.0f} s "
+                f"after {step} of {size.steps} steps, test metric {value:.4f}",
+            )
+            break
+    model.eval()
+    record = dict(
+        length=length,
+        T=T,
+        lag=spec.lag(length),
+        steps=step,
+        seconds=seconds,
+        metric=value,
+        status=status,
+        solved=status == "solved",
+    )
+    return record, model
+
+
+def long_term(run: _Run, models: Sequence[str]) -> tuple[dict, dict]:
+    """Each model's ladder on each task, stopping at its first failure (or time cap: then the largest lag is a
+    lower bound); also the adding models at ``size.interpret_length`` (for the interpretability score)."""
+    out, kept = {}, {}
+    for task in TASKS:
+        spec = TASKS[task]
+        lengths = run.size.adding_lengths if task == "adding" else run.size.copy_lengths
+        rows, largest, capped = {}, {}, {}
+        for name in models:
+            rows[name], largest[name], capped[name] = [], 0, False
+            for length in lengths:
+                record, model = _rung(run, name, task, length)
+                rows[name].append(record)
+                if task == "adding" and length == run.size.interpret_length:
+                    kept[name] = (model, record)
+                run.log(
+                    f"  {task} {LABELS[name]} T={record['T']}: {record['metric']:.4f} {record['status']} "
+                    f"after {record['steps']} steps, {record['seconds']:.1f} s"
+                )
+                if not record["solved"]:
+                    capped[name] = record["status"] == "capped"
+                    break
+                largest[name] = record["lag"]
+        out[task] = dict(
+            lengths=list(lengths),
+            lags=[spec.lag(n) for n in lengths],
+            steps=run.size.steps,
+            batch=BATCH,
+            criterion=f"test MSE <= {ADDING_SOLVED:g}" if task == "adding" else f"bit error <= {COPY_SOLVED:g}",
+            rows=rows,
+            largest_lag=largest,
+            lower_bound=capped,
+        )
+    return out, kept
+
+
+# --- 2. training speed ---------------------------------------------------------------------------------------
+
+
+def _time_to_target(run: _Run, name: str, T: int, step_seconds: float) -> dict:
+    """Train on the adding problem at ``T`` until the test MSE is <= ADDING_TARGET (checked every 10 steps,
+    not timed) or ``size.target_seconds`` of training have passed."""
+    limit = run.size.target_seconds
+    if step_seconds * 10 > limit:
+        return dict(seconds=None, steps=None, reached=False, reason=f"10 steps take more than {limit:.0f} s")
+    seed_everything(run.seed)
+    model = build(name, 2, 1, T).to(run.dev)
+    optimizer = _optimizer(name, model)
+    test = adding_batch(TEST_SIZE, T, seed=run.seed + 1000, device=run.dev)
+    seconds, step = 0.0, 0
+    while seconds < limit:
+        batch = adding_batch(BATCH, T, seed=run.seed, step=step, device=run.dev)
+        model.train()
+        seconds += time_call(lambda b=batch: _train_step("adding", model, optimizer, b), run.dev)
+        step += 1
+        if step % 10 == 0:
+            model.eval()
+            if metric("adding", model, test) <= ADDING_TARGET:
+                return dict(seconds=seconds, steps=step, reached=True)
+    return dict(seconds=None, steps=step, reached=False, reason=f"not within {limit:.0f} s ({step} steps)")
+
+
+def speed(run: _Run, models: Sequence[str], repeats: int) -> dict:
+    """Median training-step time and forward latency at each T, interleaved across models; time to target."""
+    size, rows = run.size, {name: [] for name in models}
+    last: dict[str, tuple[float, int]] = {}  # a model's step seconds at the previous T, and that T
+    for T in size.lengths:
+        seed_everything(run.seed)
+        batch = adding_batch(BATCH, T, seed=run.seed, device=run.dev)
+        single = adding_batch(1, T, seed=run.seed, device=run.dev).inputs  # (1, T, 2)
+        steps, forwards = {}, {}
+        for name in models:
+            if name in last and last[name][0] * T / last[name][1] * (repeats + 1) > size.cell_seconds:
+                _skip(
+                    run,
+                    "speed",
+                    name,
+                    f"T={T}",
+                    f"{repeats + 1} steps projected past {size.cell_seconds:.0f} s "
+                    "(linear growth from the previous length: a lower bound)",
+                )
+                continue
+            model = build(name, 2, 1, T).to(run.dev)
+            optimizer = _optimizer(name, model)
+            steps[name] = lambda m=model, o=optimizer, b=batch: _train_step("adding", m, o, b)
+            forwards[name] = lambda m=model, x=single: _forward(m, x)
+        for name in steps:  # warm-up, untimed
+            steps[name]()
+            forwards[name]()
+        step_s = {name: [] for name in steps}
+        forward_s = {name: [] for name in steps}
+        names = list(steps)
+        for i in range(repeats):
+            for name in names[i % len(names) :] + names[: i % len(names)] if names else []:
+                step_s[name].append(time_call(steps[name], run.dev))
+                forward_s[name].append(time_call(forwards[name], run.dev))
+        for name in names:
+            median = statistics.median(step_s[name])
+            last[name] = median, T
+            target = _time_to_target(run, name, T, median)
+            rows[name].append(
+                dict(
+                    T=T,
+                    step_ms=median * 1e3,
+                    seq_per_s=BATCH / median,
+                    step_ms_repeats=[s * 1e3 for s in step_s[name]],
+                    latency_ms=statistics.median(forward_s[name]) * 1e3,
+                    latency_ms_repeats=[s * 1e3 for s in forward_s[name]],
+                    time_to_target=target,
+                )
+            )
+            reached = f"{target['seconds']:.1f} s" if target["reached"] else target["reason"]
+            run.log(f"  speed {LABELS[name]} T={T}: {BATCH / median:.0f} seq/s, target: {reached}")
+    exponents = {
+        name: growth_exponent([r["T"] for r in rows[name]], [r["step_ms"] for r in rows[name]]) for name in models
+    }
+    return dict(
+        lengths=list(size.lengths),
+        batch=BATCH,
+        repeats=repeats,
+        target_mse=ADDING_TARGET,
+        target_seconds=size.target_seconds,
+        rows=rows,
+        time_exponent=exponents,
+    )
+
+
+@torch.no_grad()
+def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    model.eval()
+    y = model(x)
+    model.train()
+    return y
+
+
+# --- 3. memory footprint -------------------------------------------------------------------------------------
+
+MEMORY_LIMIT_GIB = 6.0  # a cell whose projected peak passes this is skipped (the CPU machine has 24 GiB, shared)
+
+
+def memory(run: _Run, models: Sequence[str]) -> dict:
+    """Peak memory of one training step (forward and backward) against T, and its growth exponent."""
+    size, rows, method = run.size, {name: [] for name in models}, None
+    for name in models:
+        previous = None  # (T, peak bytes, seconds)
+        for T in size.memory_lengths:
+            if previous is not None:
+                T0, peak0, seconds0 = previous
+                grown = peak0 * (T / T0) ** 2 / 2**30  # quadratic: the worst growth among these models
+                if grown > MEMORY_LIMIT_GIB or seconds0 * T / T0 > size.cell_seconds:
+                    _skip(
+                        run,
+                        "memory",
+                        name,
+                        f"T={T}",
+                        f"projected {grown:.1f} GiB or {seconds0 * T / T0:.0f} s (from T={T0}) past the limits",
+                    )
+                    break
+            seed_everything(run.seed)
+            model = build(name, 2, 1, T).to(run.dev)
+            batch = adding_batch(BATCH, T, seed=run.seed, device=run.dev)
+
+            def step(model: nn.Module = model, batch=batch) -> None:
+                for p in model.parameters():
+                    p.grad = None  # each call allocates its gradients: a training step's real peak
+                loss("adding", model, batch).backward()
+
+            seconds = time_call(step, run.dev)  # warm-up, and the time that decides the next length
+            peak, method = peak_memory(step, run.dev)
+            rows[name].append(dict(T=T, peak_mib=peak / 2**20))
+            previous = (T, peak, seconds)
+        run.log(f"  memory {LABELS[name]}: " + ", ".join(f"T={r['T']} {r['peak_mib']:.1f} MiB" for r in rows[name]))
+    exponents = {
+        name: growth_exponent([r["T"] for r in rows[name]], [r["peak_mib"] for r in rows[name]]) for name in models
+    }
+    return dict(lengths=list(size.memory_lengths), batch=BATCH, method=method, rows=rows, exponent=exponents)
+
+
+# --- 4. interpretability -------------------------------------------------------------------------------------
+
+
+def interpretability(run: _Run, models: Sequence[str], kept: dict) -> dict:
+    """Ground-truth score of Integrated Gradients on the adding models trained at ``size.interpret_length``."""
+    from memlib import interpret  # captum is imported only here
+
+    T = run.size.interpret_length
+    test = adding_batch(TEST_SIZE, T, seed=run.seed + 1000, device=run.dev)
+    marks = test.inputs[..., 1]  # (B, T): the two marked steps of each sequence
+    rows = {}
+    for name in models:
+        if name in kept:
+            model, record = kept[name]
+        else:  # its ladder stopped below T: train one for this score
+            record, model = _rung(run, name, "adding", T)
+        attribution = interpret.attribute(LastOutput(model), test.inputs, "integrated_gradients", n_steps=32)
+        score = interpret.ground_truth_score(attribution, marks, reduce="l1")
+        rows[name] = dict(score=score, test_mse=record["metric"], solved=record["solved"])
+        run.log(f"  interpretability {LABELS[name]}: {score:.3f} (test MSE {record['metric']:.4f})")
+    return dict(T=T, method="integrated_gradients", reduce="l1", n_steps=32, sequences=TEST_SIZE, rows=rows)
+
+
+# --- the suite -------------------------------------------------------------------------------------------------
+
+SECTIONS = ("long_term", "speed", "memory", "interpretability")
+
+
+def summary(data: dict) -> dict:
+    """What :func:`memlib.advise` reads: per model, the largest lags solved and [T, value] lists."""
+    models = {}
+    for name in data["models"]:
+        entry: dict[str, Any] = dict(label=LABELS[name], params=data["params"][name])
+        if "long_term" in data:
+            entry["largest_lag"] = {task: data["long_term"][task]["largest_lag"][name] for task in TASKS}
+        if "speed" in data:
+            rows = data["speed"]["rows"][name]
+            entry["step_ms"] = [[r["T"], r["step_ms"]] for r in rows]
+            entry["latency_ms"] = [[r["T"], r["latency_ms"]] for r in rows]
+        if "memory" in data:
+            entry["peak_mib"] = [[r["T"], r["peak_mib"]] for r in data["memory"]["rows"][name] if r["peak_mib"] > 0]
+        if "interpretability" in data:
+            row = data["interpretability"]["rows"][name]
+            entry["interpretability"] = row["score"] if row["solved"] else None
+        models[name] = entry
+    return dict(batch=BATCH, models=models)
+
+
+def _check_size(size: Size) -> None:
+    least = dict(adding_lengths=2, copy_lengths=1, lengths=2, memory_lengths=2)
+    for field, low in least.items():
+        values = getattr(size, field)
+        if not values or any(not isinstance(v, int) or isinstance(v, bool) or v < low for v in values):
+            raise ValueError(f"compare: expected every length in Size.{field} to be an int >= {low}, got {values!r}")
+    for field in ("steps", "repeats", "interpret_length"):
+        value = getattr(size, field)
+        if not isinstance(value, int) or isinstance(value, bool) or value < (2 if field == "interpret_length" else 1):
+            raise ValueError(f"compare: expected Size.{field} to be a positive int, got {value!r}")
+    for field in ("target_seconds", "cell_seconds"):
+        value = getattr(size, field)
+        if not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
+            raise ValueError(f"compare: expected Size.{field} to be a finite number of seconds >= 0, got {value!r}")
+
+
+def measure(
+    size: str | Size = "quick",
+    *,
+    models: Sequence[str] = MODELS,
+    sections: Sequence[str] = SECTIONS,
+    repeats: int | None = None,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Run the chosen sections for the chosen models; the JSON-ready results (without the machine)."""
+    if isinstance(size, str):
+        if size not in SIZES:
+            raise ValueError(f"compare: expected size in {sorted(SIZES)} or a Size, got {size!r}")
+        size_name, size = size, SIZES[size]
+    elif isinstance(size, Size):
+        size_name = "custom"
+        _check_size(size)
+    else:
+        raise TypeError(f"compare: expected size as a name in {sorted(SIZES)} or a Size, got {type(size).__name__}")
+    unknown = [m for m in models if m not in MODELS] if not isinstance(models, str) else [models]
+    if unknown or not models:
+        raise ValueError(
+            f"compare: expected models from {MODELS}, got {list(models) if not isinstance(models, str) else models!r}"
+        )
+    bad = [s for s in sections if s not in SECTIONS] if not isinstance(sections, str) else [sections]
+    if bad or not sections:
+        raise ValueError(f"compare: expected sections from {SECTIONS}, got {sections!r}")
+    repeats = size.repeats if repeats is None else repeats
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise ValueError(f"compare: expected repeats as a positive int, got {repeats!r}")
+    run = _Run(size, pick_device(device), seed, log or _quiet, [])
+    models = [m for m in MODELS if m in models]
+    started = time.perf_counter()
+    data: dict[str, Any] = dict(
+        suite="compare",
+        size=size_name,
+        settings=dict(
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in size._asdict().items()},
+            batch=BATCH,
+            hidden=HIDDEN,
+            d_model=D_MODEL,
+            heads=HEADS,
+            layers=LAYERS,
+            linformer_k=LINFORMER_K,
+            ntm_slots=NTM_SLOTS,
+            ntm_width=NTM_WIDTH,
+            copy_bits=COPY_BITS,
+            lr=dict(LR),
+            adding_solved=ADDING_SOLVED,
+            adding_target=ADDING_TARGET,
+            copy_solved=COPY_SOLVED,
+            test_size=TEST_SIZE,
+            seed=seed,
+            threads=torch.get_num_threads(),
+        ),
+        device=str(run.dev),
+        torch=torch.__version__,
+        models=models,
+        params={m: parameter_count(build(m, 2, 1, size.lengths[0])) for m in models},
+    )
+    kept: dict = {}
+    if "long_term" in sections:
+        run.log("long-term dependencies")
+        data["long_term"], kept = long_term(run, models)
+    if "speed" in sections:
+        run.log("training speed")
+        data["speed"] = speed(run, models, repeats)
+    if "memory" in sections:
+        run.log("memory footprint")
+        data["memory"] = memory(run, models)
+    if "interpretability" in sections:
+        run.log("interpretability")
+        data["interpretability"] = interpretability(run, models, kept)
+    synchronize(run.dev)
+    data["skipped"] = run.skipped
+    data["seconds"] = time.perf_counter() - started
+    data["summary"] = summary(data)
+    return data
+
+
+def _fmt(value: float | None, spec: str, missing: str = "--") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def tables(data: dict) -> str:
+    """The results as text tables, one per section present."""
+    s, models = data["settings"], data["models"]
+    lines = [
+        f"compare ({data['size']}): {data['device']}, torch {data['torch']}, {s['threads']} threads, "
+        f"batch {s['batch']}, "
+        f"seed {s['seed']}; {data['seconds']:.0f} s",
+        "params: " + ", ".join(f"{LABELS[m]} {data['params'][m]:,}" for m in models),
+    ]
+    if "long_term" in data:
+        lt = data["long_term"]
+        lines += [
+            "",
+            f"long-term dependencies: largest lag solved in {s['steps']} steps of {s['batch']} "
+            f"(adding: {lt['adding']['criterion']}; copy: {lt['copy']['criterion']}); held-out metric per rung",
+        ]
+        for task in TASKS:
+            rungs = lt[task]
+            head = f"{task + ' T':<12}" + "".join(
+                f"{T if task == 'adding' else 2 * T + 2:>9}" for T in rungs["lengths"]
+            )
+            lines.append(head + f"{'lag':>9}")
+            for m in models:
+                cells = {r["length"]: r for r in rungs["rows"][m]}
+                row = "".join(
+                    f"{'':>9}"
+                    if n not in cells
+                    else f"{cells[n]['metric']:>8.4f}" + dict(solved="*", capped="+", failed=" ")[cells[n]["status"]]
+                    for n in rungs["lengths"]
+                )
+                bound = ">=" if rungs["lower_bound"][m] else ""
+                lines.append(f"{LABELS[m]:<12}{row}{bound + str(rungs['largest_lag'][m]):>9}")
+        lines.append(
+            "(* solved; + out of time before the step budget: the lag is a lower bound; a ladder stops at its "
+            "first failure)"
+        )
+    if "speed" in data:
+        sp = data["speed"]
+        Ts = sp["lengths"]
+        lines += [
+            "",
+            f"training speed: sequences/s (median of {sp['repeats']} interleaved steps), forward latency of "
+            f"one sequence (ms), seconds of training to test MSE <= {sp['target_mse']} on adding "
+            f"(cap {sp['target_seconds']:.0f} s)",
+        ]
+        lines.append(
+            f"{'model':<12}"
+            + "".join(f"{'seq/s ' + str(T):>12}" for T in Ts)
+            + "".join(f"{'lat ' + str(T):>10}" for T in Ts)
+            + "".join(f"{'to target ' + str(T):>15}" for T in Ts)
+        )
+        for m in models:
+            cells = {r["T"]: r for r in sp["rows"][m]}
+            seq = "".join(f"{_fmt(cells[T]['seq_per_s'] if T in cells else None, '.0f'):>12}" for T in Ts)
+            lat = "".join(f"{_fmt(cells[T]['latency_ms'] if T in cells else None, '.2f'):>10}" for T in Ts)
+            reached = {T: cells[T]["time_to_target"]["seconds"] for T in cells}
+            tgt = "".join(f"{_fmt(reached.get(T), '.1f', 'not reached' if T in cells else '--'):>15}" for T in Ts)
+            lines.append(f"{LABELS[m]:<12}{seq}{lat}{tgt}")
+    if "memory" in data:
+        mem = data["memory"]
+        Ts = mem["lengths"]
+        lines += [
+            "",
+            f"memory footprint: peak MiB of one training step, batch {mem['batch']} ({mem['method']}); "
+            "b: fitted exponent of peak ~ T^b",
+        ]
+        lines.append(f"{'model':<12}" + "".join(f"{T:>9}" for T in Ts) + f"{'b':>7}")
+        for m in models:
+            cells = {r["T"]: r["peak_mib"] for r in mem["rows"][m]}
+            lines.append(
+                f"{LABELS[m]:<12}"
+                + "".join(f"{_fmt(cells.get(T), '.1f'):>9}" for T in Ts)
+                + f"{_fmt(mem['exponent'][m], '.2f'):>7}"
+            )
+    if "interpretability" in data:
+        it = data["interpretability"]
+        lines += [
+            "",
+            f"interpretability: fraction of {it['sequences']} held-out adding sequences (T={it['T']}) whose two "
+            f"most attributed steps ({it['method']}, L1) are the marked ones; counts only where solved",
+        ]
+        for m in models:
+            row = it["rows"][m]
+            state = (
+                "--" if row["solved"] is None else ("solved" if row["solved"] else "NOT solved: score not meaningful")
+            )
+            lines.append(
+                f"{LABELS[m]:<12}{_fmt(row['score'], '.3f'):>7}   test MSE {_fmt(row['test_mse'], '.4f')}, {state}"
+            )
+    if data.get("skipped"):
+        lines += [
+            "",
+            "skipped: " + "; ".join(f"{k['section']} {LABELS[k['model']]} {k['at']}" for k in data["skipped"]),
+        ]
+    return "\n".join(lines)
+
+
+def run(
+    repeats: int | None = None,
+    quick: bool = False,
+    *,
+    device: str = "auto",
+    sections: Sequence[str] = SECTIONS,
+    size: str | None = None,
+    log: Callable[[str], None] | None = print,
+) -> Report:
+    """The suite as ``python -m memlib.bench compare`` runs it: ``size`` (``smoke``, ``quick``, ``full``), else
+    ``quick`` picks the ``quick`` size and its absence ``full``. Progress goes to ``log`` as it runs."""
+    chosen = size if size is not None else ("quick" if quick else "full")
+    data = measure(chosen, repeats=repeats, device=device, sections=sections, log=log)
+    return Report(tables(data), data)
+
+
+def diff(a: dict, b: dict) -> dict:
+    """Two results of this suite side by side: for each model and length measured in both, the ratio b / a of
+    sequences per second, latency and peak memory; and whether the largest lags agree. ``a`` and ``b`` are
+    the dicts :func:`measure` returns (or the JSON the command line writes)."""
+    for name, data in (("a", a), ("b", b)):
+        if not isinstance(data, dict) or data.get("suite") != "compare":
+            raise ValueError(
+                f"diff: expected {name} to be a result of the compare suite, got "
+                f"{type(data).__name__}{'' if not isinstance(data, dict) else ' of suite ' + repr(data.get('suite'))}"
+            )
+    models = [m for m in a["models"] if m in b["models"]]
+    out: dict[str, Any] = dict(models=models, speed={}, memory={}, long_term={})
+    if "speed" in a and "speed" in b:
+        for m in models:
+            rows_a = {r["T"]: r for r in a["speed"]["rows"][m]}
+            out["speed"][m] = [
+                dict(
+                    T=r["T"],
+                    seq_per_s=r["seq_per_s"] / rows_a[r["T"]]["seq_per_s"],
+                    latency_ms=r["latency_ms"] / rows_a[r["T"]]["latency_ms"],
+                )
+                for r in b["speed"]["rows"][m]
+                if r["T"] in rows_a
+            ]
+    if "memory" in a and "memory" in b:
+        for m in models:
+            rows_a = {r["T"]: r["peak_mib"] for r in a["memory"]["rows"][m]}
+            out["memory"][m] = [
+                dict(T=r["T"], peak_mib=r["peak_mib"] / rows_a[r["T"]])
+                for r in b["memory"]["rows"][m]
+                if rows_a.get(r["T"])
+            ]
+    if "long_term" in a and "long_term" in b:
+        for task in TASKS:
+            la, lb = a["long_term"][task]["largest_lag"], b["long_term"][task]["largest_lag"]
+            out["long_term"][task] = {m: (la[m], lb[m]) for m in models}
+    return out

@@ -1,0 +1,210 @@
+"""memlib.bench.compare: the models, the JSON it writes (schema), the command line and its errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from memlib import bench
+from memlib.bench import compare
+
+# a few seconds: every section, every code path, numbers not meaningful
+TINY = compare.Size(
+    steps=5,
+    adding_lengths=(4, 6),
+    copy_lengths=(1,),
+    lengths=(8, 16),
+    memory_lengths=(8, 16),
+    target_seconds=0.2,
+    interpret_length=4,
+    cell_seconds=5.0,
+    repeats=2,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> dict:
+    return compare.measure(TINY, models=("rnn", "transformer", "linformer"))
+
+
+@pytest.mark.parametrize("name", compare.MODELS)
+def test_every_model_maps_sequences_to_an_output_per_step(name):
+    model = compare.build(name, 3, 2, 12)
+    y = model(torch.randn(4, 12, 3))  # (B, T, I)
+    assert y.shape == (4, 12, 2)
+    y.sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_models_have_comparable_sizes():
+    counts = {m: compare.parameter_count(compare.build(m, 2, 1, 50)) for m in compare.ARTICLE}
+    assert (
+        max(counts["lstm"], counts["gru"], counts["transformer"])
+        / min(counts["lstm"], counts["gru"], counts["transformer"])
+        < 1.5
+    ), counts
+
+
+def test_lags_count_steps_between_the_needed_input_and_the_answer():
+    adding, copy = compare.TASKS["adding"], compare.TASKS["copy"]
+    assert (adding.steps(50), adding.lag(50)) == (50, 49)
+    batch = compare._copy(2, 5, 0, 0, torch.device("cpu"))
+    assert batch.inputs.shape[1] == copy.steps(5) == 12
+    # vector 1 enters at step 1 and is due at the first of the last 5 steps, step 7: 6 = L + 1 steps later
+    assert copy.lag(5) == 6 == (12 - 5) - 1
+
+
+def test_json_schema(tiny):
+    data = json.loads(json.dumps(tiny))  # JSON-ready: survives a round trip unchanged
+    assert data == tiny
+    assert data["suite"] == "compare" and data["size"] == "custom" and data["device"] == "cpu"
+    assert data["models"] == ["rnn", "transformer", "linformer"]
+    assert set(data["params"]) == set(data["models"]) and all(v > 0 for v in data["params"].values())
+    for key in ("steps", "batch", "seed", "threads", "lr", "adding_solved", "copy_solved"):
+        assert key in data["settings"]
+    for task in ("adding", "copy"):
+        section = data["long_term"][task]
+        assert set(section["rows"]) == set(section["largest_lag"]) == set(section["lower_bound"]) == set(data["models"])
+        for rows in section["rows"].values():
+            for r in rows:
+                assert r["status"] in ("solved", "failed", "capped") and r["solved"] == (r["status"] == "solved")
+                assert r["lag"] == compare.TASKS[task].lag(r["length"]) and r["steps"] <= TINY.steps
+    speed = data["speed"]
+    assert speed["lengths"] == [8, 16]
+    for rows in speed["rows"].values():
+        assert [r["T"] for r in rows] == [8, 16]
+        for r in rows:
+            assert len(r["step_ms_repeats"]) == TINY.repeats and r["step_ms"] > 0
+            assert r["seq_per_s"] == pytest.approx(compare.BATCH / (r["step_ms"] / 1e3))
+            assert set(r["time_to_target"]) >= {"seconds", "steps", "reached"}
+    memory = data["memory"]
+    for rows in memory["rows"].values():
+        assert [r["T"] for r in rows] == [8, 16] and all(r["peak_mib"] > 0 for r in rows)
+    assert all(isinstance(b, float) for b in memory["exponent"].values())
+    for row in data["interpretability"]["rows"].values():
+        assert 0.0 <= row["score"] <= 1.0 and math.isfinite(row["test_mse"])
+    summary = data["summary"]
+    assert summary["batch"] == compare.BATCH
+    for m in data["models"]:
+        entry = summary["models"][m]
+        assert entry["label"] == compare.LABELS[m] and entry["params"] == data["params"][m]
+        assert set(entry["largest_lag"]) == {"adding", "copy"}
+        for key in ("step_ms", "latency_ms", "peak_mib"):
+            assert [T for T, _ in entry[key]] == [8, 16] and all(v > 0 for _, v in entry[key])
+    assert data["seconds"] > 0 and isinstance(data["skipped"], list)
+
+
+def test_table_names_every_model_and_section(tiny):
+    text = compare.tables(tiny)
+    for label in (
+        "RNN",
+        "Transformer",
+        "Linformer",
+        "long-term",
+        "training speed",
+        "memory footprint",
+        "interpretability",
+    ):
+        assert label in text
+
+
+def test_memory_grows_with_length(tiny):
+    for rows in tiny["memory"]["rows"].values():
+        assert rows[1]["peak_mib"] > rows[0]["peak_mib"]
+
+
+def test_a_rung_stops_once_solved(monkeypatch):
+    monkeypatch.setattr(compare, "metric", lambda task, model, batch: 0.0)  # every check passes
+    run = compare._Run(TINY._replace(steps=200), torch.device("cpu"), 0, compare._quiet, [])
+    record, _ = compare._rung(run, "rnn", "adding", 4)
+    assert record["status"] == "solved" and record["steps"] == compare.EVAL_EVERY
+
+
+def test_a_rung_out_of_time_is_capped_not_failed(monkeypatch):
+    monkeypatch.setattr(compare, "metric", lambda task, model, batch: 1.0)
+    run = compare._Run(TINY._replace(steps=10_000, cell_seconds=0.0), torch.device("cpu"), 0, compare._quiet, [])
+    record, _ = compare._rung(run, "rnn", "adding", 4)
+    assert record["status"] == "capped" and not record["solved"] and record["steps"] == 1
+    assert run.skipped and "out of time" in run.skipped[0]["reason"]
+
+
+def test_diff_of_a_result_with_itself_is_all_ones(tiny):
+    d = compare.diff(tiny, tiny)
+    assert d["models"] == tiny["models"]
+    for rows in d["speed"].values():
+        assert all(r["seq_per_s"] == 1.0 and r["latency_ms"] == 1.0 for r in rows)
+    for rows in d["memory"].values():
+        assert all(r["peak_mib"] == 1.0 for r in rows)
+    with pytest.raises(ValueError, match="expected b to be a result of the compare suite"):
+        compare.diff(tiny, {"suite": "trace"})
+
+
+def test_command_line_writes_json_with_the_machine(tmp_path, capsys):
+    out = tmp_path / "compare.json"
+    argv = [
+        "compare",
+        "--size",
+        "smoke",
+        "--sections",
+        "memory",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--json",
+        str(out),
+    ]
+    assert bench.main(argv) == 0
+    data = json.loads(out.read_text())
+    assert data["suite"] == "compare" and data["size"] == "smoke" and "memory" in data and "speed" not in data
+    machine = data["machine"]
+    assert machine["torch_threads"] == 1 and machine["cpu_count"] >= 1 and machine["torch"] == torch.__version__
+    assert data["device"] == "cpu"
+    assert "memory footprint" in capsys.readouterr().out
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["compare", "--device", "tpu"], "--device: device: unknown device 'tpu'"),
+        (["compare", "--sections", "speed,bogus"], "--sections: expected names from long_term, speed"),
+        (["compare", "--size", "huge"], "--size: expected one of smoke, quick, full, got huge"),
+        (["compare", "--threads", "0"], "--threads: expected a positive int, got 0"),
+        (["trace", "--sections", "speed"], "--sections: the trace suite does not take it"),
+    ],
+)
+def test_bad_command_lines_are_named(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        bench.main(argv)
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_requested_without_cuda_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["compare", "--device", "cuda"])
+    assert "CUDA is not available here" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(size="huge"), "expected size in"),
+        (dict(models=("lstm", "cnn")), "expected models from"),
+        (dict(models="lstm"), "expected models from"),
+        (dict(sections=("speed", "accuracy")), "expected sections from"),
+        (dict(repeats=0), "expected repeats as a positive int, got 0"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        compare.measure(**kwargs)
+
+
+def test_a_negative_length_is_refused():
+    with pytest.raises(ValueError, match="expected every length"):
+        compare.measure(TINY._replace(lengths=(-5, 16)))
