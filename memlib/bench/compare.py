@@ -796,3 +796,103 @@ def diff(a: dict, b: dict) -> dict:
             la, lb = a["long_term"][task]["largest_lag"], b["long_term"][task]["largest_lag"]
             out["long_term"][task] = {m: (la[m], lb[m]) for m in models}
     return out
+
+
+# --- checking ratings against the measurements ------------------------------------------------------------------
+
+METRICS = ("long_term", "training_speed", "memory_footprint", "interpretability")
+TIE = dict(long_term=2.0, training_speed=1.25, memory_footprint=1.25, interpretability=0.1)  # "comparable" bands
+
+
+def measured(data: dict, metric_name: str) -> dict[str, dict[str, float | None]]:
+    """``{condition: {model: value}}`` for one metric, larger is better: largest lag per task; sequences per second
+    per T; minus peak MiB per T; the interpretability score (None where the model did not solve its task)."""
+    models = data["models"]
+    if metric_name == "long_term":
+        return {task: dict(data["long_term"][task]["largest_lag"]) for task in TASKS}
+    if metric_name == "training_speed":
+        rows = data["speed"]["rows"]
+        return {
+            f"T={T}": {m: next((r["seq_per_s"] for r in rows[m] if r["T"] == T), None) for m in models}
+            for T in data["speed"]["lengths"]
+        }
+    if metric_name == "memory_footprint":
+        rows = data["memory"]["rows"]
+        return {
+            f"T={T}": {m: next((-r["peak_mib"] for r in rows[m] if r["T"] == T), None) for m in models}
+            for T in data["memory"]["lengths"]
+        }
+    if metric_name == "interpretability":
+        rows = data["interpretability"]["rows"]
+        return {
+            f"T={data['interpretability']['T']}": {m: rows[m]["score"] if rows[m]["solved"] else None for m in models}
+        }
+    raise ValueError(f"measured: expected a metric in {METRICS}, got {metric_name!r}")
+
+
+def _order(metric_name: str, a: float, b: float) -> int:
+    """+1 if ``a`` is clearly better than ``b``, -1 if clearly worse, 0 if comparable (within the TIE band)."""
+    tie = TIE[metric_name]
+    if metric_name == "interpretability":
+        return 0 if abs(a - b) <= tie else (1 if a > b else -1)
+    if metric_name == "memory_footprint":
+        a, b = -b, -a  # compare the peaks themselves: a is better when its peak is smaller
+    if metric_name == "long_term" and min(a, b) == 0:
+        return 0 if a == b else (1 if a > b else -1)
+    ratio = a / b
+    return 0 if 1 / tie <= ratio <= tie else (1 if ratio > 1 else -1)
+
+
+def check_ratings(data: dict, ratings: dict[str, dict[str, int]]) -> dict[str, dict[str, dict]]:
+    """Each rating against the measurements, pair by pair.
+
+    ``ratings[metric][model]`` is a claimed level (a larger int is a better claim: more range, faster, a smaller
+    footprint, more interpretable). For every condition (a task or a length) of the metric, each pair of rated
+    models with different levels must be measured in that order (clearly, beyond the :data:`TIE` band) and each
+    pair with the same level must be comparable (within it). A model's cell **holds** where every pair it is part
+    of agrees at every condition, **holds with a condition** where that is so at some conditions, **does not
+    hold** at none, and is **untested** where no condition has its number.
+
+    Returns ``{metric: {model: dict(verdict, holds_at, fails_at, disagreements)}}``; ``disagreements`` names each
+    failing pair and condition.
+    """
+    if not isinstance(ratings, dict) or not ratings:
+        raise ValueError(f"check_ratings: expected ratings as {{metric: {{model: level}}}}, got {ratings!r}")
+    out = {}
+    for metric_name, levels in ratings.items():
+        if metric_name not in METRICS:
+            raise ValueError(f"check_ratings: expected metrics from {METRICS}, got {metric_name!r}")
+        unknown = [m for m in levels if m not in data["models"]]
+        if unknown:
+            raise ValueError(f"check_ratings: {metric_name} rates {unknown}, which the results do not hold")
+        values = measured(data, metric_name)
+        cells = {}
+        for m in levels:
+            holds_at, fails_at, disagreements = [], [], []
+            for condition, row in values.items():
+                if row.get(m) is None:
+                    continue
+                ok = True
+                for other in levels:
+                    if other == m or row.get(other) is None:
+                        continue
+                    claimed = (levels[m] > levels[other]) - (levels[m] < levels[other])
+                    found = _order(metric_name, row[m], row[other])
+                    if claimed != found:
+                        ok = False
+                        word = {1: "better than", 0: "comparable to", -1: "worse than"}
+                        disagreements.append(
+                            f"{condition}: rated {word[claimed]} {LABELS[other]}, measured {word[found]}"
+                        )
+                (holds_at if ok else fails_at).append(condition)
+            if not holds_at and not fails_at:
+                verdict = "untested"
+            elif not fails_at:
+                verdict = "holds"
+            elif holds_at:
+                verdict = "holds with a condition"
+            else:
+                verdict = "does not hold"
+            cells[m] = dict(verdict=verdict, holds_at=holds_at, fails_at=fails_at, disagreements=disagreements)
+        out[metric_name] = cells
+    return out

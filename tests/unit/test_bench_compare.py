@@ -208,3 +208,74 @@ def test_bad_arguments_are_named(kwargs, message):
 def test_a_negative_length_is_refused():
     with pytest.raises(ValueError, match="expected every length"):
         compare.measure(TINY._replace(lengths=(-5, 16)))
+
+
+def _made_up(speeds: dict[str, tuple[float, float]], lags: dict[str, int]) -> dict:
+    """A minimal result: sequences per second at T = 50 and 1000, and largest lags on adding (copy: none)."""
+    models = list(speeds)
+    return dict(
+        suite="compare",
+        models=models,
+        long_term={"adding": dict(largest_lag=lags), "copy": dict(largest_lag={m: 0 for m in models})},
+        speed=dict(
+            lengths=[50, 1000],
+            rows={m: [dict(T=50, seq_per_s=s[0]), dict(T=1000, seq_per_s=s[1])] for m, s in speeds.items()},
+        ),
+    )
+
+
+def test_ratings_follow_the_measurements_pair_by_pair():
+    data = _made_up(
+        {"rnn": (1000, 100), "lstm": (500, 400), "transformer": (2000, 50)}, {"rnn": 9, "lstm": 49, "transformer": 199}
+    )
+    # claimed: transformer fastest, lstm slowest
+    speed = compare.check_ratings(data, {"training_speed": {"transformer": 2, "rnn": 1, "lstm": 0}})["training_speed"]
+    assert speed["transformer"]["verdict"] == "holds with a condition"  # fastest at T=50, slowest at T=1000
+    assert speed["transformer"]["holds_at"] == ["T=50"] and speed["transformer"]["fails_at"] == ["T=1000"]
+    assert speed["lstm"]["verdict"] == "holds with a condition"
+    assert any("rated worse than Transformer, measured better than" in d for d in speed["lstm"]["disagreements"])
+    lags = compare.check_ratings(data, {"long_term": {"transformer": 2, "lstm": 1, "rnn": 0}})["long_term"]
+    # copy: every lag 0, so the claimed differences do not show there
+    assert lags["transformer"]["holds_at"] == ["adding"] and lags["transformer"]["fails_at"] == ["copy"]
+    assert lags["transformer"]["verdict"] == "holds with a condition" and lags["rnn"]["fails_at"] == ["copy"]
+    reversed_lags = compare.check_ratings(data, {"long_term": {"transformer": 0, "rnn": 2}})["long_term"]
+    assert reversed_lags["rnn"]["verdict"] == "does not hold"
+
+
+def test_equal_ratings_need_comparable_measurements():
+    data = _made_up({"lstm": (500, 100), "gru": (550, 300)}, {"lstm": 49, "gru": 49})
+    cells = compare.check_ratings(data, {"training_speed": {"lstm": 1, "gru": 1}})["training_speed"]
+    assert cells["gru"]["holds_at"] == ["T=50"] and cells["gru"]["fails_at"] == ["T=1000"]  # 1.1x, then 3x
+
+
+def test_memory_ratings_reward_the_smaller_peak():
+    data = dict(
+        suite="compare",
+        models=["rnn", "transformer"],
+        memory=dict(
+            lengths=[100], rows={"rnn": [dict(T=100, peak_mib=2.0)], "transformer": [dict(T=100, peak_mib=40.0)]}
+        ),
+    )
+    claim = {"memory_footprint": {"rnn": 1, "transformer": 0}}  # the RNN rated lighter
+    assert compare.check_ratings(data, claim)["memory_footprint"]["rnn"]["verdict"] == "holds"
+    claim = {"memory_footprint": {"rnn": 0, "transformer": 1}}
+    assert compare.check_ratings(data, claim)["memory_footprint"]["rnn"]["verdict"] == "does not hold"
+
+
+def test_unmeasured_interpretability_is_untested():
+    data = dict(
+        suite="compare",
+        models=["rnn", "lstm"],
+        interpretability=dict(T=25, rows={"rnn": dict(score=0.1, solved=False), "lstm": dict(score=0.9, solved=True)}),
+    )
+    cells = compare.check_ratings(data, {"interpretability": {"rnn": 1, "lstm": 0}})["interpretability"]
+    assert cells["rnn"]["verdict"] == "untested" and cells["lstm"]["verdict"] == "holds"  # no pair to contradict
+
+
+def test_bad_ratings_are_named(tiny):
+    with pytest.raises(ValueError, match="expected metrics from"):
+        compare.check_ratings(tiny, {"beauty": {"rnn": 1}})
+    with pytest.raises(ValueError, match=r"rates \['gru'\], which the results do not hold"):
+        compare.check_ratings(tiny, {"training_speed": {"gru": 1}})
+    with pytest.raises(ValueError, match="expected ratings as"):
+        compare.check_ratings(tiny, {})
