@@ -60,11 +60,23 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _cpu_model() -> str | None:
+    """The CPU's model name where the system says it (Linux: /proc/cpuinfo), else None."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def machine() -> dict[str, Any]:
     """What a result depends on: CPU, threads, torch version, GPU."""
     info = dict(
         platform=platform.platform(),
-        processor=platform.processor() or platform.machine(),
+        processor=_cpu_model() or platform.processor() or platform.machine(),
         cpu_count=os.cpu_count(),
         torch_threads=torch.get_num_threads(),
         torch=torch.__version__,
