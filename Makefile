@@ -54,7 +54,7 @@ notebooks: setup
 	$(PY) -m tests.chapters.run_notebooks $(NB)
 
 # SUITE=recurrent runs one suite; QUICK=1 passes --quick.
-SUITE ?= trace recurrent attention memory compress
+SUITE ?= trace recurrent attention memory compress compare
 bench: setup
 	for s in $(SUITE); do $(PY) -m memlib.bench $$s $(if $(QUICK),--quick); done
 

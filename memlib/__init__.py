@@ -3,6 +3,7 @@
 Pure model code: no bokeh, ipywidgets or captum at import time.
 """
 
+from memlib.advise import Advice, Candidate, advise
 from memlib.attention import (
     AdditiveAttention,
     LocalAttention,
@@ -28,6 +29,8 @@ from memlib.transformer import (
 )
 
 __all__ = [
+    "Advice",
+    "Candidate",
     "AdditiveAttention",
     "BigBirdAttention",
     "CausalLM",
@@ -53,6 +56,7 @@ __all__ = [
     "TransformerEncoder",
     "TransformerEncoderLayer",
     "TransformerXL",
+    "advise",
     "causal_mask",
     "device",
     "fit",

@@ -3,6 +3,7 @@
 Explorers take data (arrays from a memlib trace), never models.
 """
 
+from widgets.advisor import AdvisorExplorer
 from widgets.attention import AttentionExplorer
 from widgets.attribution import AttributionExplorer
 from widgets.base import Explorer
@@ -14,6 +15,7 @@ from widgets.memory import AddressingPipeline, MemoryExplorer
 
 __all__ = [
     "AddressingPipeline",
+    "AdvisorExplorer",
     "AttentionExplorer",
     "AttributionExplorer",
     "BudgetModel",
