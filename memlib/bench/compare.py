@@ -24,9 +24,10 @@ Metrics (a ``Size`` fixes the sizes; :data:`SIZES` holds ``smoke``, ``quick`` an
    step ``T - 1``), ``L + 1`` on copy (vector ``i`` enters at step ``i`` and is due at step ``L + 1 + i``).
 2. **Training speed.** At each ``T`` of ``size.lengths``: median time of a training step (forward, MSE on
    the adding problem, backward, Adam step) over ``size.repeats`` repeats run interleaved across models,
-   and sequences per second (``BATCH`` / median); latency of one forward pass of one sequence, no grad; and
-   the training time to reach test MSE <= ``ADDING_TARGET`` on the adding problem at that ``T``, within
-   ``size.target_seconds`` of training (evaluation not counted), or ``None``.
+   and sequences per second (``BATCH`` / median); latency of one forward pass of one sequence, no grad.
+   The time to reach a target loss is the ladder's: each rung records the training time (evaluation not
+   counted) and steps it took to reach the solved criterion, so on the adding problem it is the time to
+   test MSE <= ``ADDING_SOLVED`` at each ``T`` of the ladder (:func:`time_to_solve`).
 3. **Memory footprint.** Peak memory of one training step (forward, backward; B = ``BATCH``) at each ``T``
    of ``size.memory_lengths`` (:func:`memlib.profiling.peak_memory`: torch's CPU allocator events, or the
    CUDA allocator's peak), and the fitted growth exponent ``b`` of ``peak ~ T^b``.
@@ -77,7 +78,6 @@ NTM_SLOTS, NTM_WIDTH = 32, 16
 COPY_BITS = 4
 LR = dict(rnn=5e-3, lstm=5e-3, gru=5e-3, transformer=1e-3, ntm=3e-3, linformer=1e-3)  # Adam
 ADDING_SOLVED = 0.01  # test MSE under which the adding problem counts as solved (chapter 2)
-ADDING_TARGET = 0.05  # the time-to-target loss: 70% below always answering 1.0
 COPY_SOLVED = 0.02  # bit error under which copy counts as solved
 TEST_SIZE = 256
 EVAL_EVERY = 25  # training steps between held-out checks in the ladder
@@ -90,24 +90,20 @@ class Size(NamedTuple):
     copy_lengths: tuple[int, ...]  # L of the copy ladder
     lengths: tuple[int, ...]  # T of the speed measurements
     memory_lengths: tuple[int, ...]  # T of the memory measurements
-    target_seconds: float  # training time allowed to reach ADDING_TARGET, per model and T
     interpret_length: int  # T of the interpretability score (a rung of the adding ladder)
     cell_seconds: float  # a cell projected to take longer is skipped
     repeats: int  # timed repeats of a training step
 
 
 SIZES = {
-    "smoke": Size(30, (10,), (2,), (25, 50), (25, 50), 1.0, 10, 10.0, 2),
-    "quick": Size(
-        1000, (10, 25, 50, 100, 200), (4, 8, 16, 32), (50, 200, 1000), (50, 200, 500, 1000), 10.0, 25, 60.0, 3
-    ),
+    "smoke": Size(30, (10,), (2,), (25, 50), (25, 50), 10, 10.0, 2),
+    "quick": Size(1000, (10, 25, 50, 100, 200), (4, 8, 16, 32), (50, 200, 1000), (50, 200, 500, 1000), 25, 40.0, 3),
     "full": Size(
         2000,
-        (10, 25, 50, 100, 200, 400, 800),
+        (10, 25, 50, 100, 200, 500, 1000),
         (4, 8, 16, 32, 64),
         (50, 200, 1000),
         (50, 100, 200, 500, 1000, 2000),
-        30.0,
         50,
         300.0,
         5,
@@ -358,31 +354,8 @@ def long_term(run: _Run, models: Sequence[str]) -> tuple[dict, dict]:
 # --- 2. training speed ---------------------------------------------------------------------------------------
 
 
-def _time_to_target(run: _Run, name: str, T: int, step_seconds: float) -> dict:
-    """Train on the adding problem at ``T`` until the test MSE is <= ADDING_TARGET (checked every 10 steps,
-    not timed) or ``size.target_seconds`` of training have passed."""
-    limit = run.size.target_seconds
-    if step_seconds * 10 > limit:
-        return dict(seconds=None, steps=None, reached=False, reason=f"10 steps take more than {limit:.0f} s")
-    seed_everything(run.seed)
-    model = build(name, 2, 1, T).to(run.dev)
-    optimizer = _optimizer(name, model)
-    test = adding_batch(TEST_SIZE, T, seed=run.seed + 1000, device=run.dev)
-    seconds, step = 0.0, 0
-    while seconds < limit:
-        batch = adding_batch(BATCH, T, seed=run.seed, step=step, device=run.dev)
-        model.train()
-        seconds += time_call(lambda b=batch: _train_step("adding", model, optimizer, b), run.dev)
-        step += 1
-        if step % 10 == 0:
-            model.eval()
-            if metric("adding", model, test) <= ADDING_TARGET:
-                return dict(seconds=seconds, steps=step, reached=True)
-    return dict(seconds=None, steps=step, reached=False, reason=f"not within {limit:.0f} s ({step} steps)")
-
-
 def speed(run: _Run, models: Sequence[str], repeats: int) -> dict:
-    """Median training-step time and forward latency at each T, interleaved across models; time to target."""
+    """Median training-step time and forward latency at each T, interleaved across models."""
     size, rows = run.size, {name: [] for name in models}
     last: dict[str, tuple[float, int]] = {}  # a model's step seconds at the previous T, and that T
     for T in size.lengths:
@@ -418,7 +391,6 @@ def speed(run: _Run, models: Sequence[str], repeats: int) -> dict:
         for name in names:
             median = statistics.median(step_s[name])
             last[name] = median, T
-            target = _time_to_target(run, name, T, median)
             rows[name].append(
                 dict(
                     T=T,
@@ -427,11 +399,9 @@ def speed(run: _Run, models: Sequence[str], repeats: int) -> dict:
                     step_ms_repeats=[s * 1e3 for s in step_s[name]],
                     latency_ms=statistics.median(forward_s[name]) * 1e3,
                     latency_ms_repeats=[s * 1e3 for s in forward_s[name]],
-                    time_to_target=target,
                 )
             )
-            reached = f"{target['seconds']:.1f} s" if target["reached"] else target["reason"]
-            run.log(f"  speed {LABELS[name]} T={T}: {BATCH / median:.0f} seq/s, target: {reached}")
+            run.log(f"  speed {LABELS[name]} T={T}: {BATCH / median:.0f} seq/s")
     exponents = {
         name: growth_exponent([r["T"] for r in rows[name]], [r["step_ms"] for r in rows[name]]) for name in models
     }
@@ -439,8 +409,6 @@ def speed(run: _Run, models: Sequence[str], repeats: int) -> dict:
         lengths=list(size.lengths),
         batch=BATCH,
         repeats=repeats,
-        target_mse=ADDING_TARGET,
-        target_seconds=size.target_seconds,
         rows=rows,
         time_exponent=exponents,
     )
@@ -452,6 +420,20 @@ def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     y = model(x)
     model.train()
     return y
+
+
+def time_to_solve(data: dict) -> dict[str, dict[int, tuple[float, int] | None]]:
+    """``{model: {T: (seconds, steps) or None}}``: the training time and steps each adding rung took to be solved
+    (None where it was not: failed, out of time, or beyond the model's first failure)."""
+    rungs = data["long_term"]["adding"]
+    out = {}
+    for m in data["models"]:
+        rows = {r["T"]: r for r in rungs["rows"][m]}
+        out[m] = {
+            T: (rows[T]["seconds"], rows[T]["steps"]) if T in rows and rows[T]["solved"] else None
+            for T in rungs["lengths"]
+        }
+    return out
 
 
 # --- 3. memory footprint -------------------------------------------------------------------------------------
@@ -555,7 +537,7 @@ def _check_size(size: Size) -> None:
         value = getattr(size, field)
         if not isinstance(value, int) or isinstance(value, bool) or value < (2 if field == "interpret_length" else 1):
             raise ValueError(f"compare: expected Size.{field} to be a positive int, got {value!r}")
-    for field in ("target_seconds", "cell_seconds"):
+    for field in ("cell_seconds",):
         value = getattr(size, field)
         if not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
             raise ValueError(f"compare: expected Size.{field} to be a finite number of seconds >= 0, got {value!r}")
@@ -611,7 +593,6 @@ def measure(
             copy_bits=COPY_BITS,
             lr=dict(LR),
             adding_solved=ADDING_SOLVED,
-            adding_target=ADDING_TARGET,
             copy_solved=COPY_SOLVED,
             test_size=TEST_SIZE,
             seed=seed,
@@ -687,23 +668,35 @@ def tables(data: dict) -> str:
         Ts = sp["lengths"]
         lines += [
             "",
-            f"training speed: sequences/s (median of {sp['repeats']} interleaved steps), forward latency of "
-            f"one sequence (ms), seconds of training to test MSE <= {sp['target_mse']} on adding "
-            f"(cap {sp['target_seconds']:.0f} s)",
+            f"training speed: sequences/s (median of {sp['repeats']} interleaved steps) and forward latency of "
+            "one sequence (ms)",
         ]
         lines.append(
             f"{'model':<12}"
             + "".join(f"{'seq/s ' + str(T):>12}" for T in Ts)
             + "".join(f"{'lat ' + str(T):>10}" for T in Ts)
-            + "".join(f"{'to target ' + str(T):>15}" for T in Ts)
         )
         for m in models:
             cells = {r["T"]: r for r in sp["rows"][m]}
             seq = "".join(f"{_fmt(cells[T]['seq_per_s'] if T in cells else None, '.0f'):>12}" for T in Ts)
             lat = "".join(f"{_fmt(cells[T]['latency_ms'] if T in cells else None, '.2f'):>10}" for T in Ts)
-            reached = {T: cells[T]["time_to_target"]["seconds"] for T in cells}
-            tgt = "".join(f"{_fmt(reached.get(T), '.1f', 'not reached' if T in cells else '--'):>15}" for T in Ts)
-            lines.append(f"{LABELS[m]:<12}{seq}{lat}{tgt}")
+            lines.append(f"{LABELS[m]:<12}{seq}{lat}")
+    if "long_term" in data:
+        solve = time_to_solve(data)
+        Ts = data["long_term"]["adding"]["lengths"]
+        lines += [
+            "",
+            f"time to reach test MSE <= {ADDING_SOLVED:g} on adding: seconds of training (steps); "
+            "-- where the ladder stopped before",
+        ]
+        lines.append(f"{'model':<12}" + "".join(f"{'T=' + str(T):>15}" for T in Ts))
+        for m in models:
+            lines.append(
+                f"{LABELS[m]:<12}"
+                + "".join(
+                    f"{'--' if solve[m].get(T) is None else f'{solve[m][T][0]:.1f} ({solve[m][T][1]})':>15}" for T in Ts
+                )
+            )
     if "memory" in data:
         mem = data["memory"]
         Ts = mem["lengths"]

@@ -185,6 +185,8 @@ _DIV_TEXT = """
 @pytest.mark.parametrize(
     ("name", "select", "caption"),
     [
+        ("book/ch05_performance_comparison", "advisor_seq_len", "advisor_caption"),
+        ("book/ch05_performance_comparison", "advisor_memory_budget", "advisor_caption"),
         ("book/ch06_hardware", "budget_model_select", "budget_caption"),
         ("book/ch06_hardware", "budget_optimizer_select", "budget_caption"),
         ("book/ch12_interpretability", "attribution_method_select", "attribution_caption"),

@@ -18,7 +18,6 @@ TINY = compare.Size(
     copy_lengths=(1,),
     lengths=(8, 16),
     memory_lengths=(8, 16),
-    target_seconds=0.2,
     interpret_length=4,
     cell_seconds=5.0,
     repeats=2,
@@ -79,7 +78,6 @@ def test_json_schema(tiny):
         for r in rows:
             assert len(r["step_ms_repeats"]) == TINY.repeats and r["step_ms"] > 0
             assert r["seq_per_s"] == pytest.approx(compare.BATCH / (r["step_ms"] / 1e3))
-            assert set(r["time_to_target"]) >= {"seconds", "steps", "reached"}
     memory = data["memory"]
     for rows in memory["rows"].values():
         assert [r["T"] for r in rows] == [8, 16] and all(r["peak_mib"] > 0 for r in rows)
@@ -95,6 +93,15 @@ def test_json_schema(tiny):
         for key in ("step_ms", "latency_ms", "peak_mib"):
             assert [T for T, _ in entry[key]] == [8, 16] and all(v > 0 for _, v in entry[key])
     assert data["seconds"] > 0 and isinstance(data["skipped"], list)
+
+
+def test_time_to_solve_reads_the_ladder(tiny):
+    solve = compare.time_to_solve(tiny)
+    for m in tiny["models"]:
+        for r in tiny["long_term"]["adding"]["rows"][m]:
+            assert solve[m][r["T"]] == ((r["seconds"], r["steps"]) if r["solved"] else None)
+        reached = {r["T"] for r in tiny["long_term"]["adding"]["rows"][m]}
+        assert all(solve[m][T] is None for T in TINY.adding_lengths if T not in reached)
 
 
 def test_table_names_every_model_and_section(tiny):
