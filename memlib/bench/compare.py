@@ -575,6 +575,9 @@ def measure(
     if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
         raise ValueError(f"compare: expected repeats as a positive int, got {repeats!r}")
     run = _Run(size, pick_device(device), seed, log or _quiet, [])
+    # Vanishing signals underflow to denormal floats, which some CPUs process 10-100x slower (chapter 2, RNN):
+    # flushed, so that no model's speed depends on how close its gradients sit to zero. Left on afterwards.
+    torch.set_flush_denormal(True)
     models = [m for m in MODELS if m in models]
     started = time.perf_counter()
     data: dict[str, Any] = dict(
