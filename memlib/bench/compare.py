@@ -46,10 +46,11 @@ length, ``K`` bits.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -576,8 +577,25 @@ def measure(
         raise ValueError(f"compare: expected repeats as a positive int, got {repeats!r}")
     run = _Run(size, pick_device(device), seed, log or _quiet, [])
     # Vanishing signals underflow to denormal floats, which some CPUs process 10-100x slower (chapter 2, RNN):
-    # flushed, so that no model's speed depends on how close its gradients sit to zero. Left on afterwards.
+    # flushed during the run, so that no model's speed depends on how close its gradients sit to zero.
+    with flushed_denormals():
+        return _measure(run, size, size_name, models, sections, repeats, seed)
+
+
+@contextlib.contextmanager
+def flushed_denormals() -> Iterator[None]:
+    """Denormal floats flushed to zero inside the block (where the CPU supports it), the caller's setting after."""
+    before = (torch.tensor([1e-310], dtype=torch.float64) * 1.0).item() == 0.0  # already flushed?
     torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
+
+
+def _measure(
+    run: _Run, size: Size, size_name: str, models: list[str], sections: Sequence[str], repeats: int, seed: int
+) -> dict:
     models = [m for m in MODELS if m in models]
     started = time.perf_counter()
     data: dict[str, Any] = dict(

@@ -286,3 +286,19 @@ def test_bad_ratings_are_named(tiny):
         compare.check_ratings(tiny, {"training_speed": {"gru": 1}})
     with pytest.raises(ValueError, match="expected ratings as"):
         compare.check_ratings(tiny, {})
+
+
+def _flushed() -> bool:
+    return (torch.tensor([1e-310], dtype=torch.float64) * 1.0).item() == 0.0
+
+
+@pytest.mark.skipif(not torch.set_flush_denormal(False), reason="this CPU cannot flush denormals")
+def test_denormals_are_flushed_during_a_run_and_restored_after():
+    with compare.flushed_denormals():
+        assert _flushed()
+    assert not _flushed()
+    torch.set_flush_denormal(True)
+    with compare.flushed_denormals():
+        assert _flushed()
+    assert _flushed()  # the caller's setting, kept
+    torch.set_flush_denormal(False)
