@@ -11,6 +11,9 @@ import torch
 from memlib import bench
 from memlib.bench import compare
 
+# numpy notices flushed denormals when it first inspects float limits, and warns; nothing is wrong
+pytestmark = pytest.mark.filterwarnings("ignore:The value of the smallest subnormal")
+
 # a few seconds: every section, every code path, numbers not meaningful
 TINY = compare.Size(
     steps=5,
