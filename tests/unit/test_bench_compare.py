@@ -141,6 +141,13 @@ def test_a_rung_out_of_time_is_capped_not_failed(monkeypatch):
     assert run.skipped and "out of time" in run.skipped[0]["reason"]
 
 
+def test_a_rung_solved_when_its_time_runs_out_counts_as_solved(monkeypatch):
+    monkeypatch.setattr(compare, "metric", lambda task, model, batch: 0.0)
+    run = compare._Run(TINY._replace(steps=10_000, cell_seconds=0.0), torch.device("cpu"), 0, compare._quiet, [])
+    record, _ = compare._rung(run, "rnn", "adding", 4)
+    assert record["status"] == "solved" and record["steps"] == 1 and not run.skipped
+
+
 def test_diff_of_a_result_with_itself_is_all_ones(tiny):
     d = compare.diff(tiny, tiny)
     assert d["models"] == tiny["models"]
