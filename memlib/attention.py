@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from memlib import capability
 from memlib.tracing import record, use_reference
 
 # ---------------------------------------------------------------------------------------------
@@ -353,7 +354,7 @@ class MultiHeadAttention(nn.Module):
             mask = None if mask is None else F.pad(mask, (0, 1))
         dropout_p = self.dropout if self.training else 0.0
 
-        if need_weights or use_reference():
+        if not capability.use_fused("attention", q, type(self).__name__, need_weights or use_reference()):
             out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p=dropout_p)  # (B, H, Tq, E)
             record("attention.weights", weights)
         else:

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from memlib import capability
 from memlib.attention import (
     _check_float,
     _check_heads,
@@ -555,7 +556,7 @@ class LinformerAttention(_ProjectedAttention):
         # K_bar = E K, V_bar = F V: (k, Tk) @ (B, H, Tk, E) -> (B, H, k, E)
         k_bar, v_bar = self.E[:, :Tk] @ k, self.F[:, :Tk] @ v
         dropout_p = self.dropout if self.training else 0.0
-        if need_weights or use_reference():
+        if not capability.use_fused("attention", q, type(self).__name__, need_weights or use_reference()):
             # softmax(Q K_bar^T / sqrt(E)) V_bar
             out, weights = scaled_dot_product_attention(q, k_bar, v_bar, dropout_p=dropout_p)  # (B, H, Tq, E)
             record("linformer.weights", weights)

@@ -42,6 +42,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from memlib import capability
 from memlib.profiling import peak_memory
 
 MiB = 2**20
@@ -78,6 +79,9 @@ class MemoryEstimate:
     # model's per-step weight gradients before they are summed), so that at_batch scales only the rest.
     activations_fixed: int = 0  # 0: all activations grow with the batch
     backward_workspace_fixed: int = 0  # 0: all of the backward workspace grows with the batch
+    # Which path the counted step took where it was not the fused kernels' (memlib.capability: a kernel this
+    # machine cannot run in half precision); empty when every module ran its usual path.
+    notes: tuple[str, ...] = ()
 
     @property
     def workspace(self) -> int:
@@ -111,7 +115,8 @@ class MemoryEstimate:
             + ")"
         )
         rows = [f"  {name:<16} {value / MiB:>10.2f} MiB" for name, value in self.parts.items()]
-        return "\n".join([head, *rows, f"  {'total':<16} {self.total / MiB:>10.2f} MiB"])
+        notes = [f"  note: {n}" for n in self.notes]
+        return "\n".join([head, *rows, f"  {'total':<16} {self.total / MiB:>10.2f} MiB", *notes])
 
 
 def _check_choice(where: str, what: str, value: object, choices: Sequence[str]) -> str:
@@ -407,19 +412,20 @@ def estimate_training_memory(
         workspace = max(0, peak - forward.activations - gradients)
         return (forward.checkpointed if checkpointing else forward.activations), workspace
 
-    try:
-        counted.train()
-        activations, workspace = count(inputs)
-        # A second count at half the batch splits each part into what grows with the batch and what does not.
-        if example_batch >= 2:
-            half_batch = example_batch // 2
-            activations_half, workspace_half = count(_narrow(inputs, dim, example_batch, half_batch))
-            activations_fixed = _intercept(activations, activations_half, example_batch, half_batch)
-            workspace_fixed = _intercept(workspace, workspace_half, example_batch, half_batch)
-        else:
-            activations_fixed = workspace_fixed = 0  # one sample: all of it is taken to grow with the batch
-    finally:
-        counted.train(was_training)
+    with capability.fallbacks() as notes:
+        try:
+            counted.train()
+            activations, workspace = count(inputs)
+            # A second count at half the batch splits each part into what grows with the batch and what does not.
+            if example_batch >= 2:
+                half_batch = example_batch // 2
+                activations_half, workspace_half = count(_narrow(inputs, dim, example_batch, half_batch))
+                activations_fixed = _intercept(activations, activations_half, example_batch, half_batch)
+                workspace_fixed = _intercept(workspace, workspace_half, example_batch, half_batch)
+            else:
+                activations_fixed = workspace_fixed = 0  # one sample: all of it is taken to grow with the batch
+        finally:
+            counted.train(was_training)
     estimate = MemoryEstimate(
         parameters=parameters,
         gradients=gradients,
@@ -433,6 +439,7 @@ def estimate_training_memory(
         checkpointing=checkpointing,
         activations_fixed=activations_fixed,
         backward_workspace_fixed=workspace_fixed,
+        notes=tuple(notes),
     )
     return estimate if batch == example_batch else estimate.at_batch(batch)
 

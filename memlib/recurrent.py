@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import _VF, nn
 from torch.nn.utils.rnn import PackedSequence
 
+from memlib import capability
 from memlib.tracing import record, use_reference
 
 State = tuple[torch.Tensor, ...]  # (h,) for RNN and GRU, (h, c) for LSTM; each (B, H) in a step
@@ -465,7 +466,7 @@ class _Recurrent(nn.Module):
         if packed and sorted_indices is not None:  # the state follows its sequence into the sorted order
             state = tuple(s.index_select(1, sorted_indices) for s in state)
 
-        if use_reference():
+        if not capability.use_fused(self._kernel, x, name, use_reference()):
             output, state = self._reference(x, state, batch_sizes.tolist() if packed else None)
         else:
             weights = [getattr(self, n) for n in self._flat_weights_names]
@@ -526,6 +527,7 @@ class RNN(_Recurrent):
     """
 
     _gates, _n_states = 1, 1
+    _kernel = "rnn"
 
     @property
     def _cudnn_mode(self) -> str:
@@ -583,7 +585,7 @@ class LSTM(_Recurrent):
     """
 
     _gates, _n_states = 4, 2
-    _cudnn_mode = "LSTM"
+    _cudnn_mode, _kernel = "LSTM", "lstm"
 
     def _step(self, layer: int, reverse: bool) -> Step:
         return partial(_lstm_step, weights=self._weights(layer, reverse), suffix=_suffix(layer, reverse))
@@ -607,7 +609,7 @@ class GRU(_Recurrent):
     """
 
     _gates, _n_states = 3, 1
-    _cudnn_mode = "GRU"
+    _cudnn_mode, _kernel = "GRU", "gru"
 
     def _step(self, layer: int, reverse: bool) -> Step:
         return partial(_gru_step, weights=self._weights(layer, reverse), suffix=_suffix(layer, reverse))

@@ -176,7 +176,14 @@ def estimate_at(data: Prepared, model: str, precision: str, optimizer: str, chec
         checkpointing=bool(checkpointing),
         activations_fixed=min(at("activations_fixed"), activations),
         backward_workspace_fixed=min(at("backward_workspace_fixed"), backward),
+        notes=_notes(data, m, p),
     )
+
+
+def _notes(data: Prepared, m: int, p: int) -> tuple[str, ...]:
+    """The estimator's notes on the path it took for model ``m`` at precision ``p`` (one per line in ``paths``)."""
+    path = str(data["paths"][m][p]) if "paths" in data else ""
+    return tuple(path.split("\n")) if path else ()
 
 
 def _check_length(where: str, length: Any, xs: Sequence[float]) -> int:
@@ -263,12 +270,20 @@ def _caption(data: Prepared, s: Mapping[str, Any], e: Any) -> str:
     parts = ", ".join(f"{PART_LABEL[k]} {format_bytes(v)}" for k, v in e.parts.items())
     how = "a measured length" if measured else "between the measured lengths: interpolated"
     ckpt = ", checkpointing" if s["checkpointing"] else ""
+    p = [str(x) for x in data["precisions"]].index(str(s["precision"]))
+    path = " ".join(_notes(data, m, p))
+    note = f"<br><span style=\"color:#555\">Path: {_escape_js(path)}</span>" if path else ""
     return (f"<b>{html.escape(str(s['model']))}</b> ({int(data['n_parameters'][m])} weights), "
             f"{PRECISION_LABEL.get(str(s['precision']), str(s['precision']))}, "
             f"{OPTIMIZER_LABEL.get(str(s['optimizer']), str(s['optimizer']))}{ckpt}, batch {e.batch_size}, "
             f"length {int(s['length'])}: <b>{format_bytes(e.total)}</b> = {parts}.<br>"
             f"<span style=\"color:#555\">Estimated at batch {int(data['example_batch'][m])} and lengths "
-            f"{', '.join(map(str, xs))} ({how}); other batches: memlib's at_batch.</span>")
+            f"{', '.join(map(str, xs))} ({how}); other batches: memlib's at_batch.</span>{note}")
+
+
+def _escape_js(text: str) -> str:
+    """HTML-escaped as the page's JavaScript ``esc`` does it (``&``, ``<``, ``>``, ``"``; not ``'``)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
 def _table(gpus: Sequence[GPUInfo], e: Any, fit: Sequence[bool], largest: Sequence[int | None],
@@ -389,7 +404,8 @@ const pr = precisions[p], op = optimizers[o];
 caption.text = `<b>${esc(d.name[m])}</b> (${d.n_parameters[m]} weights), ${PREC_LABEL[pr] ?? pr}, ` +
   `${OPT_LABEL[op] ?? op}${c ? ", checkpointing" : ""}, batch ${B}, length ${T}: ` +
   `<b>${bytes(e.total)}</b> = ${parts}.<br><span style="color:#555">Estimated at batch ${b0} and lengths ` +
-  `${xs.join(", ")} (${how}); other batches: memlib's at_batch.</span>`;
+  `${xs.join(", ")} (${how}); other batches: memlib's at_batch.</span>` +
+  (d.paths[m][p] ? `<br><span style="color:#555">Path: ${esc(d.paths[m][p].split("\\n").join(" "))}</span>` : "");
 let rows = "";
 for (let i = 0; i < g.gpu.length; i++) {
   const mark = fit[i] ? '<span style="color:#1b7837">yes</span>' : '<span style="color:#b2182b">no</span>';
@@ -521,6 +537,8 @@ class MemoryBudgetExplorer(Explorer):
             out[f] = np.full((M, P, 2, MAX_LENGTHS), MISSING)
         for f in COUNT_FIELDS:
             out[f] = np.full((M, P, n_opt), MISSING)
+        # (M, P): which path the estimate took where a kernel could not run this precision here (memlib.capability)
+        out["paths"] = np.full((M, P), "", dtype=object)
         for m, (name, spec) in enumerate(models.items()):
             lengths = _check_spec(f"{where}: model {name!r}", spec)
             blocks = bool(checkpoint_blocks(spec.model))
@@ -530,12 +548,15 @@ class MemoryBudgetExplorer(Explorer):
             out["lengths"][m, : len(lengths)] = lengths
 
             def estimate(length: int, optimizer: str, precision: str, checkpointing: bool, batch: int = example_batch,
-                         name=name, spec=spec):
+                         name=name, spec=spec, m=m):
                 e = estimate_training_memory(spec.model, spec.example(batch, length), optimizer, precision,
                                              checkpointing, **dict(spec.options))
                 if e.batch_size != batch:
                     raise ValueError(f"{where}: model {name!r}: expected example(batch, length) to give a batch of "
                                      f"{batch}, got one of {e.batch_size}")
+                p = precisions.index(precision)
+                notes = [*_notes(out, m, p), *e.notes]
+                out["paths"][m, p] = "\n".join(dict.fromkeys(notes))
                 return e
 
             for p, precision in enumerate(precisions):
@@ -606,6 +627,8 @@ class MemoryBudgetExplorer(Explorer):
             "checkpointable": [bool(x) for x in data["checkpointable"]],
             "n_lengths": [int(n) for n in data["n_lengths"]],
             "lengths": [[float(x) for x in data["lengths"][m]] for m in range(M)],
+            "paths": [[str(x) for x in data["paths"][m]] if "paths" in data else [""] * len(data["precisions"])
+                      for m in range(M)],
         }
         for f in (*LENGTH_FIELDS, *COUNT_FIELDS):
             store[f] = [[float(x) for x in data[f][m].ravel()] for m in range(M)]

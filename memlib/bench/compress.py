@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import memlib.compress as C
+from memlib import capability
 from memlib.bench import Report, torch_threads
 from memlib.hybrid import SequenceClassifier
 from memlib.profiling import native_stderr_silenced, peak_memory, time_call
@@ -375,7 +376,7 @@ def _verdicts(model_rows: list[dict], train_rows: list[dict], deep: dict) -> tup
 def run(repeats: int, quick: bool = False) -> Report:
     steps, ranks = (QUICK_STEPS, QUICK_RANKS) if quick else (STEPS, RANKS)
     deep, long = (QUICK_DEEP, QUICK_LONG) if quick else (DEEP, LONG)
-    with torch_threads(THREADS):
+    with torch_threads(THREADS), capability.fallbacks() as fallbacks:
         threads = torch.get_num_threads()
         model_rows = _measure_models(_models(steps, ranks), repeats)
         train_rows = _measure_training(deep, long, repeats)
@@ -408,6 +409,8 @@ def run(repeats: int, quick: bool = False) -> Report:
             f"{r['model']:<18}{r['variant']:<20}{r['median_ms']:>9.1f}{r['time_ratio']:>8.2f}{r['step_peak_mib']:>10.1f}"
             f"{r['peak_ratio']:>8.2f}{r['activation_mib']:>10.1f}{r['activation_ratio']:>8.2f}"
         )
+    # the path a half-precision variant took where this CPU's fused kernel could not run it (memlib.capability)
+    lines += [f"path: {note}" for note in fallbacks]
     lines += [""] + target_lines
     settings = dict(
         threads=threads,
@@ -440,5 +443,6 @@ def run(repeats: int, quick: bool = False) -> Report:
         targets_met=verdicts,
         model_rows=model_rows,
         training_rows=train_rows,
+        kernel_fallbacks=list(fallbacks),
     )
     return Report("\n".join(lines), data)

@@ -26,6 +26,9 @@ from memlib.attention import (
     window_mask,
 )
 
+# Touches precision or CPU kernels: `make test` runs these again under a restricted instruction set.
+pytestmark = pytest.mark.kernels
+
 B, H, Tq, Tk, D = 2, 2, 4, 5, 8  # small: the parity grid runs in a few seconds
 F64 = torch.float64
 

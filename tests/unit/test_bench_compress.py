@@ -10,6 +10,10 @@ import torch
 from memlib import bench
 from memlib.bench import compress
 
+# Touches precision or CPU kernels: `make test` runs these again under a restricted instruction set.
+pytestmark = pytest.mark.kernels
+
+
 
 @pytest.fixture
 def tiny(monkeypatch):

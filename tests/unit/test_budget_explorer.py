@@ -28,6 +28,9 @@ from widgets.budget import (
     view,
 )
 
+# Touches precision or CPU kernels: `make test` runs these again under a restricted instruction set.
+pytestmark = pytest.mark.kernels
+
 LENGTHS = (8, 16, 32)  # the LSTM's (at smaller sizes its fused kernel's memory is not smooth in T)
 SHORT = (4, 8, 16)  # the Transformer's
 
@@ -340,6 +343,7 @@ def test_for_models_estimates_only_the_start_and_goes_live(models):
         ({"reserve": 1.5}, r"expected reserve as a fraction in \[0, 1\)"),
     ],
 )
+
 def test_constructor_says_what_it_expected(data, kwargs, match):
     with pytest.raises(ValueError, match=match):
         MemoryBudgetExplorer(data, **kwargs)
@@ -375,3 +379,31 @@ def test_prepare_says_what_it_expected(models):
 def test_a_static_explorer_cannot_go_live(data):
     with pytest.raises(RuntimeError, match=r"no models or compute function"):
         MemoryBudgetExplorer(data).recompute({"batch": 2})
+
+
+# The path the estimate took, where this CPU cannot run a kernel in half precision (memlib.capability) ----------
+
+
+@needs_node
+def test_the_caption_names_the_reference_path_in_python_and_in_the_pages_js(monkeypatch):
+    monkeypatch.setenv("MEMLIB_HALF_PRECISION", "lstm=0")  # as on a CPU without bfloat16 LSTM (oneDNN)
+    torch.manual_seed(0)
+    models = {"LSTM": BudgetModel(memlib.LSTM(8, 16, batch_first=True), lambda b, t: (b, t, 8), (4, 8))}
+    data = MemoryBudgetExplorer.prepare(models, precisions=("fp32", "amp"), optimizers=("adam",))
+    assert data["paths"][0, 0] == ""
+    assert data["paths"][0, 1].startswith("LSTM (lstm): torch's fused kernel does not run under autocast")
+    e = MemoryBudgetExplorer(data, model="LSTM", precision="amp", length=4)
+    e.layout  # noqa: B018
+    assert "Path: LSTM (lstm)" in e._view["caption"]
+    assert estimate_at(data, "LSTM", "amp", "adam", False, 4).notes == (str(data["paths"][0, 1]),)
+    args = {name: _jsonable(model) for name, model in e.callback.args.items()}
+    cases = [{"model": "LSTM", "precision": p, "optimizer": "adam", "checkpoint": False, "length": 4, "batch": 2}
+             for p in ("fp32", "amp")]
+    done = subprocess.run([NODE, "-e", _DRIVE_JS], capture_output=True, text=True, timeout=30, check=False,
+                          input=json.dumps({"args": args, "code": e.callback.code, "cases": cases}))
+    assert done.returncode == 0, done.stderr[-2000:]
+    for case, got in zip(cases, json.loads(done.stdout), strict=True):
+        settings = {"model": "LSTM", "precision": case["precision"], "optimizer": "adam", "checkpointing": False,
+                    "batch": 2, "length": 4}
+        assert got["caption"] == view(data, settings, e.gpus, e.reserve)["caption"], case
+        assert ("Path:" in got["caption"]) == (case["precision"] == "amp")

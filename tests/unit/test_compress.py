@@ -13,6 +13,9 @@ import memlib
 from memlib import compress as C
 from memlib.hybrid import SequenceClassifier
 
+# Touches precision or CPU kernels: `make test` runs these again under a restricted instruction set.
+pytestmark = pytest.mark.kernels
+
 
 def _grads(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     model.zero_grad(set_to_none=True)

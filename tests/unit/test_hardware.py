@@ -19,6 +19,9 @@ from memlib.hardware import (
     validate,
 )
 
+# Touches precision or CPU kernels: `make test` runs these again under a restricted instruction set.
+pytestmark = pytest.mark.kernels
+
 GiB = 2**30
 
 

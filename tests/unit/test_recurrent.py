@@ -21,6 +21,9 @@ from memlib import recurrent
 from memlib.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from memlib.tracing import reference_path
 
+# Touches precision or CPU kernels: `make test` runs these again under a restricted instruction set.
+pytestmark = pytest.mark.kernels
+
 T, B, I, H = 4, 3, 5, 4  # noqa: E741 (I as in the shape legend); small: the 256-case grid runs in seconds
 
 FAMILIES = {  # name: (torch.nn class, memlib class, extra constructor arguments)

@@ -26,6 +26,9 @@ from memlib.transformer import (
     sinusoidal_encoding,
 )
 
+# Touches precision or CPU kernels: `make test` runs these again under a restricted instruction set.
+pytestmark = pytest.mark.kernels
+
 B, T, D, H, FF = 2, 5, 8, 2, 16
 F64 = torch.float64
 
