@@ -9,12 +9,21 @@
 
 ``show(live)`` picks what a page displays: the static layout (the rendered book) or the
 layout plus live controls (JupyterLab, Voila).
+
+One failure path for every live explorer (:meth:`Explorer.recompute`): a change is turned into the
+compute's request and validated (:meth:`Explorer.request`), its cost is checked against stated
+limits before any work (:meth:`Explorer.check_cost`), the compute runs and the figures take its
+data (:meth:`Explorer.accept`). Whatever fails on the way, of whatever type, the status line says
+so in one plain line ("Not updated: ..."), the figures keep their last good data and every live
+control goes back to the setting the figures show. After a good change the controls show what the
+figures show too (:meth:`Explorer.show_settings`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -23,6 +32,48 @@ from bokeh.models import ColumnDataSource, LayoutDOM
 from widgets.display import bokeh_html, load_bokeh_inline
 
 Prepared = dict[str, np.ndarray]
+MAX_MESSAGE = 300  # characters of an error on the status line: one line, whatever the error says
+
+
+class Refused(ValueError):
+    """A live change refused before any work: it would exceed a stated memory or time limit."""
+
+
+def describe(err: BaseException) -> str:
+    """``err`` as one plain line for the status line, never a traceback.
+
+    A ValueError or TypeError says what was expected (this project's messages name the parameter and the value):
+    its message is the line. Any other error is unexpected (out of memory, a kernel that cannot run here): the line
+    names its type before its message. Whitespace is collapsed and the line cut to ``MAX_MESSAGE`` characters.
+    """
+    text = " ".join(str(err).split())
+    if not isinstance(err, ValueError | TypeError):
+        text = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    elif not text:
+        text = type(err).__name__
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "\u2026"
+
+
+def status_html(message: str) -> str:
+    """``message`` as the text of the status line's HTML widget (``&`` and ``<`` escaped)."""
+    return message.replace("&", "&amp;").replace("<", "&lt;")
+
+
+def check_text(name: str, value: Any, max_chars: int) -> str:
+    """A live text box's value: a str of at most ``max_chars`` characters (longer is refused before any work)."""
+    if not isinstance(value, str):
+        raise TypeError(f"expected {name} as a str, got {type(value).__name__}")
+    if len(value) > max_chars:
+        raise Refused(f"expected {name} of at most {max_chars} characters (longer input is not run), "
+                      f"got {len(value)}")
+    return value
+
+
+def check_number(name: str, value: Any, low: float, high: float) -> float:
+    """A live slider's value: a finite number in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not low <= float(value) <= high:
+        raise ValueError(f"expected {name} as a number in [{low:g}, {high:g}], got {value!r}")
+    return float(value)
 
 
 def as_array(name: str, value: Any, ndim: int, expected: str) -> np.ndarray:
@@ -46,7 +97,13 @@ class Explorer(ABC):
     Subclasses implement ``prepare`` (pure), ``source_data`` (prepared arrays -> the ``data``
     of each named ColumnDataSource) and ``build`` (figures and Bokeh widgets over
     ``self.sources``). ``compute``, if given, maps the live control's value to prepared data.
+
+    Live explorers keep ``settings``: the values of their live controls for the data the figures
+    show now. Controls made with :meth:`bind` show them, and go back to them after a refused change.
     """
+
+    max_text: int = 2000  # characters a live text box takes: a longer paste is refused before any work
+    live_needs = "compute function"  # what the constructor needs to go live, for the error that says so
 
     def __init__(self, data: Prepared, compute: Callable[[Any], Prepared] | None = None):
         self.data = data
@@ -57,6 +114,8 @@ class Explorer(ABC):
         self._layout: LayoutDOM | None = None
         self._status = None
         self.last_error: str | None = None  # why the last recompute was refused, if it was
+        self._bound: list[tuple[str, Any, Callable[[Any], Any]]] = []  # (setting, ipywidget, setting -> its value)
+        self._snapping = False  # True while show_settings moves the controls: their observers do nothing
 
     @staticmethod
     @abstractmethod
@@ -83,8 +142,9 @@ class Explorer(ABC):
     def update(self, data: Prepared) -> None:
         """Replace the data behind every figure (used by the live layer)."""
         _ = self.layout  # on_update adjusts widgets of the layout: make sure it exists
+        columns = self.source_data(data)  # everything computed before anything moves
         self.data = data
-        for name, cols in self.source_data(data).items():
+        for name, cols in columns.items():
             self.sources[name].data = cols
         self.on_update(data)
 
@@ -94,23 +154,89 @@ class Explorer(ABC):
         """ipywidgets that change the input; subclasses with a ``compute`` override this."""
         return []
 
-    def recompute(self, value: Any) -> bool:
-        """Run ``compute(value)`` and update the figures; on bad input keep the figures and say why."""
-        if self.compute is None:
-            raise RuntimeError(f"{type(self).__name__}: no compute function was given, so it cannot go live")
-        try:
-            data = self.compute(value)
-        except (TypeError, ValueError) as err:
-            self._set_status(f"Not updated: {err}")
-            return False
+    def request(self, value: Any) -> Any:
+        """What ``compute`` receives for a change ``value``, validated before any work; by default ``value``.
+
+        Explorers whose controls are settings take a dict of the changed ones, merge it into ``settings`` and
+        check each value here, with messages that name the setting ("expected length as ..., got ...").
+        """
+        return value
+
+    def check_cost(self, request: Any) -> None:  # noqa: B027 (optional hook)
+        """Raise :class:`Refused` where the work for ``request`` would exceed a stated limit; by default nothing."""
+
+    def accept(self, request: Any, data: Prepared) -> None:
+        """Show ``data``, computed for ``request``: the figures, then ``settings`` for the controls."""
         self.update(data)
+        if isinstance(request, Mapping):
+            self.settings = {key: request.get(key, old) for key, old in self.settings.items()}
+
+    def recompute(self, value: Any) -> bool:
+        """Run ``compute`` for a change and redraw; on any failure keep the figures, say why, put the controls back.
+
+        ``value``: what the explorer's :meth:`request` takes (a dict of changed settings for most). Returns True
+        when the figures show the change. Every exception is caught here, the one failure path of every explorer:
+        the status line says "Not updated: " and :func:`describe`'s line, the figures keep their last good data,
+        and the live controls go back to the settings the figures show.
+        """
+        if self.compute is None:
+            raise RuntimeError(f"{type(self).__name__}: no {self.live_needs} was given, so it cannot go live")
+        _ = self.layout  # built for the current data and settings before either changes
+        saved = self._save()
+        try:
+            request = self.request(value)
+            self.check_cost(request)
+            self.accept(request, self.compute(request))
+        except Exception as err:  # noqa: BLE001 (every failure is reported on the status line; none escapes)
+            message = f"Not updated: {describe(err)}"
+            try:
+                self._restore(saved)
+            except Exception as again:  # noqa: BLE001
+                message += f" (and the figures could not be put back: {describe(again)})"
+            self._set_status(message)
+            self.show_settings()
+            return False
         self._set_status("")
+        self.show_settings()
         return True
+
+    def _save(self) -> dict[str, Any]:
+        """What :meth:`_restore` needs to put the figures back as they are now."""
+        return {"data": self.data, "settings": dict(getattr(self, "settings", {}))}
+
+    def _restore(self, saved: Mapping[str, Any]) -> None:
+        moved = saved["data"] is not self.data
+        self.settings = dict(saved["settings"])
+        if moved:  # the sources took the new data before the failure: give them the last good data again
+            self.update(saved["data"])
+
+    def bind(self, key: str, widget: Any, shown: Callable[[Any], Any] = lambda value: value) -> Any:
+        """Let ``widget`` show ``settings[key]`` (through ``shown``) and recompute with ``{key: new}`` when the
+        reader changes it. Returns ``widget``."""
+        self._bound.append((key, widget, shown))
+
+        def changed(change):
+            if not self._snapping:
+                self.recompute({key: change["new"]})
+
+        widget.observe(changed, names="value")
+        return widget
+
+    def show_settings(self) -> None:
+        """Put every bound control on the setting the figures show, without recomputing."""
+        self._snapping = True
+        try:
+            for key, widget, shown in self._bound:
+                value = shown(self.settings[key])
+                if widget.value != value:
+                    widget.value = value
+        finally:
+            self._snapping = False
 
     def _set_status(self, message: str) -> None:
         self.last_error = message or None
         if self._status is not None:
-            self._status.value = message
+            self._status.value = status_html(message)
 
     def status_widget(self):
         import ipywidgets

@@ -9,7 +9,7 @@ Shapes: ``T`` steps, ``D`` hidden units.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,7 @@ from bokeh.models import ColorBar, CustomJS, Div, LinearColorMapper, Slider, Spa
 from bokeh.palettes import RdBu11
 from bokeh.plotting import figure
 
-from widgets.base import Explorer, Prepared, as_array
+from widgets.base import Explorer, Prepared, as_array, check_text
 
 _JS_STEP = """
 const t = Math.min(slider.value, grid.data.T[0]) - 1;  // a 1-step input keeps a 2-step slider
@@ -59,8 +59,9 @@ class HiddenStateExplorer(Explorer):
         return out
 
     def __init__(self, data: Prepared, compute: Callable[[str], Prepared] | None = None, initial_input: str = ""):
-        super().__init__(data, compute)
         self.initial_input = initial_input
+        self.settings = {"input": initial_input}  # the text whose run the figures show
+        super().__init__(data, compute)
 
     def source_data(self, data: Prepared) -> dict[str, dict[str, Any]]:
         h = data["hidden"]
@@ -138,12 +139,22 @@ class HiddenStateExplorer(Explorer):
         self.span.location = T
         self.div.text = self._caption(T - 1)
 
+    # Layer 3: live controls ------------------------------------------------------------------
+
+    def request(self, value: Any) -> str:
+        """The text ``compute`` receives: ``value`` itself, or ``{"input": text}`` from the text box."""
+        text = value["input"] if isinstance(value, Mapping) and set(value) == {"input"} else value
+        return check_text("input", text, self.max_text)
+
+    def accept(self, request: str, data: Prepared) -> None:
+        self.update(data)
+        self.settings = {"input": request}
+
     def controls(self) -> list:
         import ipywidgets
 
         box = ipywidgets.Text(
-            value=self.initial_input, description="input", continuous_update=False,
+            value=self.settings["input"], description="input", continuous_update=False,
             placeholder="type a sequence and press Enter", layout=ipywidgets.Layout(width="660px"),
         )
-        box.observe(lambda change: self.recompute(change["new"]), names="value")
-        return [box]
+        return [self.bind("input", box)]

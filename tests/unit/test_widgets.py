@@ -12,6 +12,7 @@ import memlib
 from memlib.hybrid import SequenceRegressor
 from memlib.tasks import encode_bits
 from widgets import HiddenStateExplorer, claim_check_html
+from widgets.base import MAX_MESSAGE, Refused, check_number, check_text, describe, status_html
 
 
 def raw(T: int = 6, D: int = 4, seed: int = 0) -> dict[str, np.ndarray]:
@@ -191,10 +192,123 @@ def test_typing_in_the_text_box_updates_the_figures():
     box.value = "10z"
     assert explorer.data["hidden"].shape == (7, 4)
     assert "'z'" in status.value and status.value.startswith("Not updated:")
+    assert box.value == "1011101" == explorer.settings["input"]  # back on the input the figures show
 
     box.value = "11"
     assert explorer.data["hidden"].shape == (2, 4)
     assert status.value == ""
+
+
+# One failure path: any error, a plain line, the last good figures, the controls back on them ------------------
+
+
+def test_describe_gives_one_plain_line():
+    message = "expected period in [2, 1e+06], got 1e-300"
+    assert describe(ValueError(message)) == message
+    assert describe(TypeError("expected a str, got int")) == "expected a str, got int"
+    oom = RuntimeError("[enforce fail at alloc_cpu.cpp:117] data.\nDefaultCPUAllocator: not enough memory: you "
+                       "tried to allocate 687194767360 bytes.")
+    assert describe(oom) == ("RuntimeError: [enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not "
+                             "enough memory: you tried to allocate 687194767360 bytes.")
+    assert describe(KeyError("model")) == "KeyError: 'model'"
+    assert describe(MemoryError()) == "MemoryError"
+    long = describe(RuntimeError("x" * 1000))
+    assert len(long) == MAX_MESSAGE and long.endswith("\u2026") and "\n" not in long
+    assert isinstance(Refused("over the limit"), ValueError)
+
+
+def test_status_line_is_escaped_text():
+    assert status_html("Transformer <enc> & co >= 1") == "Transformer &lt;enc> &amp; co >= 1"
+
+
+def test_checks_name_the_parameter():
+    assert check_text("input", "0110", 10) == "0110"
+    with pytest.raises(Refused, match=r"expected input of at most 10 characters \(longer input is not run\), got 11"):
+        check_text("input", "0" * 11, 10)
+    with pytest.raises(TypeError, match=r"expected input as a str, got int"):
+        check_text("input", 11, 10)
+    assert check_number("temperature", 2, 0.25, 4.0) == 2.0
+    for bad in (0.0, float("nan"), float("inf"), True, "2"):
+        with pytest.raises(ValueError, match=rf"expected temperature as a number in \[0.25, 4\], got {bad!r}"):
+            check_number("temperature", bad, 0.25, 4.0)
+
+
+@pytest.fixture
+def live_box():
+    """A live hidden-state explorer on a real GRU, its text box, and its status line."""
+    compute = rerun_model(SequenceRegressor("gru", hidden_size=4))
+    explorer = HiddenStateExplorer(compute("0110"), compute=compute, initial_input="0110")
+    explorer.layout  # noqa: B018
+    status = explorer.status_widget()
+    [box] = explorer.controls()
+    return explorer, box, status
+
+
+def figure_state(explorer: HiddenStateExplorer) -> tuple:
+    return (explorer.data, {name: dict(src.data) for name, src in explorer.sources.items()},
+            explorer.layout.select_one({"name": "step_caption"}).text)
+
+
+def same_figures(a: tuple, b: tuple) -> bool:
+    data_a, sources_a, caption_a = a
+    data_b, sources_b, caption_b = b
+    if data_a is not data_b or caption_a != caption_b or sources_a.keys() != sources_b.keys():
+        return False
+    return all(np.array_equal(np.asarray(x[k], dtype=object), np.asarray(y[k], dtype=object))
+               for name in sources_a for x, y in [(sources_a[name], sources_b[name])] for k in x)
+
+
+def test_an_unexpected_error_is_reported_and_the_controls_snap_back(live_box, monkeypatch):
+    explorer, box, status = live_box
+    before = figure_state(explorer)
+
+    def out_of_memory(text):
+        raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 687194767360 bytes.")
+
+    monkeypatch.setattr(explorer, "compute", out_of_memory)
+    box.value = "0101"
+    assert status.value == explorer.last_error == ("Not updated: RuntimeError: DefaultCPUAllocator: not enough "
+                                                   "memory: you tried to allocate 687194767360 bytes.")
+    assert same_figures(figure_state(explorer), before)
+    assert box.value == "0110" == explorer.settings["input"]  # the control shows what the figures show
+
+
+def test_a_failure_while_drawing_puts_the_last_good_figures_back(live_box, monkeypatch):
+    explorer, box, status = live_box
+    before = figure_state(explorer)
+    draw = explorer.on_update
+    calls = []
+
+    def fails_once(data):
+        calls.append(data["hidden"].shape)
+        if len(calls) == 1:
+            raise IndexError("a widget could not take the new sizes")
+        draw(data)
+
+    monkeypatch.setattr(explorer, "on_update", fails_once)
+    box.value = "1011101"  # the sources took the new data, then drawing failed: the old data comes back
+    assert calls == [(7, 4), (4, 4)]
+    assert status.value == "Not updated: IndexError: a widget could not take the new sizes"
+    assert same_figures(figure_state(explorer), before) and box.value == "0110"
+
+
+def test_a_refused_input_leaves_the_control_on_the_figures_setting(live_box):
+    explorer, box, status = live_box
+    box.value = "1x1"
+    assert status.value.startswith("Not updated: encode_bits: expected only '0' and '1', got 'x'")
+    assert box.value == explorer.settings["input"] == "0110" and explorer.data["hidden"].shape == (4, 4)
+    box.value = "111"  # a good one after a bad one: the status line clears
+    assert status.value == "" and box.value == explorer.settings["input"] == "111"
+    assert explorer.data["hidden"].shape == (3, 4)
+
+
+def test_a_paste_too_long_is_refused_before_the_model_runs(live_box, monkeypatch):
+    explorer, box, status = live_box
+    monkeypatch.setattr(HiddenStateExplorer, "max_text", 8)
+    monkeypatch.setattr(explorer, "compute", lambda text: pytest.fail("the compute ran"))
+    box.value = "0" * 9
+    assert status.value == "Not updated: expected input of at most 8 characters (longer input is not run), got 9"
+    assert box.value == "0110"
 
 
 # Claim checks ------------------------------------------------------------------------------------
