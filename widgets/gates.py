@@ -48,7 +48,7 @@ from bokeh.models import (
 from bokeh.palettes import Category10_4, Greys256, RdBu11, Viridis256, interp_palette
 from bokeh.plotting import figure
 
-from widgets.base import Explorer, Prepared, as_array
+from widgets.base import Explorer, Prepared, as_array, check_number, check_text
 
 KIND_GATES = {
     "lstm": ("forget_gate", "input_gate", "output_gate", "candidate", "cell", "hidden"),
@@ -81,6 +81,14 @@ DEFAULT_INPUTS = {  # the text box's starting text per input kind; the chapter's
     "adding problem": "length=40 seed=0",
     "sine wave": "length=60 period=12",
     "sentence": "the cat that the dog chased sat on the mat",
+}
+MAX_STEPS = 200  # prepare's default: the heatmaps stay readable and the page small
+# What parse_settings accepts for the settings of DEFAULT_INPUTS: (low, high, integer, why), checked where they are
+# typed so that a bad one is named, not the NaN it would make in a gate downstream.
+SETTING_LIMITS: dict[str, tuple[float, float, bool, str]] = {
+    "length": (1, MAX_STEPS, True, "steps; the explorer draws at most 200"),
+    "seed": (0, 2**31 - 1, True, "a random seed"),
+    "period": (2, 1e6, False, "steps per cycle: a sine sampled once a step needs at least 2"),
 }
 WIDTH = 660  # fits the book's output column (688 px in a 1280 px window)
 
@@ -172,13 +180,14 @@ class GateExplorer(Explorer):
         self.settings = {"input_kind": first, "input_text": self.texts[first], "forget_bias": float(forget_bias),
                          "kind": kind}
         self.bias_range = bias_range
+        check_number("forget_bias", forget_bias, *bias_range)
         self._built = False
         super().__init__(data, compute)
 
     # Layer 1: prepare ------------------------------------------------------------------------
 
     @staticmethod
-    def prepare(variants: Mapping[str, Mapping[str, Any]], max_units: int = 16, max_steps: int = 200) -> Prepared:
+    def prepare(variants: Mapping[str, Mapping[str, Any]], max_units: int = 16, max_steps: int = MAX_STEPS) -> Prepared:
         """Validate named variants and compute each unit's retention and half-life.
 
         ``variants`` maps a name (shown in the selector) to a dict with ``kind`` (``"lstm"`` or
@@ -201,8 +210,9 @@ class GateExplorer(Explorer):
             )
         if not variants:
             raise ValueError(f"{where}: expected at least one variant, got none")
-        if isinstance(max_units, bool) or not isinstance(max_units, int) or max_units < 1:
-            raise ValueError(f"{where}: expected max_units an integer >= 1, got {max_units!r}")
+        for name, value in (("max_units", max_units), ("max_steps", max_steps)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{where}: expected {name} an integer >= 1, got {value!r}")
         one = [_prepare_variant(f"{where}: variant {name!r}", v, max_units, max_steps) for name, v in variants.items()]
         shape = {(p["T"], p["H"], p["I"]) for p in one}
         if len(shape) > 1:
@@ -264,11 +274,16 @@ class GateExplorer(Explorer):
                 "channels": channels}
 
     @staticmethod
-    def parse_settings(text: str, defaults: Mapping[str, float]) -> dict[str, float]:
+    def parse_settings(
+        text: str, defaults: Mapping[str, float], limits: Mapping[str, tuple[float, float, bool, str]] | None = None
+    ) -> dict[str, float]:
         """``"length=40 seed=0"`` -> ``{"length": 40.0, "seed": 0.0}`` over ``defaults``; a helper for a compute.
 
-        Only the keys of ``defaults`` are allowed; anything else is a ValueError that shows the form.
+        Only the keys of ``defaults`` are allowed; anything else is a ValueError that shows the form. A typed value
+        must be a finite number and, for a key of ``limits`` (default :data:`SETTING_LIMITS`: ``length``, ``seed``,
+        ``period``), within its ``(low, high)`` and whole where it says ``integer``; the error names the key.
         """
+        limits = SETTING_LIMITS if limits is None else limits
         out = dict(defaults)
         form = " ".join(f"{k}={v:g}" for k, v in defaults.items())
         for item in re.split(r"[\s,;]+", text.strip()):
@@ -283,6 +298,11 @@ class GateExplorer(Explorer):
                 raise ValueError(f"expected a number for {key}, got {value!r}") from None
             if not np.isfinite(out[key]):
                 raise ValueError(f"expected a finite number for {key}, got {value!r}")
+            if key in limits:
+                low, high, integer, why = limits[key]
+                if not low <= out[key] <= high or (integer and not out[key].is_integer()):
+                    what = "an integer" if integer else "a number"
+                    raise ValueError(f"expected {key} {what} in [{low:g}, {high:g}] ({why}), got {value!r}")
         return out
 
     # Layer 2: the static Bokeh layout --------------------------------------------------------
@@ -570,6 +590,29 @@ class GateExplorer(Explorer):
 
     # Layer 3: live controls ------------------------------------------------------------------
 
+    def request(self, value: Any) -> dict[str, Any]:
+        """The settings ``compute`` receives: ``settings`` with the changed ones in ``value`` (a dict). A new input
+        kind brings back its latest text, unless ``value`` gives one."""
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a dict of settings among {list(self.settings)}, got {type(value).__name__}")
+        unknown = sorted(set(value) - set(self.settings))
+        if unknown:
+            raise ValueError(f"expected settings among {list(self.settings)}, got {unknown}")
+        s = {**self.settings, **value}
+        if "input_kind" in value and "input_text" not in value and s["input_kind"] in self.texts:
+            s["input_text"] = self.texts[s["input_kind"]]
+        if s["input_kind"] not in self.texts:
+            raise ValueError(f"expected input_kind one of {list(self.texts)}, got {s['input_kind']!r}")
+        if s["kind"] not in KIND_GATES:
+            raise ValueError(f"expected kind 'lstm' or 'gru', got {s['kind']!r}")
+        s["forget_bias"] = check_number("forget_bias", s["forget_bias"], *self.bias_range)
+        check_text("input_text", s["input_text"], self.max_text)
+        return s
+
+    def accept(self, request: dict[str, Any], data: Prepared) -> None:
+        super().accept(request, data)
+        self.texts[request["input_kind"]] = request["input_text"]  # the kind's latest text comes back with it
+
     def controls(self) -> list:
         """Input kind, its text, the forget-gate bias and LSTM/GRU; each change reruns ``compute``."""
         import ipywidgets
@@ -584,28 +627,8 @@ class GateExplorer(Explorer):
                                       style={"description_width": "initial"})
         kind = ipywidgets.ToggleButtons(options=[("LSTM", "lstm"), ("GRU", "gru")], value=s["kind"],
                                         description="model")
-        busy = [False]  # the dropdown sets the text box: one recompute for both
-
-        def changed(key: str):
-            def handler(change):
-                if busy[0]:
-                    return
-                self.settings[key] = change["new"]
-                if key == "input_kind":
-                    busy[0] = True
-                    try:
-                        text.value = self.settings["input_text"] = self.texts[change["new"]]
-                    finally:
-                        busy[0] = False
-                elif key == "input_text":
-                    self.texts[self.settings["input_kind"]] = change["new"]
-                self.recompute(dict(self.settings))
-
-            return handler
-
-        for key, widget in (("input_kind", choose), ("input_text", text), ("forget_bias", bias), ("kind", kind)):
-            widget.observe(changed(key), names="value")
-        return [choose, text, bias, kind]
+        return [self.bind(key, widget) for key, widget in (("input_kind", choose), ("input_text", text),
+                                                            ("forget_bias", bias), ("kind", kind))]
 
 
 def _prepare_variant(where: str, variant: Any, max_units: int, max_steps: int) -> dict[str, Any]:
@@ -631,6 +654,15 @@ def _prepare_variant(where: str, variant: Any, max_units: int, max_steps: int) -
             f"{where}: expected {kind} gates {sorted(expected)}, got {sorted(given)}"
             + (f" (missing {missing})" if missing else "") + (f" (unexpected {extra})" if extra else "")
         )
+    raw_inputs = variant["inputs"]
+    try:
+        raw = np.asarray(raw_inputs.detach().cpu().float() if hasattr(raw_inputs, "detach") else raw_inputs,
+                         dtype=np.float64)
+    except (TypeError, ValueError):
+        raw = None  # not numbers: as_array below says what it expected
+    if raw is not None and not np.isfinite(raw).all():  # checked before the gates, whose NaN it would cause
+        raise ValueError(f"{where} inputs: expected finite values, got {int((~np.isfinite(raw)).sum())} NaN/inf "
+                         f"entries (check the settings that made the input)")
     gates: dict[str, np.ndarray] = {}
     first = expected[0]
     for gate in expected:
@@ -654,7 +686,6 @@ def _prepare_variant(where: str, variant: Any, max_units: int, max_steps: int) -
     H = min(H_all, max_units)
     gates = {g: a[:, :H] for g, a in gates.items()}
 
-    raw_inputs = variant["inputs"]
     nd = raw_inputs.ndim if hasattr(raw_inputs, "ndim") else np.ndim(raw_inputs)
     x = as_array(f"{where} inputs", raw_inputs, 1 if nd == 1 else 2, f"({T},) or ({T}, I): one row per step")
     x = x.reshape(x.shape[0], -1)  # (T, I)

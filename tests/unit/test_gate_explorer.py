@@ -10,6 +10,7 @@ from bokeh.models import ColumnDataSource, CustomJS, Select, Slider
 
 import memlib
 from memlib.tasks.sequences import adding_batch
+from widgets.base import Refused
 from widgets.gates import DEFAULT_INPUTS, GateExplorer, retention_and_half_life
 
 LSTM_GATES = ("input_gate", "forget_gate", "output_gate", "candidate", "cell", "hidden")
@@ -252,6 +253,31 @@ def test_parse_settings():
         GateExplorer.parse_settings("length=ten", defaults)
 
 
+@pytest.mark.parametrize("text,match", [
+    ("period=1e-300", r"expected period a number in \[2, 1e\+06\] \(steps per cycle: a sine sampled once a step "
+                      r"needs at least 2\), got '1e-300'"),
+    ("period=0", r"expected period a number in \[2, 1e\+06\].*got '0'"),
+    ("length=40.5", r"expected length an integer in \[1, 200\] \(steps; the explorer draws at most 200\), "
+                    r"got '40.5'"),
+    ("length=5000", r"expected length an integer in \[1, 200\].*got '5000'"),
+    ("seed=-1", r"expected seed an integer in \[0, 2.147\d*e\+09\] \(a random seed\), got '-1'"),
+])
+def test_parse_settings_names_the_bad_setting(text, match):
+    with pytest.raises(ValueError, match=match):
+        GateExplorer.parse_settings(text, {"length": 60, "period": 12, "seed": 0})
+    assert GateExplorer.parse_settings("period=1.5", {"period": 12}, limits={}) == {"period": 1.5}  # the page's own
+
+
+def test_prepare_names_a_non_finite_input_not_the_gate_it_spoils():
+    t = torch.arange(8.0)
+    x = torch.sin(2 * torch.pi * t / 1e-300)[None, :, None]  # 1e-300 is 0 in float32: t / period is NaN or inf
+    with pytest.raises(ValueError, match=r"variant 'v' inputs: expected finite values, got 8 NaN/inf entries \(check "
+                                         r"the settings that made the input\)"):
+        GateExplorer.prepare({"v": traced("gru", x, hidden=4)})
+    with pytest.raises(ValueError, match=r"expected max_steps an integer >= 1, got 0"):
+        GateExplorer.prepare({"v": hand_made()}, max_steps=0)
+
+
 # Layer 2: the static Bokeh layout ----------------------------------------------------------------
 
 NAMED = ("gate_variant_select", "gate_time_slider", "gate_unit_select", "gate_caption", "gate_variants",
@@ -461,12 +487,13 @@ def test_controls_drive_compute(live, calls):
     text.value = "Bad!"
     assert live.data["inputs"].shape[1] == 13
     assert live.status_widget().value.startswith("Not updated: expected lower-case letters")
+    assert text.value == "forget me not"  # back on the sentence the figures show
 
     choose.value = "sine wave"
     assert live.data["inputs"].shape == (1, 60, 1) and live.last_error is None
     assert not live.input_image.visible and live.sources["gate_inputs"].data["channel"] == ["x"]
-    choose.value = "sentence"  # the reader's last sentence comes back
-    assert text.value == "Bad!"
+    choose.value = "sentence"  # the reader's last sentence that ran comes back
+    assert text.value == "forget me not"
 
 
 def test_constructor_checks_its_live_settings(data):
@@ -474,3 +501,77 @@ def test_constructor_checks_its_live_settings(data):
         GateExplorer(data, kind="rnn")
     with pytest.raises(ValueError, match=r"at least one input kind"):
         GateExplorer(data, inputs={})
+    with pytest.raises(ValueError, match=r"expected forget_bias as a number in \[-4, 6\], got 9"):
+        GateExplorer(data, forget_bias=9)
+
+
+# One failure path: any error, the last good figures, the controls back on them ---------------------------------
+
+
+KEYS = ("input_kind", "input_text", "forget_bias", "kind")
+
+
+def shows(live: GateExplorer, controls: list) -> dict:
+    """The controls' values, after checking that they are the settings and that the figures were made with them."""
+    values = dict(zip(KEYS, (c.value for c in controls), strict=True))
+    assert values == live.settings
+    s = live.settings
+    assert live.sources["gate_variants"].data["variant"][0].startswith(f"{s['kind'].upper()}, forget bias "
+                                                                       f"{s['forget_bias']:+g}")
+    if s["input_kind"] == "adding problem":
+        assert live.data["inputs"].shape[1] == GateExplorer.parse_settings(s["input_text"], {"length": 40,
+                                                                                             "seed": 0})["length"]
+    return values
+
+
+def test_an_unexpected_error_in_compute_is_reported_and_the_controls_snap_back(live, monkeypatch):
+    controls = live.controls()
+    choose, text, bias, kind = controls
+    before = shows(live, controls)
+    data, values = live.data, list(live.sources["gates_at_time"].data["value"])
+    caption = live.caption.text
+
+    def kernel_error(settings):
+        raise RuntimeError("could not create a primitive descriptor for a LSTM forward propagation primitive")
+
+    monkeypatch.setattr(live, "compute", kernel_error)
+    for control, value in ((bias, 3.0), (kind, "gru"), (choose, "sine wave"), (text, "length=30 seed=2")):
+        control.value = value
+        assert live.last_error == ("Not updated: RuntimeError: could not create a primitive descriptor for a LSTM "
+                                   "forward propagation primitive")
+        assert live.status_widget().value == live.last_error
+        assert live.data is data and list(live.sources["gates_at_time"].data["value"]) == values
+        assert live.caption.text == caption
+        assert shows(live, controls) == before  # every control back on what the figures show
+
+
+def test_a_refused_setting_leaves_the_controls_on_the_figures_settings(live):
+    controls = live.controls()
+    choose, text, bias, kind = controls
+    bias.value = 2.0  # a good change first
+    good = shows(live, controls)
+    assert good["forget_bias"] == 2.0 and live.last_error is None
+    live.texts["sine wave"] = "length=60 period=1e-300"  # a period whose sine overflows to NaN
+    choose.value = "sine wave"
+    assert live.last_error.startswith("Not updated: expected period a number in [2, 1e+06]")
+    assert shows(live, controls) == good and text.value == good["input_text"]
+    text.value = "length=500 seed=1"
+    assert "expected length an integer in [1, 200]" in live.last_error
+    assert shows(live, controls) == good
+    kind.value = "gru"  # and a good one after: the status line clears, the controls move on
+    assert live.last_error is None and shows(live, controls)["kind"] == "gru"
+
+
+def test_a_paste_too_long_is_refused_before_compute(live, calls, monkeypatch):
+    monkeypatch.setattr(GateExplorer, "max_text", 50)
+    controls = live.controls()
+    before = shows(live, controls)
+    n = len(calls)
+    controls[1].value = "a" * 51
+    assert live.last_error == ("Not updated: expected input_text of at most 50 characters (longer input is not run), "
+                               "got 51")
+    assert len(calls) == n and shows(live, controls) == before
+    assert isinstance(Refused("x"), ValueError)
+    assert live.recompute({"forget_bias": 99.0}) is False
+    assert live.last_error == "Not updated: expected forget_bias as a number in [-4, 6], got 99.0"
+    assert live.recompute({"colour": 1}) is False and "expected settings among" in live.last_error
