@@ -33,7 +33,7 @@ from bokeh.plotting import figure
 from bokeh.transform import dodge
 
 from memlib.memory import addressing
-from widgets.base import Explorer, Prepared, as_array
+from widgets.base import Explorer, Prepared, Refused, as_array, check_text
 
 KINDS = ("ntm", "dnc")
 MAX_STEPS = 80  # the slider stays usable and the page small
@@ -426,6 +426,8 @@ class MemoryExplorer(Explorer):
         """
         if not isinstance(text, str):
             raise TypeError(f"expected a str like {DEFAULT_SEQUENCE!r}, got {type(text).__name__}")
+        if bits is not None and (isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or bits < 1):
+            raise ValueError(f"expected bits (per group) a positive integer, got {bits!r}")
         groups = [g for g in re.split(r"[\s,;]+", text.strip()) if g]
         if not groups:
             raise ValueError(f"expected groups of bits like {DEFAULT_SEQUENCE!r}, got nothing")
@@ -728,6 +730,36 @@ class MemoryExplorer(Explorer):
 
     # Layer 3: live controls ------------------------------------------------------------------
 
+    max_groups: int = MAX_STEPS  # a sequence of more groups (vectors) is refused before the model runs
+
+    def request(self, value: Any) -> dict[str, Any]:
+        """The settings ``compute`` receives: ``settings`` with the changed ones in ``value`` (a dict). A new example
+        brings back its latest text, unless ``value`` gives one."""
+        keys = ("example", "sequence")
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a dict of settings among {list(keys)}, got {type(value).__name__}")
+        unknown = sorted(set(value) - set(keys))
+        if unknown:
+            raise ValueError(f"expected settings among {list(keys)}, got {unknown}")
+        s = {**self.settings, **value}
+        if self.examples:
+            if s["example"] not in self.examples:
+                raise ValueError(f"expected example one of {list(self.examples)}, got {s['example']!r}")
+            if "example" in value and "sequence" not in value:
+                s["sequence"] = self.examples[s["example"]]
+        elif s["example"] is not None:
+            raise ValueError(f"expected example None (no examples were given), got {s['example']!r}")
+        groups = len([g for g in re.split(r"[\s,;]+", check_text("sequence", s["sequence"], self.max_text)) if g])
+        if groups > self.max_groups:
+            raise Refused(f"expected at most {self.max_groups} groups in sequence (each one a step or more, and the "
+                          f"explorer draws at most {MAX_STEPS} steps: the model is not run), got {groups}")
+        return s
+
+    def accept(self, request: dict[str, Any], data: Prepared) -> None:
+        super().accept(request, data)
+        if request["example"] is not None:
+            self.examples[request["example"]] = request["sequence"]  # the example's latest text comes back with it
+
     def controls(self) -> list:
         """A text box for the sequence (and a dropdown of examples, if given); each change reruns ``compute``."""
         import ipywidgets
@@ -735,34 +767,12 @@ class MemoryExplorer(Explorer):
         text = ipywidgets.Text(value=self.settings["sequence"], description="sequence", continuous_update=False,
                                layout=ipywidgets.Layout(width=f"{WIDTH}px"),
                                placeholder="e.g. 1011 0110 1110, then press Enter")
-        busy = [False]  # the dropdown sets the text box: one recompute for both
-
-        def typed(change):
-            if busy[0]:
-                return
-            self.settings["sequence"] = change["new"]
-            if self.settings["example"] is not None:
-                self.examples[self.settings["example"]] = change["new"]
-            self.recompute(dict(self.settings))
-
-        text.observe(typed, names="value")
+        self.bind("sequence", text)
         if not self.examples:
             return [text]
         choose = ipywidgets.Dropdown(options=list(self.examples), value=self.settings["example"],
                                      description="example")
-
-        def chosen(change):
-            self.settings["example"] = change["new"]
-            self.settings["sequence"] = self.examples[change["new"]]
-            busy[0] = True
-            try:
-                text.value = self.settings["sequence"]
-            finally:
-                busy[0] = False
-            self.recompute(dict(self.settings))
-
-        choose.observe(chosen, names="value")
-        return [choose, text]
+        return [self.bind("example", choose), text]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -240,6 +240,9 @@ def test_parse_bit_vectors():
         MemoryExplorer.parse_bit_vectors("10a2")
     with pytest.raises(ValueError, match=r"got nothing"):
         MemoryExplorer.parse_bit_vectors("  ")
+    for bits in (0, -4, 2.5, True):
+        with pytest.raises(ValueError, match=rf"expected bits \(per group\) a positive integer, got {bits!r}"):
+            MemoryExplorer.parse_bit_vectors("1011", bits=bits)
 
 
 # Layer 2: the static Bokeh layout ----------------------------------------------------------------
@@ -473,6 +476,83 @@ def test_examples_add_a_dropdown(calls):
     choose.value = "three vectors"
     choose.value = "one vector"  # the reader's edit comes back
     assert text.value == "1100 0011"
+
+
+# One failure path: any error, the last good figures, the controls back on them ---------------------------------
+
+EXAMPLES = {"three vectors": "1011 0110 1110", "one vector": "1001"}
+
+
+@pytest.fixture
+def with_examples(calls) -> tuple[MemoryExplorer, ipywidgets.Dropdown, ipywidgets.Text]:
+    net = model("ntm")
+
+    def compute(settings):
+        calls.append(dict(settings))
+        tr, x, y, _, _ = run("ntm", net, settings["sequence"])
+        return MemoryExplorer.from_trace(tr, "ntm", x[0])
+
+    explorer = MemoryExplorer(compute({"example": None, "sequence": EXAMPLES["three vectors"]}), compute=compute,
+                              examples=EXAMPLES)
+    explorer.layout  # noqa: B018
+    explorer.status_widget()
+    choose, text = explorer.controls()
+    calls.clear()
+    return explorer, choose, text
+
+
+def agree(explorer: MemoryExplorer, choose, text) -> tuple[str, str]:
+    """The controls show the settings, and the figures were made from that sequence (2L + 2 steps)."""
+    assert (choose.value, text.value) == (explorer.settings["example"], explorer.settings["sequence"])
+    vectors = MemoryExplorer.parse_bit_vectors(text.value)
+    assert explorer.data["memory"].shape[0] == 2 * len(vectors) + 2
+    np.testing.assert_array_equal(explorer.data["inputs"][1 : len(vectors) + 1, :BITS], vectors)
+    return choose.value, text.value
+
+
+def test_an_unexpected_error_in_compute_is_reported_and_the_controls_snap_back(with_examples, monkeypatch):
+    explorer, choose, text = with_examples
+    before, data = agree(explorer, choose, text), explorer.data
+    values = list(explorer.sources["memory_at_step"].data["value"])
+
+    def lost(settings):
+        raise MemoryError()
+
+    monkeypatch.setattr(explorer, "compute", lost)
+    for control, value in ((choose, "one vector"), (text, "1111 0000")):
+        control.value = value
+        assert explorer.last_error == "Not updated: MemoryError" == explorer.status_widget().value
+        assert explorer.data is data and list(explorer.sources["memory_at_step"].data["value"]) == values
+        assert agree(explorer, choose, text) == before
+
+
+def test_a_refused_example_leaves_both_controls_on_the_figures(with_examples, calls):
+    explorer, choose, text = with_examples
+    explorer.examples["one vector"] = "10z1"  # as if the reader had left a bad text there
+    choose.value = "one vector"
+    assert explorer.last_error == "Not updated: expected only 0 and 1, got 'z' in group 1 ('10z1')"
+    assert agree(explorer, choose, text) == ("three vectors", EXAMPLES["three vectors"])
+    text.value = "11"  # a group of another width
+    assert explorer.last_error.startswith("Not updated: expected every group to have 4 bits")
+    assert agree(explorer, choose, text) == ("three vectors", EXAMPLES["three vectors"])
+    text.value = "1100 0011"
+    assert explorer.last_error is None and agree(explorer, choose, text) == ("three vectors", "1100 0011")
+
+
+def test_a_sequence_too_long_is_refused_before_the_model_runs(with_examples, calls, monkeypatch):
+    explorer, choose, text = with_examples
+    before = agree(explorer, choose, text)
+    text.value = " ".join(["1010"] * 81)
+    assert explorer.last_error == ("Not updated: expected at most 80 groups in sequence (each one a step or more, and "
+                                   "the explorer draws at most 80 steps: the model is not run), got 81")
+    monkeypatch.setattr(MemoryExplorer, "max_text", 20)
+    text.value = "1010 " * 5
+    assert explorer.last_error == ("Not updated: expected sequence of at most 20 characters (longer input is not "
+                                   "run), got 25")
+    assert calls == [] and agree(explorer, choose, text) == before
+    assert explorer.recompute({"example": "two vectors"}) is False
+    assert explorer.last_error == ("Not updated: expected example one of ['three vectors', 'one vector'], got "
+                                   "'two vectors'")
 
 
 # The addressing pipeline -------------------------------------------------------------------------
