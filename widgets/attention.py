@@ -63,7 +63,7 @@ from bokeh.models import (
 from bokeh.palettes import RdBu11, interp_palette
 from bokeh.plotting import figure
 
-from widgets.base import Explorer, Prepared, as_array
+from widgets.base import Explorer, Prepared, Refused, as_array, check_number, check_text
 
 PATTERNS = {
     "full": "full",
@@ -78,6 +78,7 @@ SEEDS = 4  # BigBird seeds whose random blocks the page holds (0 .. SEEDS - 1)
 MAX_TOKENS = 48  # a T x T map of 48 tokens still shows every label in the book's column
 MAX_RANDOM = 6  # random blocks per query block the slider offers
 MAX_K = 256  # Linformer's k slider: the paper's largest
+TEMPERATURES = (0.25, 4.0)  # the live temperature slider's ends: scores divided by 0.25 to 4
 ROW_TOLERANCE = 1e-3  # float32 softmax rows sum to 1 within ~1e-6; leave room for averaged or rounded weights
 WIDTH = 660  # fits the book's output column (688 px in a 1280 px window)
 # Light yellow (weight 0) to dark blue: blocked cells (light grey) stay apart from small weights.
@@ -1019,11 +1020,46 @@ class AttentionExplorer(Explorer):
 
     # Layer 3: live controls ----------------------------------------------------------------------------------
 
+    max_words: int = MAX_TOKENS  # a text of more words is refused before the model runs: prepare would refuse it
+
     def live_settings(self) -> dict[str, Any]:
         """What ``compute`` receives: the live controls' values and the pattern sliders' values."""
         p = dataclasses.asdict(self.current_params())
         del p["n"]  # the report's n is not the model's business
         return {**self.settings, **p}
+
+    def request(self, value: Any) -> dict[str, Any]:
+        """:meth:`live_settings` with the changed ones in ``value`` (a dict), checked before the model runs."""
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a dict of settings, got {type(value).__name__}")
+        known = self.live_settings()
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(f"expected settings among {list(known)}, got {unknown}")
+        s = {**known, **value}
+        if s["pattern"] not in PATTERNS:
+            raise ValueError(f"expected pattern in {list(PATTERNS)}, got {s['pattern']!r}")
+        if self.cross and s["pattern"] != "full":
+            raise ValueError(f"expected pattern 'full' for cross-attention, got {s['pattern']!r}")
+        s["temperature"] = check_number("temperature", s["temperature"], *TEMPERATURES)
+        words = len(check_text("text", s["text"], self.max_text).split())
+        if words > self.max_words:
+            raise Refused(f"expected at most {self.max_words} words in text (a longer map is not drawn, so the model "
+                          f"is not run), got {words}")
+        return s
+
+    def accept(self, request: dict[str, Any], data: Prepared) -> None:
+        if self._built and not self.cross:
+            self.pattern_select.value = request["pattern"]  # the mask panel shows the pattern the model ran
+        super().accept(request, data)
+
+    def _save(self) -> dict[str, Any]:
+        return {**super()._save(), "pattern": self.pattern_select.value if self._built else None}
+
+    def _restore(self, saved: Mapping[str, Any]) -> None:
+        if self._built and self.pattern_select.value != saved["pattern"]:
+            self.pattern_select.value = saved["pattern"]
+        super()._restore(saved)
 
     def controls(self) -> list:
         """A sentence, a temperature and a pattern (not for cross-attention); each change reruns ``compute``."""
@@ -1032,28 +1068,16 @@ class AttentionExplorer(Explorer):
         s = self.settings
         text = ipywidgets.Text(value=s["text"], description="sentence", continuous_update=False,
                                layout=ipywidgets.Layout(width="660px"), placeholder="type a sentence and press Enter")
-        temperature = ipywidgets.FloatSlider(value=s["temperature"], min=0.25, max=4.0, step=0.25,
+        low, high = TEMPERATURES
+        temperature = ipywidgets.FloatSlider(value=s["temperature"], min=low, max=high, step=0.25,
                                              description="temperature", continuous_update=False,
                                              style={"description_width": "initial"})
         pattern = ipywidgets.Dropdown(options=[(label, key) for key, label in PATTERNS.items()], value=s["pattern"],
                                       description="pattern")
-
-        def changed(key: str):
-            def handler(change):
-                self.settings[key] = change["new"]
-                if key == "pattern" and self._built:
-                    self.pattern_select.value = change["new"]  # the mask panel shows the pattern the model ran
-                self.recompute(self.live_settings())
-
-            return handler
-
-        if self.cross:  # no pattern for cross-attention
-            pairs = (("text", text), ("temperature", temperature))
-        else:
-            pairs = (("text", text), ("temperature", temperature), ("pattern", pattern))
-        for key, widget in pairs:
-            widget.observe(changed(key), names="value")
-        return [widget for _, widget in pairs]
+        pairs = [("text", text), ("temperature", temperature)]
+        if not self.cross:  # no pattern for cross-attention
+            pairs.append(("pattern", pattern))
+        return [self.bind(key, widget) for key, widget in pairs]
 
 
 def _check_rows(where: str, w: np.ndarray, axes: tuple[str, ...]) -> None:

@@ -494,6 +494,62 @@ def test_controls_drive_compute(live, calls):
     pattern.value = "linformer"
     assert live.last_error == "Not updated: this compute runs the encoder's own patterns only"
     assert live.data["weights"].shape[2] == 3
+    assert pattern.value == live.settings["pattern"] == "sliding_window"  # back on the pattern the model ran
+    assert live.layout.select_one({"name": "attention_pattern_select"}).value == "sliding_window"
+
+
+# One failure path: any error, the last good figures, the controls back on them ---------------------------------
+
+
+def agree(live: AttentionExplorer, controls: list) -> tuple:
+    """The controls show the settings, the mask panel shows the pattern, and the figures hold that sentence."""
+    text, temperature, pattern = controls
+    values = (text.value, temperature.value, pattern.value)
+    assert values == (live.settings["text"], live.settings["temperature"], live.settings["pattern"])
+    assert live.layout.select_one({"name": "attention_pattern_select"}).value == pattern.value
+    assert [str(t) for t in live.data["tokens"]] == text.value.split()
+    return values
+
+
+def test_an_unexpected_error_in_compute_is_reported_and_the_controls_snap_back(live, monkeypatch):
+    controls = live.controls()
+    before, data = agree(live, controls), live.data
+    weights = list(live.sources["attention_weights_view"].data["weight"])
+    mask = list(live.sources["attention_mask_view"].data["allowed"])
+
+    def cuda_error(settings):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 640.00 GiB")
+
+    monkeypatch.setattr(live, "compute", cuda_error)
+    for control, value in zip(controls, ("a new sentence", 2.0, "causal"), strict=True):
+        control.value = value
+        assert live.last_error == "Not updated: OutOfMemoryError: CUDA out of memory. Tried to allocate 640.00 GiB"
+        assert live.data is data and list(live.sources["attention_weights_view"].data["weight"]) == weights
+        assert list(live.sources["attention_mask_view"].data["allowed"]) == mask  # the mask panel kept its pattern
+        assert agree(live, controls) == before
+
+
+def test_refused_settings_leave_the_controls_on_the_figures_settings(live, calls, monkeypatch):
+    controls = live.controls()
+    text, temperature, pattern = controls
+    pattern.value = "causal"
+    good = agree(live, controls)
+    for control, value in ((pattern, "linformer"), (text, "no digits 42")):
+        control.value = value
+        assert live.last_error.startswith("Not updated: ") and agree(live, controls) == good
+    n = len(calls)
+    text.value = " ".join(["word"] * 49)  # more words than the map draws: not run
+    assert live.last_error == ("Not updated: expected at most 48 words in text (a longer map is not drawn, so the "
+                               "model is not run), got 49")
+    monkeypatch.setattr(AttentionExplorer, "max_text", 10)
+    text.value = "a long sentence"
+    assert live.last_error == "Not updated: expected text of at most 10 characters (longer input is not run), got 15"
+    assert len(calls) == n and agree(live, controls) == good
+    assert live.recompute({"temperature": 0.0}) is False
+    assert live.last_error == "Not updated: expected temperature as a number in [0.25, 4], got 0.0"
+    assert live.recompute({"pattern": "dilated"}) is False and "expected pattern in ['full'" in live.last_error
+    assert live.recompute({"colour": 1}) is False and "expected settings among" in live.last_error
+    assert len(calls) == n
 
 
 # The page's JavaScript against the Python it mirrors (node, when installed; the browser check covers the rest) ------
