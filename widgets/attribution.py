@@ -43,7 +43,7 @@ from bokeh.palettes import Category10_10, RdBu11, interp_palette
 from bokeh.plotting import figure
 
 from widgets.attention import fixed
-from widgets.base import Explorer, Prepared, as_array
+from widgets.base import Explorer, Prepared, Refused, as_array, check_text
 
 WIDTH = 660  # fits the book's output column (688 px in a 1280 px window)
 MAX_TOKENS = 64  # a bar per token with its label still fits 660 px
@@ -191,6 +191,8 @@ class AttributionExplorer(Explorer):
     (C, T) or (T,) for that input, or a pair ``(that dict, prediction)``. The explorer then shows that one input.
     """
 
+    live_needs = "recompute function"
+
     def __init__(
         self,
         data: Prepared,
@@ -220,6 +222,7 @@ class AttributionExplorer(Explorer):
         self.tokenize = tokenize
         if self.kind == "text":
             self.text = text or " ".join(str(t) for t in data["tokens"][0])
+            self.settings["text"] = self.text  # the live text box's: the text the figures show
             self.candidates = None
         else:
             cand = data["series"] if candidates is None else candidates
@@ -230,6 +233,7 @@ class AttributionExplorer(Explorer):
                 raise ValueError(f"AttributionExplorer: expected candidates of shape (N>0, T) or (N>0, T, F), got "
                                  f"{arr.shape}")
             self.candidates = arr
+            self.settings["sequence"] = 0  # the live picker's: the candidate the figures show (None: another)
         self._built = False
         super().__init__(data, self._live_prepare if recompute is not None else None)
 
@@ -562,19 +566,45 @@ class AttributionExplorer(Explorer):
 
     # Layer 3: live controls ----------------------------------------------------------------------------------
 
-    def _live_prepare(self, value: Any) -> Prepared:
-        """``recompute(value)`` made into prepared data for one example; any failure becomes a ValueError."""
+    def request(self, value: Any) -> dict[str, Any]:
+        """The input for the page's ``recompute``, checked before it runs: ``{"text": str}`` (the text box), a str
+        or a token list (text); ``{"sequence": n}`` (the picker: candidate n) or one sequence (T, F) or (T,) (time
+        series). Returns the setting to show (``text``, or ``sequence``: None for a sequence given as numbers) and
+        ``input``: the tokens or the (T, F) numbers."""
+        key = "text" if self.kind == "text" else "sequence"
+        if isinstance(value, Mapping):
+            if set(value) != {key}:
+                raise ValueError(f"expected the setting {key!r} for {self.kind} data, got {sorted(value)}")
+            value = value[key]
+            if key == "sequence":
+                n = len(self.candidates)
+                if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 0 <= value < n:
+                    raise ValueError(f"expected sequence an index in [0, {n}) (the candidates), got {value!r}")
+                return {"sequence": int(value), "input": self.candidates[value]}
         if self.kind == "text":
-            tokens = self.tokenize(value) if isinstance(value, str) else list(value)
+            if isinstance(value, str):
+                text = check_text("text", value, self.max_text)
+                tokens = list(self.tokenize(text))
+            else:
+                tokens = list(value)
+                text = " ".join(map(str, tokens))
             if not tokens:
                 raise ValueError("expected at least one token, got an empty text")
-            inputs: Any = [tokens]
-        else:
-            inputs = np.asarray(value, dtype=np.float64)[None]
-        try:
-            result = self.user_recompute(inputs[0])
-        except Exception as err:  # the page's model code: any failure is reported, never raised into the view
-            raise ValueError(f"recompute failed: {type(err).__name__}: {err}") from err
+            if len(tokens) > MAX_TOKENS:  # prepare would refuse the bars: the model is not run
+                raise Refused(f"expected at most {MAX_TOKENS} tokens in text (no more bars fit, so the model is not "
+                              f"run), got {len(tokens)}")
+            return {"text": text, "input": tokens}
+        x = as_array("sequence", value, np.ndim(value) if np.ndim(value) in (1, 2) else 2, "(T, F) or (T,)")
+        x = x.reshape(x.shape[0], -1)  # (T, F)
+        if not 0 < x.shape[0] <= MAX_STEPS or not 0 < x.shape[1] <= MAX_FEATURES:
+            raise Refused(f"expected sequence of 1 to {MAX_STEPS} steps of 1 to {MAX_FEATURES} features (what the "
+                          f"figures draw, so the model is not run beyond it), got shape {x.shape}")
+        return {"sequence": None, "input": x}
+
+    def _live_prepare(self, request: Mapping[str, Any]) -> Prepared:
+        """The page's ``recompute`` on ``request["input"]``, made into prepared data for that one example."""
+        inputs: Any = [request["input"]] if self.kind == "text" else request["input"][None]
+        result = self.user_recompute(inputs[0])
         prediction = None
         if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], Mapping):
             result, prediction = result
@@ -591,30 +621,20 @@ class AttributionExplorer(Explorer):
         return self.prepare(batched, inputs, self.targets,
                             predictions=None if prediction is None else [prediction])
 
-    def recompute(self, value: Any) -> bool:
-        """Run the page's ``recompute`` on ``value`` and redraw; on any failure keep the figures and say why."""
-        if self.compute is None:
-            raise RuntimeError("AttributionExplorer: no recompute function was given, so it cannot go live")
-        try:
-            data = self.compute(value)
-            self.update(data)
-        except Exception as err:  # noqa: BLE001 (the status line reports every failure)
-            self._set_status(f"Not updated: {err}")
-            return False
-        self._set_status("")
-        return True
+    def accept(self, request: Mapping[str, Any], data: Prepared) -> None:
+        self.update(data)
+        key = "text" if self.kind == "text" else "sequence"
+        self.settings = {**self.settings, key: request[key]}
 
     def controls(self) -> list:
         """A text box (text) or a sequence picker (time series); each change calls ``recompute``."""
         import ipywidgets
 
         if self.kind == "text":
-            box = ipywidgets.Text(value=self.text, description="text", continuous_update=False,
+            box = ipywidgets.Text(value=self.settings["text"], description="text", continuous_update=False,
                                   layout=ipywidgets.Layout(width=f"{WIDTH}px"),
                                   placeholder="type a sentence and press Enter")
-            box.observe(lambda change: self.recompute(change["new"]), names="value")
-            return [box]
+            return [self.bind("text", box)]
         picker = ipywidgets.Dropdown(options=[(f"sequence {n + 1}", n) for n in range(len(self.candidates))],
-                                     value=0, description="sequence")
-        picker.observe(lambda change: self.recompute(self.candidates[change["new"]]), names="value")
-        return [picker]
+                                     value=self.settings["sequence"], description="sequence")
+        return [self.bind("sequence", picker)]

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from bokeh.models import ColumnDataSource, CustomJS, Select
 
-from widgets.attribution import PALETTE, WIDTH, AttributionExplorer, color_of, fmt, saliency_html
+from widgets.attribution import MAX_STEPS, PALETTE, WIDTH, AttributionExplorer, color_of, fmt, saliency_html
+from widgets.base import status_html
 
 TEXTS = ["the film was not good at all", "a truly great and moving story indeed",
          "dull plot but fine acting <ok> overall"]
@@ -295,7 +296,7 @@ def test_live_recompute_shows_the_new_text(live):
 
 
 @pytest.mark.parametrize("text,message", [
-    ("call 911 now", "Not updated: recompute failed: RuntimeError: the model has no digits in its vocabulary"),
+    ("call 911 now", "Not updated: RuntimeError: the model has no digits in its vocabulary"),
     ("this is garbage", "expected 4 tokens in example 0 (attributions' T), got 3"),
     ("   ", "Not updated: expected at least one token, got an empty text"),
 ])
@@ -303,7 +304,7 @@ def test_live_reports_bad_results_and_keeps_the_view(live, text, message):
     before, bars = live.data, list(live.sources["attribution_bars"].data["value"])
     assert live.recompute(text) is False
     assert live.data is before and list(live.sources["attribution_bars"].data["value"]) == bars
-    assert message in live.last_error and live.status_widget().value == live.last_error
+    assert message in live.last_error and live.status_widget().value == status_html(live.last_error)
     assert live.recompute("a good one") is True and live.last_error is None  # and it recovers
 
 
@@ -328,7 +329,52 @@ def test_live_series_picker(series_data):
     explorer.candidates[1, 0, 0] = 1000
     picker.value = 1
     assert explorer.last_error.startswith("Not updated: expected recompute to return a dict")
+    assert picker.value == explorer.settings["sequence"] == 2  # back on the sequence the figures show
     with pytest.raises(RuntimeError, match="no recompute function"):
         AttributionExplorer(series_data).recompute(series_data["series"][0])
     with pytest.raises(ValueError, match=r"expected series data .*got text data"):
         AttributionExplorer(series_data).update(AttributionExplorer.prepare(text_attributions(), TOKENS, TARGETS))
+
+
+# One failure path: any error, the last good figures, the controls back on them ---------------------------------
+
+
+def test_an_unexpected_error_is_reported_and_the_text_box_snaps_back(live, monkeypatch):
+    [box] = live.controls()
+    box.value = "memory is all you need"
+    data, bars = live.data, list(live.sources["attribution_bars"].data["value"])
+    caption = live.caption_div.text
+
+    def lost(tokens):
+        raise OSError("the checkpoint file went away")
+
+    monkeypatch.setattr(live, "user_recompute", lost)
+    box.value = "another sentence"
+    assert live.last_error == "Not updated: OSError: the checkpoint file went away" == live.status_widget().value
+    assert live.data is data and list(live.sources["attribution_bars"].data["value"]) == bars
+    assert live.caption_div.text == caption
+    assert box.value == live.settings["text"] == "memory is all you need"
+    assert live.sources["attribution_bars"].data["token"] == box.value.split()  # the box shows what the bars show
+
+
+def test_too_many_tokens_or_steps_are_refused_before_recompute(live, series_data, monkeypatch):
+    [box] = live.controls()
+    ran = []
+    monkeypatch.setattr(live, "user_recompute", lambda tokens: ran.append(tokens))
+    box.value = " ".join(["word"] * 65)
+    assert live.last_error == ("Not updated: expected at most 64 tokens in text (no more bars fit, so the model is not "
+                               "run), got 65")
+    monkeypatch.setattr(AttributionExplorer, "max_text", 12)
+    box.value = "a short text"  # 12 characters: it runs (and returns nothing usable)
+    box.value = "a longer text"
+    assert live.last_error == "Not updated: expected text of at most 12 characters (longer input is not run), got 13"
+    assert ran == [["a", "short", "text"]] and box.value == live.settings["text"] == TEXTS[0]
+    series = AttributionExplorer(series_data, lambda seq: ran.append(seq))
+    assert series.recompute(np.zeros((MAX_STEPS + 1, 2))) is False
+    assert series.last_error == ("Not updated: expected sequence of 1 to 1024 steps of 1 to 10 features (what the "
+                                 "figures draw, so the model is not run beyond it), got shape (1025, 2)")
+    assert series.recompute({"sequence": 9}) is False
+    assert series.last_error == "Not updated: expected sequence an index in [0, 4) (the candidates), got 9"
+    assert series.recompute({"text": "a"}) is False
+    assert series.last_error == "Not updated: expected the setting 'sequence' for series data, got ['text']"
+    assert len(ran) == 1
