@@ -31,7 +31,7 @@ from bokeh.models import CustomJS, Div, FactorRange, LabelSet, Range1d, Select, 
 from bokeh.plotting import figure
 
 from memlib.advise import METRICS, Advice, Table, advise, check_question, fmt, load_table, predict
-from widgets.base import Explorer, Prepared
+from widgets.base import Explorer, Prepared, check_text
 
 WIDTH = 660  # fits the book's output column (688 px in a 1280 px window)
 MAX_GRID = 6  # default grid values per control: 6**4 cells x M models stay small in the page
@@ -449,6 +449,7 @@ class AdvisorExplorer(Explorer):
         super().__init__(data, compute)
 
     prepare = staticmethod(prepare)
+    live_needs = "table or compute function"
 
     @classmethod
     def for_table(cls, table: Any, *, seq_lens: Sequence[int] | None = None,
@@ -555,28 +556,23 @@ class AdvisorExplorer(Explorer):
 
     # Layer 3: live, any value --------------------------------------------------------------------------------
 
-    def recompute(self, value: Any) -> bool:
-        """Advise for new values (a dict with any of the setting keys); on bad input keep the figures and say why."""
-        if self.compute is None:
-            raise RuntimeError("AdvisorExplorer: no table or compute function was given, so it cannot go live")
-        _ = self.layout
-        try:
-            if not isinstance(value, Mapping):
-                raise TypeError(f"expected a dict of settings among {list(SETTING_KEYS)}, got {type(value).__name__}")
-            unknown = set(value) - set(SETTING_KEYS)
-            if unknown:
-                raise ValueError(f"expected settings among {list(SETTING_KEYS)}, got {sorted(unknown)}")
-            settings = {**self.settings, **value}
-            data = self.compute(settings)
-            _check_prepared("compute", data)
-            settings = {key: data[g][0].item() for key, g in zip(SETTING_KEYS, GRIDS, strict=True)}
-        except (TypeError, ValueError) as err:
-            self._set_status(f"Not updated: {err}")
-            return False
-        self.settings = settings
+    def request(self, value: Any) -> dict[str, Any]:
+        """``settings`` with the changed ones in ``value`` (a dict); ``advise`` checks each value."""
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a dict of settings among {list(SETTING_KEYS)}, got {type(value).__name__}")
+        unknown = set(value) - set(SETTING_KEYS)
+        if unknown:
+            raise ValueError(f"expected settings among {list(SETTING_KEYS)}, got {sorted(unknown)}")
+        for key in ("memory_budget", "latency"):
+            if isinstance(value.get(key), str):
+                check_text(key, value[key], self.max_text)
+        return {**self.settings, **value}
+
+    def accept(self, request: dict[str, Any], data: Prepared) -> None:
+        _check_prepared("compute", data)
+        # the values advise took ("inf" typed: no limit), as the one-cell grid holds them
+        self.settings = {key: data[g][0].item() for key, g in zip(SETTING_KEYS, GRIDS, strict=True)}
         Explorer.update(self, data)
-        self._set_status("")
-        return True
 
     def controls(self) -> list:
         """Four boxes: any length and dependency range, and any budget and latency ("inf": no limit); each change
@@ -597,15 +593,8 @@ class AdvisorExplorer(Explorer):
                                              continuous_update=False),
             "latency": ipywidgets.Text(value=limit_text(s["latency"]), description="ms", continuous_update=False),
         }
-
-        def changed(key: str):
-            def handler(change):
-                self.recompute({key: change["new"]})
-
-            return handler
-
         for key, widget in self.live_controls.items():
-            widget.observe(changed(key), names="value")
+            self.bind(key, widget, limit_text if key in ("memory_budget", "latency") else int)
         w = self.live_controls
         return [ipywidgets.HBox([w["seq_len"], w["dependency_range"]]),
                 ipywidgets.HBox([w["memory_budget"], w["latency"]])]

@@ -26,6 +26,7 @@ from widgets.advisor import (
     view,
     y_range,
 )
+from widgets.base import status_html
 
 
 def model(label, lags, step, peak, latency, interpretability=None):
@@ -318,7 +319,7 @@ def test_live_refuses_bad_values_and_keeps_the_figures(live):
     ]:
         assert live.recompute(bad) is False, bad
         assert message in live.last_error, (bad, live.last_error)
-        assert live.status_widget().value == live.last_error
+        assert live.status_widget().value == status_html(live.last_error)
         assert (live.caption.text, dict(live.sources["advisor_bars"].data)) == before
 
 
@@ -338,6 +339,53 @@ def test_live_controls_change_the_advice(live):
     assert "<b>Choose RNN</b> at T=100" in live.caption.text
     lat.value = "abc"
     assert live.last_error is not None and live.settings["latency"] == math.inf
+    assert lat.value == "inf"  # back on the limit the figures show
+
+
+def agree(live: AdvisorExplorer, boxes: list) -> tuple:
+    """The boxes show the settings, and the caption is the advice for them."""
+    seq, dep = boxes[0].children
+    mem, lat = boxes[1].children
+    s = live.settings
+    shown = (seq.value, dep.value, mem.value, lat.value)
+    assert shown == (s["seq_len"], s["dependency_range"], "inf" if math.isinf(s["memory_budget"]) else
+                     repr(float(s["memory_budget"])), "inf" if math.isinf(s["latency"]) else repr(float(s["latency"])))
+    assert f"T={s['seq_len']}" in live.caption.text
+    return shown
+
+
+def test_an_unexpected_error_is_reported_and_the_boxes_snap_back(live, monkeypatch):
+    boxes = live.controls()
+    before = agree(live, boxes)
+    caption, bars = live.caption.text, dict(live.sources["advisor_bars"].data)
+
+    def broken(settings):
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr(live, "compute", broken)
+    seq, dep = boxes[0].children
+    mem, lat = boxes[1].children
+    for box, value in ((seq, 400), (dep, 3), (mem, "5"), (lat, "0.5")):
+        box.value = value
+        assert live.last_error == "Not updated: ZeroDivisionError: float division by zero"
+        assert (live.caption.text, dict(live.sources["advisor_bars"].data)) == (caption, bars)
+        assert agree(live, boxes) == before
+
+
+def test_refused_values_leave_the_boxes_on_the_figures_settings(live):
+    boxes = live.controls()
+    seq, dep = boxes[0].children
+    mem, _ = boxes[1].children
+    mem.value = "1e6"  # a good change: shown as advise took it
+    good = agree(live, boxes)
+    assert good[2] == "1000000.0"
+    for box, value in ((seq, -3), (dep, 201), (mem, "lots")):
+        box.value = value
+        assert live.last_error.startswith("Not updated: ") and "expected" in live.last_error
+        assert agree(live, boxes) == good
+    mem.value = "9" * (live.max_text + 1)
+    assert live.last_error.startswith(f"Not updated: expected memory_budget of at most {live.max_text} characters")
+    assert agree(live, boxes) == good
 
 
 def test_live_widget_holds_the_controls_and_the_layout(live):
