@@ -28,6 +28,13 @@ Static (Bokeh + CustomJS, no kernel): the formula runs in the browser over the p
 (ipywidgets): pass the models as :class:`BudgetModel` s (any ``nn.Module``); each change runs
 :func:`memlib.hardware.estimate_training_memory` at the chosen length and the same figures redraw.
 
+What a live change may cost. Each estimate is a real forward and backward pass at the example batch, so a length
+is refused before it runs where its cost would exceed :attr:`MemoryBudgetExplorer.max_bytes` or
+:attr:`~MemoryBudgetExplorer.max_seconds` (:func:`live_cost`): the cost is scaled from the model's own last run
+(the time it took, and its bytes: what grows with the steps linearly, as a recurrent or memory model's state per
+step, plus the attention's ``T x T`` scores per head and layer, quadratically). A model not run yet runs first at
+the longest of its own ``lengths``, which its spec declares affordable.
+
 Sizes are bytes; shown in KiB, MiB or GiB (powers of two), GPU memory as memlib's catalogue gives it (GiB).
 Shapes: ``M`` models, ``P`` precisions, ``O`` optimizers, ``K`` lengths (at most 3), ``G`` GPUs.
 """
@@ -37,6 +44,7 @@ from __future__ import annotations
 import html
 import json
 import numbers
+import time
 from collections.abc import Callable, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, NamedTuple
@@ -57,7 +65,7 @@ from bokeh.models import (
 )
 from bokeh.plotting import figure
 
-from widgets.base import Explorer, Prepared
+from widgets.base import Explorer, Prepared, Refused
 
 WIDTH = 660  # fits the book's output column (688 px in a 1280 px window)
 KiB, MiB, GiB = 2**10, 2**20, 2**30
@@ -80,6 +88,9 @@ LENGTH_FIELDS = ("activations", "activations_fixed", "backward_workspace", "back
 COUNT_FIELDS = ("parameters", "gradients", "optimizer_state", "step_workspace")
 MAX_LENGTHS = 3
 MAX_BATCH = 10**7  # the batch box's upper end
+MAX_LENGTH = 100_000  # the live length box's upper end (the cost limits refuse much less for most models)
+EXAMPLE_BATCH = 4  # prepare's batch: memlib splits what grows with the batch with a second count at half of it
+SCORE_BYTES = 16  # per attention score and training step: score, softmax, dropout's output and mask, with room
 MISSING = -1.0  # a setting that was not estimated (checkpointing of a model without blocks; a shorter length list)
 
 
@@ -223,6 +234,46 @@ def _grow(estimate: Any) -> int:
     """Bytes per sample beyond the example batch's fixed parts (0: nothing grows with the batch)."""
     e = estimate
     return e.activations - e.activations_fixed + e.backward_workspace - e.backward_workspace_fixed
+
+
+class Measured(NamedTuple):
+    """One live estimate's own cost, at ``length``: ``fixed`` bytes (weights, gradients, optimizer state), ``grows``
+    bytes (activations and backward workspace: what grows with the steps), both at the example batch, and the
+    ``seconds`` it took."""
+
+    length: int
+    fixed: int
+    grows: int
+    seconds: float
+
+
+class Cost(NamedTuple):
+    """What a live estimate would take: ``bytes`` at the example batch, and ``seconds``."""
+
+    bytes: float
+    seconds: float
+
+
+def attention_heads(model: Any) -> int:
+    """Attention heads summed over ``model``'s layers: every module with an integer ``num_heads``."""
+    return sum(m.num_heads for m in model.modules() if isinstance(getattr(m, "num_heads", None), int))
+
+
+def live_cost(measured: Measured, length: int, heads: int, batch: int = EXAMPLE_BATCH) -> Cost:
+    """The cost of a live estimate at ``length``, scaled from one ``measured`` at another length.
+
+    Memory: the fixed bytes stay; the attention's scores take ``batch x heads x T^2 x SCORE_BYTES`` (scores,
+    softmax, dropout; ``heads`` summed over layers); the rest of what grows is linear in the steps: steps x the
+    width measured per step (for a recurrent or memory model: its state per step). Time: the measured seconds,
+    scaled by the steps or, where they grow faster (attention), by the growing bytes. Both lean high: the measured
+    per-step part still holds the scores and any per-run overhead.
+    """
+    T0, T = measured.length, length
+    quadratic = batch * heads * SCORE_BYTES  # bytes per T^2
+    per_step = max(measured.grows - quadratic * T0 * T0, 0) / T0
+    grows = per_step * T + quadratic * T * T
+    scale = max(T / T0, grows / max(measured.grows, 1))
+    return Cost(measured.fixed + grows, measured.seconds * scale)
 
 
 class GPUInfo(NamedTuple):
@@ -439,8 +490,13 @@ class MemoryBudgetExplorer(Explorer):
 
     Live: give ``models`` (name -> :class:`BudgetModel`, the same names as in ``data``, or any others) and the
     ipywidgets controls rerun memlib's estimator for the chosen model, length and settings; or give your own
-    ``compute(settings) -> prepared data``.
+    ``compute(settings) -> prepared data``. With ``models``, a length whose estimate would take more than
+    ``max_bytes`` or ``max_seconds`` is refused before it runs (see the module docstring).
     """
+
+    live_needs = "models or compute function"
+    max_bytes: float = GiB  # a live estimate that would take more memory (at the example batch) is refused
+    max_seconds: float = 2.0  # ... or more time: the kernel blocks while it runs
 
     def __init__(
         self,
@@ -468,8 +524,11 @@ class MemoryBudgetExplorer(Explorer):
         self.models = dict(models) if models is not None else {}
         for name, spec in self.models.items():
             _check_spec(f"{where}: model {name!r}", spec)
-        if compute is None and self.models:
+        self._live_models = compute is None and bool(self.models)  # the explorer runs memlib: it checks the cost
+        if self._live_models:
             compute = self._estimate_live
+        self._measured: dict[tuple[str, str], Measured] = {}  # (model, precision) -> its last live estimate
+        self.live_controls: dict[str, Any] = {}  # setting -> its ipywidget, once controls() made them
         names = [str(n) for n in data["names"]]
         model = names[0] if model is None else model
         _index(where, "model", model, names)
@@ -490,7 +549,7 @@ class MemoryBudgetExplorer(Explorer):
     def prepare(
         models: Mapping[str, BudgetModel],
         *,
-        example_batch: int = 4,
+        example_batch: int = EXAMPLE_BATCH,
         precisions: Sequence[str] = PRECISIONS,
         optimizers: Sequence[str] = OPTIMIZERS,
     ) -> Prepared:
@@ -594,7 +653,7 @@ class MemoryBudgetExplorer(Explorer):
         name = next(iter(models)) if model is None else model
         _index(where, "model", name, list(models))
         spec = models[name]
-        first = _check_spec(f"{where}: model {name!r}", spec)[0] if length is None else length
+        first = _check_spec(f"{where}: model {name!r}", spec)[0] if length is None else _check_live_length(length)
         data = cls.prepare({name: spec._replace(lengths=(first,))}, precisions=(precision,), optimizers=(optimizer,))
         return cls(data, models=models, model=name, precision=precision, optimizer=optimizer, **options)
 
@@ -602,17 +661,17 @@ class MemoryBudgetExplorer(Explorer):
 
     def _estimate_live(self, settings: Mapping[str, Any]) -> Prepared:
         """The chosen model at the chosen length, precision and optimizer (both checkpointing settings where it
-        has blocks), estimated now."""
-        name = settings["model"]
-        if name not in self.models:
-            raise ValueError(f"expected model one of {', '.join(map(repr, self.models))}, got {name!r}")
-        spec = self.models[name]
-        length = settings["length"]
-        if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 1:
-            raise ValueError(f"expected length as a positive integer, got {length!r}")
-        _check_batch("MemoryBudgetExplorer", settings["batch"])
-        one = spec._replace(lengths=(int(length),))
-        return self.prepare({name: one}, precisions=(settings["precision"],), optimizers=(settings["optimizer"],))
+        has blocks), estimated now; its cost is kept for :meth:`check_cost`."""
+        name, precision, length = settings["model"], settings["precision"], settings["length"]
+        one = self.models[name]._replace(lengths=(int(length),))
+        start = time.perf_counter()
+        data = self.prepare({name: one}, precisions=(precision,), optimizers=(settings["optimizer"],))
+        seconds = time.perf_counter() - start
+        e = estimate_at(data, name, precision, settings["optimizer"], False, int(length))
+        # the last run, whatever its length: a slow first run (a kernel's one-time set-up) is replaced by the next
+        self._measured[name, precision] = Measured(int(length), e.parameters + e.gradients + e.optimizer_state,
+                                                   e.activations + e.backward_workspace, seconds)
+        return data
 
     # Layer 2: the static Bokeh layout ---------------------------------------------------------------------------
 
@@ -771,27 +830,79 @@ class MemoryBudgetExplorer(Explorer):
         self.caption.text = v["caption"]
         self.table.text = v["table"]
 
-    def recompute(self, value: Any) -> bool:
-        """Estimate for new settings (a dict with any of the setting keys); on bad input keep the figures."""
-        if self.compute is None:
-            raise RuntimeError("MemoryBudgetExplorer: no models or compute function were given, so it cannot go live")
-        _ = self.layout  # built for the current data and settings before either changes
-        settings = {**self.settings, **dict(value)}
-        try:
-            unknown = set(settings) - set(SETTING_KEYS)
-            if unknown:
-                raise ValueError(f"expected settings among {list(SETTING_KEYS)}, got {sorted(unknown)}")
-            data = self.compute(settings)
-            _check_prepared("compute", data)
-            candidate = view(data, settings, self.gpus, self.reserve)  # refuses bad settings before anything moves
-        except (TypeError, ValueError) as err:
-            self._set_status(f"Not updated: {err}")
-            return False
-        self.settings = settings
+    def request(self, value: Any) -> dict[str, Any]:
+        """``settings`` with the changed ones in ``value`` (a dict), each checked before anything runs."""
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a dict of settings among {list(SETTING_KEYS)}, got {type(value).__name__}")
+        unknown = set(value) - set(SETTING_KEYS)
+        if unknown:
+            raise ValueError(f"expected settings among {list(SETTING_KEYS)}, got {sorted(unknown)}")
+        s = {**self.settings, **value}
+        _check_batch("MemoryBudgetExplorer", s["batch"])
+        s["length"] = _check_live_length(s["length"])
+        if not isinstance(s["checkpointing"], bool | np.bool_):
+            raise ValueError(f"expected checkpointing as True or False, got {s['checkpointing']!r}")
+        if self._live_models:
+            from memlib.hardware import checkpoint_blocks
+
+            _index("MemoryBudgetExplorer", "model", s["model"], list(self.models))
+            _index("MemoryBudgetExplorer", "precision", s["precision"], list(PRECISION_LABEL))
+            _index("MemoryBudgetExplorer", "optimizer", s["optimizer"], list(OPTIMIZER_LABEL))
+            if s["checkpointing"] and not checkpoint_blocks(self.models[s["model"]].model):
+                raise ValueError(f"{s['model']!r} has no blocks to checkpoint (checkpointing=True is for a model "
+                                 f"with a ModuleList or Sequential of blocks): untick checkpointing first")
+        return s
+
+    def check_cost(self, request: dict[str, Any]) -> None:
+        """Refuse a length whose live estimate would exceed ``max_bytes`` or ``max_seconds`` (:func:`live_cost`,
+        scaled from the model's last run; a model not run yet at this precision runs first at the longest of its
+        own ``lengths``). Nothing to check for a compute function of the page's own."""
+        if not self._live_models:
+            return
+        name, precision, length = request["model"], request["precision"], request["length"]
+        spec = self.models[name]
+        measured = self._measured.get((name, precision))
+        if measured is None:
+            longest = max(spec.lengths)
+            if length <= longest:  # one of the spec's own lengths: declared affordable, and measured as it runs
+                return
+            self._estimate_live({**request, "length": longest})
+            measured = self._measured[name, precision]
+        heads = attention_heads(spec.model)
+        cost = live_cost(measured, length, heads)
+        over = [f"the memory limit of {format_bytes(self.max_bytes)}"] if cost.bytes > self.max_bytes else []
+        over += [f"the time limit of {self.max_seconds:g} s"] if cost.seconds > self.max_seconds else []
+        if over:
+            scores = f", the T x T scores of {heads} attention heads" if heads else ""
+            raise Refused(
+                f"length {length} would take about {format_bytes(cost.bytes)} and {cost.seconds:.2g} s for "
+                f"{name!r} (scaled from its run at length {measured.length}: "
+                f"{format_bytes(measured.fixed + measured.grows)} in {measured.seconds:.2g} s{scores}), "
+                f"over {' and '.join(over)}; it is not run"
+            )
+
+    def accept(self, request: dict[str, Any], data: Prepared) -> None:
+        _check_prepared("compute", data)
+        candidate = view(data, request, self.gpus, self.reserve)  # refuses bad settings before anything moves
+        self.settings = request
         self._view = candidate
         Explorer.update(self, data)
-        self._set_status("")
-        return True
+
+    def _save(self) -> dict[str, Any]:
+        return {**super()._save(), "view": self._view}
+
+    def _restore(self, saved: Mapping[str, Any]) -> None:
+        self._view = saved["view"]
+        super()._restore(saved)
+
+    def show_settings(self) -> None:
+        """The controls on the settings the figures show; checkpointing off limits for a model without blocks."""
+        super().show_settings()
+        box = self.live_controls.get("checkpointing")
+        if box is not None:
+            names = [str(n) for n in self.data["names"]]
+            m = names.index(self.settings["model"]) if self.settings["model"] in names else 0
+            box.disabled = not bool(self.data["checkpointable"][m]) and not self.settings["checkpointing"]
 
     # Layer 3: live controls -------------------------------------------------------------------------------------
 
@@ -803,30 +914,36 @@ class MemoryBudgetExplorer(Explorer):
         _ = self.layout
         self.controls_box.visible = False
         s = self.settings
-        names = list(self.models) if self.models else [str(n) for n in self.data["names"]]
-        model = ipywidgets.Dropdown(options=names, value=s["model"] if s["model"] in names else names[0],
-                                    description="model")
-        precision = ipywidgets.Dropdown(options=[(PRECISION_LABEL[p], p) for p in PRECISIONS],
-                                        value=s["precision"] if s["precision"] in PRECISIONS else "fp32",
-                                        description="precision")
-        optimizer = ipywidgets.Dropdown(options=[(OPTIMIZER_LABEL[o], o) for o in OPTIMIZERS],
-                                        value=s["optimizer"] if s["optimizer"] in OPTIMIZERS else "adam",
-                                        description="optimizer")
-        checkpoint = ipywidgets.Checkbox(value=s["checkpointing"], description="gradient checkpointing")
-        batch = ipywidgets.BoundedIntText(value=s["batch"], min=1, max=MAX_BATCH, description="batch")
-        length = ipywidgets.BoundedIntText(value=s["length"], min=1, max=100_000, description="length")
-        widgets = {"model": model, "precision": precision, "optimizer": optimizer, "checkpointing": checkpoint,
-                   "batch": batch, "length": length}
 
-        def changed(key: str):
-            def handler(change):
-                self.recompute({key: change["new"]})
+        def offered(choices: Sequence[str], current: str) -> list[str]:  # the shown setting is always among them
+            return [*choices, current] if current not in choices else list(choices)
 
-            return handler
+        names = offered(list(self.models) if self.models else [str(n) for n in self.data["names"]], s["model"])
+        self.live_controls = {
+            "model": ipywidgets.Dropdown(options=names, value=s["model"], description="model"),
+            "precision": ipywidgets.Dropdown(options=[(PRECISION_LABEL.get(p, p), p)
+                                                      for p in offered(PRECISIONS, s["precision"])],
+                                             value=s["precision"], description="precision"),
+            "optimizer": ipywidgets.Dropdown(options=[(OPTIMIZER_LABEL.get(o, o), o)
+                                                      for o in offered(OPTIMIZERS, s["optimizer"])],
+                                             value=s["optimizer"], description="optimizer"),
+            # plain integer boxes: a bounded box would clamp a bad value silently; request() names it instead
+            "batch": ipywidgets.IntText(value=s["batch"], description="batch"),
+            "length": ipywidgets.IntText(value=s["length"], description="length"),
+            "checkpointing": ipywidgets.Checkbox(value=s["checkpointing"], description="gradient checkpointing"),
+        }
+        for key, widget in self.live_controls.items():
+            self.bind(key, widget)
+        self.show_settings()
+        w = self.live_controls
+        return [ipywidgets.HBox([w["model"], w["precision"], w["optimizer"]]),
+                ipywidgets.HBox([w["batch"], w["length"], w["checkpointing"]])]
 
-        for key, widget in widgets.items():
-            widget.observe(changed(key), names="value")
-        return [ipywidgets.HBox([model, precision, optimizer]), ipywidgets.HBox([batch, length, checkpoint])]
+
+def _check_live_length(length: Any) -> int:
+    if isinstance(length, bool) or not isinstance(length, numbers.Integral) or not 1 <= length <= MAX_LENGTH:
+        raise ValueError(f"expected length as an integer in [1, {MAX_LENGTH}], got {length!r}")
+    return int(length)
 
 
 def _check_spec(where: str, spec: Any) -> list[int]:

@@ -14,17 +14,22 @@ from bokeh.models import Checkbox, ColumnDataSource, CustomJS, Select, Slider, S
 
 import memlib
 from memlib.hardware import GPUS, MiB, estimate_training_memory, fits, largest_batch, recommended_ram
+from widgets.base import Refused
 from widgets.budget import (
     LENGTH_FIELDS,
     PARTS,
+    SCORE_BYTES,
     WIDTH,
     BudgetModel,
+    Measured,
     MemoryBudgetExplorer,
+    attention_heads,
     book_models,
     estimate_at,
     fixed_decimals,
     format_bytes,
     interpolate,
+    live_cost,
     view,
 )
 
@@ -287,12 +292,17 @@ def test_live_recompute_runs_memlibs_estimator_at_any_length(live, models):
 def test_live_refuses_bad_settings_and_keeps_the_figures(live):
     before = dict(live.sources["budget_bar"].data)
     for bad, message in [
-        ({"length": 0}, "expected length as a positive integer, got 0"),
+        ({"length": 0}, "expected length as an integer in [1, 100000], got 0"),
+        ({"length": 100_001}, "expected length as an integer in [1, 100000], got 100001"),
+        ({"length": 12.5}, "expected length as an integer in [1, 100000], got 12.5"),
         ({"batch": 0}, r"expected batch as an integer in [1, 10000000], got 0"),
-        ({"precision": "fp8"}, "expected precisions as distinct names"),
+        ({"precision": "fp8"}, "expected precision one of 'fp32', 'bf16', 'fp16', 'amp', got 'fp8'"),
+        ({"optimizer": "lion"}, "expected optimizer one of 'sgd', 'sgd_momentum', 'adam', 'adamw', got 'lion'"),
+        ({"checkpointing": "yes"}, "expected checkpointing as True or False, got 'yes'"),
         ({"model": "GPT"}, "expected model one of 'LSTM', 'Transformer', got 'GPT'"),
         ({"model": "LSTM", "checkpointing": True}, "'LSTM' has no blocks to checkpoint"),
         ({"colour": 1}, "expected settings among"),
+        (["batch", 2], "expected a dict of settings"),
     ]:
         assert live.recompute(bad) is False, bad
         assert message in live.last_error, (bad, live.last_error)
@@ -312,6 +322,7 @@ def test_live_controls_drive_the_estimate(live):
     assert live.settings["batch"] == 3 and live.batch_line.location == 3
     model.value = "LSTM"  # no blocks: refused, the figures stay
     assert live.last_error is not None and live.settings["model"] == "Transformer"
+    assert model.value == "Transformer" and checkpoint.value  # back on the settings the figures show
 
 
 def test_for_models_estimates_only_the_start_and_goes_live(models):
@@ -323,6 +334,162 @@ def test_for_models_estimates_only_the_start_and_goes_live(models):
     assert list(e.data["names"]) == ["Transformer"] and e.settings["length"] == 10
     with pytest.raises(ValueError, match=r"expected model one of 'LSTM', 'Transformer', got 'GRU'"):
         MemoryBudgetExplorer.for_models(models, model="GRU")
+
+
+# One failure path: any error, the last good figures, the controls back on them ---------------------------------
+
+KEYS = ("model", "precision", "optimizer", "batch", "length", "checkpointing")
+
+
+def agree(e: MemoryBudgetExplorer, boxes: list) -> dict:
+    """The controls show the settings, and the figures were computed with them (the caption says each)."""
+    model, precision, optimizer = boxes[0].children
+    batch, length, checkpoint = boxes[1].children
+    shown = dict(zip(KEYS, (model.value, precision.value, optimizer.value, batch.value, length.value,
+                            checkpoint.value), strict=True))
+    assert shown == e.settings
+    caption = e.caption.text
+    assert caption.startswith(f"<b>{shown['model']}</b>")
+    assert f"batch {shown['batch']}, length {shown['length']}:" in caption
+    assert (", checkpointing, " in caption) == shown["checkpointing"]
+    m = [str(n) for n in e.data["names"]].index(shown["model"])
+    assert shown["length"] in e.data["lengths"][m, : e.data["n_lengths"][m]]
+    assert checkpoint.disabled == (not e.data["checkpointable"][m] and not shown["checkpointing"])
+    return shown
+
+
+def test_an_unexpected_error_is_reported_and_the_controls_snap_back(live, monkeypatch):
+    boxes = live.controls()
+    before = agree(live, boxes)
+    bar, caption = dict(live.sources["budget_bar"].data), live.caption.text
+
+    def onednn(settings):
+        raise RuntimeError("could not create a primitive descriptor for a LSTM forward propagation primitive")
+
+    monkeypatch.setattr(live, "compute", onednn)
+    for box, value in zip([*boxes[0].children, *boxes[1].children], ("LSTM", "amp", "sgd", 7, 12, True),
+                          strict=True):
+        box.value = value
+        assert live.last_error == ("Not updated: RuntimeError: could not create a primitive descriptor for a LSTM "
+                                   "forward propagation primitive")
+        assert live.status_widget().value == live.last_error
+        assert dict(live.sources["budget_bar"].data) == bar and live.caption.text == caption
+        assert agree(live, boxes) == before
+
+
+def test_refused_settings_leave_the_controls_on_the_figures_settings(live):
+    boxes = live.controls()
+    model, precision, optimizer = boxes[0].children
+    batch, length, checkpoint = boxes[1].children
+    checkpoint.value = True
+    good = agree(live, boxes)
+    assert good["checkpointing"] and live.last_error is None
+    model.value = "LSTM"  # no blocks to checkpoint: refused before anything runs
+    assert live.last_error == ("Not updated: 'LSTM' has no blocks to checkpoint (checkpointing=True is for a model "
+                               "with a ModuleList or Sequential of blocks): untick checkpointing first")
+    assert agree(live, boxes) == good
+    batch.value = 0  # named, not clamped to 1
+    assert live.last_error == "Not updated: MemoryBudgetExplorer: expected batch as an integer in [1, 10000000], got 0"
+    assert agree(live, boxes) == good
+    length.value = -5
+    assert live.last_error == "Not updated: expected length as an integer in [1, 100000], got -5"
+    assert agree(live, boxes) == good
+    checkpoint.value = False
+    model.value = "LSTM"  # now it can: the box that cannot be ticked is off limits
+    assert live.last_error is None and agree(live, boxes)["model"] == "LSTM" and checkpoint.disabled
+    model.value = "Transformer"
+    assert agree(live, boxes)["model"] == "Transformer" and not checkpoint.disabled
+
+
+# Cost limits: a live estimate runs a real forward and backward pass, so what it would cost is checked first ------
+
+
+def test_attention_heads_are_counted_over_layers(models):
+    assert attention_heads(models["Transformer"].model) == 2 * 2  # two blocks of two heads
+    assert attention_heads(models["LSTM"].model) == 0
+
+
+def test_live_cost_scales_a_measured_run():
+    run = Measured(length=10, fixed=1000, grows=4000, seconds=0.5)
+    assert live_cost(run, 10, heads=0) == (5000, 0.5)
+    assert live_cost(run, 100, heads=0) == (1000 + 40_000, 5.0)  # linear in the steps
+    scores = 4 * 3 * SCORE_BYTES  # batch 4, three heads: bytes per T^2
+    with_attention = Measured(length=10, fixed=1000, grows=4000 + scores * 100, seconds=0.5)
+    cost = live_cost(with_attention, 100, heads=3)
+    assert cost.bytes == 1000 + 40_000 + scores * 100 * 100
+    assert cost.seconds == pytest.approx(0.5 * (40_000 + scores * 10_000) / (4000 + scores * 100))  # as the bytes
+
+
+@pytest.mark.parametrize("name,short,long", [("Transformer", 8, 64), ("LSTM", 8, 64)])
+def test_the_scaled_cost_bounds_memlibs_estimate(models, name, short, long):
+    spec = models[name]
+    e = direct(models, name, "fp32", "adam", False, short, 4)
+    run = Measured(short, e.parameters + e.gradients + e.optimizer_state, e.activations + e.backward_workspace, 1.0)
+    bound = live_cost(run, long, attention_heads(spec.model)).bytes
+    actual = direct(models, name, "fp32", "adam", False, long, 4)
+    needed = actual.parameters + actual.gradients + actual.optimizer_state + actual.activations + \
+        actual.backward_workspace
+    assert needed <= bound <= 4 * needed, (needed, bound)
+
+
+@pytest.fixture
+def estimator_calls(monkeypatch) -> list[int]:
+    """The sequence lengths memlib's estimator is called with, from now on."""
+    import memlib.hardware
+
+    calls, real = [], memlib.hardware.estimate_training_memory
+
+    def recorded(model, example, *args, **kwargs):
+        calls.append(example[1])  # (batch, length, width)
+        return real(model, example, *args, **kwargs)
+
+    monkeypatch.setattr(memlib.hardware, "estimate_training_memory", recorded)
+    return calls
+
+
+def test_a_length_over_the_memory_limit_is_refused_before_it_runs(live, estimator_calls):
+    boxes = live.controls()
+    batch, length, _ = boxes[1].children
+    length.value = 16  # the Transformer's longest listed length: it runs, and is measured
+    assert live.last_error is None and set(estimator_calls) == {16}
+    good = agree(live, boxes)
+    estimator_calls.clear()
+    length.value = 100_000
+    assert live.last_error.startswith("Not updated: length 100000 would take about ")
+    assert "for 'Transformer' (scaled from its run at length 16: " in live.last_error
+    assert live.last_error.endswith(", the T x T scores of 4 attention heads), over the memory limit of 1.00 GiB "
+                                    "and the time limit of 2 s; it is not run")
+    assert estimator_calls == [] and agree(live, boxes) == good
+
+
+def test_the_limits_are_class_attributes(live, estimator_calls, monkeypatch):
+    assert live.recompute({"length": 16}) is True
+    estimator_calls.clear()
+    monkeypatch.setattr(MemoryBudgetExplorer, "max_bytes", 1e12)
+    monkeypatch.setattr(MemoryBudgetExplorer, "max_seconds", 1e-9)  # any longer run is too slow
+    assert live.recompute({"length": 17}) is False
+    assert live.last_error.endswith("over the time limit of 1e-09 s; it is not run") and estimator_calls == []
+    monkeypatch.setattr(MemoryBudgetExplorer, "max_seconds", 1e9)
+    monkeypatch.setattr(MemoryBudgetExplorer, "max_bytes", 1.0)
+    assert live.recompute({"length": 17}) is False
+    assert live.last_error.endswith("over the memory limit of 1 B; it is not run") and estimator_calls == []
+    monkeypatch.setattr(MemoryBudgetExplorer, "max_bytes", 1e12)
+    assert live.recompute({"length": 40}) is True and live.settings["length"] == 40
+    assert set(estimator_calls) == {40}
+    assert isinstance(Refused("x"), ValueError)
+
+
+def test_a_model_not_run_yet_is_measured_at_its_own_longest_length_first(live, estimator_calls, monkeypatch):
+    monkeypatch.setattr(MemoryBudgetExplorer, "max_seconds", 1e9)
+    assert live.recompute({"model": "LSTM", "length": 100_000}) is False  # LSTM lengths (8, 16, 32): a run at 32
+    assert set(estimator_calls) == {32}
+    assert "for 'LSTM' (scaled from its run at length 32: " in live.last_error
+    assert "attention" not in live.last_error and live.last_error.endswith("over the memory limit of 1.00 GiB; it is "
+                                                                          "not run")
+    assert live.settings["model"] == "Transformer"
+    estimator_calls.clear()
+    assert live.recompute({"model": "LSTM", "length": 20}) is True  # under the limits: it runs
+    assert set(estimator_calls) == {20}
 
 
 # Errors ------------------------------------------------------------------------------------------------------
