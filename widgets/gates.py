@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -84,9 +85,10 @@ DEFAULT_INPUTS = {  # the text box's starting text per input kind; the chapter's
 }
 MAX_STEPS = 200  # prepare's default: the heatmaps stay readable and the page small
 # What parse_settings accepts for the settings of DEFAULT_INPUTS: (low, high, integer, why), checked where they are
-# typed so that a bad one is named, not the NaN it would make in a gate downstream.
+# typed so that a bad one is named, not the NaN it would make in a gate downstream. A length's upper end is the
+# chapter's to check (its compute says which lengths its task takes, before it runs anything).
 SETTING_LIMITS: dict[str, tuple[float, float, bool, str]] = {
-    "length": (1, MAX_STEPS, True, "steps; the explorer draws at most 200"),
+    "length": (1, math.inf, True, "steps"),
     "seed": (0, 2**31 - 1, True, "a random seed"),
     "period": (2, 1e6, False, "steps per cycle: a sine sampled once a step needs at least 2"),
 }
