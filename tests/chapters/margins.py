@@ -211,6 +211,8 @@ def report() -> dict:
         "relative to the threshold). `test_margins.py` requires a worst margin of at least 5% of the threshold, or",
         "a positive one at least three times the range of the measured values.",
         "",
+        f"Machine of the runs: {_machine()}.",
+        "",
         "Runs per page: " + "; ".join(f"{p}: {len(r)}" + (f" ({', '.join(x for x in r if 'FAILED' in x)})"
                                                        if any("FAILED" in x for x in r) else "")
                                       for p, r in sorted(runs.items())),
@@ -224,6 +226,13 @@ def report() -> dict:
                      f"{_fmt(s['worst_margin'])} | {100 * s['worst_relative']:.0f}% |")
     TABLE.write_text("\n".join(lines) + "\n")
     return summary
+
+
+def _machine() -> str:
+    from memlib.bench import machine
+
+    m = machine()
+    return f"{m['processor']}, {m['cpu_count']} CPUs, torch {m['torch']}, Python {m['python']}"
 
 
 def _fmt(x: float) -> str:
