@@ -78,8 +78,10 @@ unit:
 
 # Every page executed once by papermill in quick mode, then nbval's comparison of the cells tagged
 # nbval-check-output against the committed outputs (tests/chapters/test_papermill.py).
+# Two pages at a time: a page in quick mode is mostly single-threaded Python (small models), and the
+# assertions' margins were measured with two pages sharing the two cores (tests/chapters/MARGINS.md).
 chapters:
-	BOOK_QUICK=1 $(BIN)/pytest -q tests/chapters
+	BOOK_QUICK=1 $(BIN)/pytest -q -n 2 tests/chapters
 
 # The kernel-sensitive unit tests and the hardware/software/optimization pages again, with oneDNN
 # limited to AVX2 and ATen's vectorized kernels off, as on an older CPU.
@@ -88,7 +90,7 @@ PORTABLE_PAGES := ch06_hardware ch07_software_memory ch08_optimization
 portable:
 	$(PORTABLE_ENV) $(BIN)/pytest -q -m kernels tests/unit \
 		|| { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; echo "portable: no unit test is marked kernels"; }
-	$(PORTABLE_ENV) BOOK_QUICK=1 BOOK_PAGES="$(PORTABLE_PAGES)" $(BIN)/pytest -q tests/chapters/test_papermill.py -k test_page_runs_in_quick_mode
+	$(PORTABLE_ENV) BOOK_QUICK=1 BOOK_PAGES="$(PORTABLE_PAGES)" $(BIN)/pytest -q -n 2 tests/chapters/test_papermill.py -k test_page_runs_in_quick_mode
 
 # The unit tests that take a device, on CUDA only, then every page in quick mode with device="cuda"
 # (outputs are not compared there: see test_papermill.py). Without a visible CUDA device: one line, exit 0.

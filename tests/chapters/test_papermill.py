@@ -58,7 +58,7 @@ def test_page_runs_in_quick_mode(path, tmp_path, request, page_seconds):
     )
     seconds = time.perf_counter() - start
     page = str(path.relative_to(ROOT))
-    page_seconds[page] = seconds
+    page_seconds(page, seconds)
     print(f"{page}: {seconds:.1f} s in quick mode" + (f" on {DEVICE}" if DEVICE else ""))
 
     if DEVICE and DEVICE != "cpu":
