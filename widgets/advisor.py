@@ -31,7 +31,7 @@ from bokeh.models import CustomJS, Div, FactorRange, LabelSet, Range1d, Select, 
 from bokeh.plotting import figure
 
 from memlib.advise import METRICS, Advice, Table, advise, check_question, fmt, load_table, predict
-from widgets.base import Explorer, Prepared, check_text
+from widgets.base import Explorer, Prepared, check_text, merge_settings
 
 WIDTH = 660  # fits the book's output column (688 px in a 1280 px window)
 MAX_GRID = 6  # default grid values per control: 6**4 cells x M models stay small in the page
@@ -558,15 +558,11 @@ class AdvisorExplorer(Explorer):
 
     def request(self, value: Any) -> dict[str, Any]:
         """``settings`` with the changed ones in ``value`` (a dict); ``advise`` checks each value."""
-        if not isinstance(value, Mapping):
-            raise TypeError(f"expected a dict of settings among {list(SETTING_KEYS)}, got {type(value).__name__}")
-        unknown = set(value) - set(SETTING_KEYS)
-        if unknown:
-            raise ValueError(f"expected settings among {list(SETTING_KEYS)}, got {sorted(unknown)}")
+        s = merge_settings(self.settings, value, SETTING_KEYS)
         for key in ("memory_budget", "latency"):
             if isinstance(value.get(key), str):
                 check_text(key, value[key], self.max_text)
-        return {**self.settings, **value}
+        return s
 
     def accept(self, request: dict[str, Any], data: Prepared) -> None:
         _check_prepared("compute", data)

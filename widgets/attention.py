@@ -63,7 +63,7 @@ from bokeh.models import (
 from bokeh.palettes import RdBu11, interp_palette
 from bokeh.plotting import figure
 
-from widgets.base import Explorer, Prepared, Refused, as_array, check_number, check_text
+from widgets.base import Explorer, Prepared, Refused, as_array, check_number, check_text, merge_settings
 
 PATTERNS = {
     "full": "full",
@@ -1030,13 +1030,8 @@ class AttentionExplorer(Explorer):
 
     def request(self, value: Any) -> dict[str, Any]:
         """:meth:`live_settings` with the changed ones in ``value`` (a dict), checked before the model runs."""
-        if not isinstance(value, Mapping):
-            raise TypeError(f"expected a dict of settings, got {type(value).__name__}")
         known = self.live_settings()
-        unknown = sorted(set(value) - set(known))
-        if unknown:
-            raise ValueError(f"expected settings among {list(known)}, got {unknown}")
-        s = {**known, **value}
+        s = merge_settings(known, value, known)
         if s["pattern"] not in PATTERNS:
             raise ValueError(f"expected pattern in {list(PATTERNS)}, got {s['pattern']!r}")
         if self.cross and s["pattern"] != "full":

@@ -22,7 +22,7 @@ figures show too (:meth:`Explorer.show_settings`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from numbers import Real
 from typing import Any
 
@@ -74,6 +74,17 @@ def check_number(name: str, value: Any, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, Real) or not low <= float(value) <= high:
         raise ValueError(f"expected {name} as a number in [{low:g}, {high:g}], got {value!r}")
     return float(value)
+
+
+def merge_settings(settings: Mapping[str, Any], value: Any, keys: Iterable[str]) -> dict[str, Any]:
+    """``settings`` with the changed ones in ``value``, a dict whose keys must be among ``keys``."""
+    keys = list(keys)
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a dict of settings among {keys}, got {type(value).__name__}")
+    unknown = sorted(set(value) - set(keys))
+    if unknown:
+        raise ValueError(f"expected settings among {keys}, got {unknown}")
+    return {**settings, **value}
 
 
 def as_array(name: str, value: Any, ndim: int, expected: str) -> np.ndarray:

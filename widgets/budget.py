@@ -65,7 +65,7 @@ from bokeh.models import (
 )
 from bokeh.plotting import figure
 
-from widgets.base import Explorer, Prepared, Refused
+from widgets.base import Explorer, Prepared, Refused, merge_settings
 
 WIDTH = 660  # fits the book's output column (688 px in a 1280 px window)
 KiB, MiB, GiB = 2**10, 2**20, 2**30
@@ -832,12 +832,7 @@ class MemoryBudgetExplorer(Explorer):
 
     def request(self, value: Any) -> dict[str, Any]:
         """``settings`` with the changed ones in ``value`` (a dict), each checked before anything runs."""
-        if not isinstance(value, Mapping):
-            raise TypeError(f"expected a dict of settings among {list(SETTING_KEYS)}, got {type(value).__name__}")
-        unknown = set(value) - set(SETTING_KEYS)
-        if unknown:
-            raise ValueError(f"expected settings among {list(SETTING_KEYS)}, got {sorted(unknown)}")
-        s = {**self.settings, **value}
+        s = merge_settings(self.settings, value, SETTING_KEYS)
         _check_batch("MemoryBudgetExplorer", s["batch"])
         s["length"] = _check_live_length(s["length"])
         if not isinstance(s["checkpointing"], bool | np.bool_):

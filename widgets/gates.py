@@ -49,7 +49,7 @@ from bokeh.models import (
 from bokeh.palettes import Category10_4, Greys256, RdBu11, Viridis256, interp_palette
 from bokeh.plotting import figure
 
-from widgets.base import Explorer, Prepared, as_array, check_number, check_text
+from widgets.base import Explorer, Prepared, as_array, check_number, check_text, merge_settings
 
 KIND_GATES = {
     "lstm": ("forget_gate", "input_gate", "output_gate", "candidate", "cell", "hidden"),
@@ -595,12 +595,7 @@ class GateExplorer(Explorer):
     def request(self, value: Any) -> dict[str, Any]:
         """The settings ``compute`` receives: ``settings`` with the changed ones in ``value`` (a dict). A new input
         kind brings back its latest text, unless ``value`` gives one."""
-        if not isinstance(value, Mapping):
-            raise TypeError(f"expected a dict of settings among {list(self.settings)}, got {type(value).__name__}")
-        unknown = sorted(set(value) - set(self.settings))
-        if unknown:
-            raise ValueError(f"expected settings among {list(self.settings)}, got {unknown}")
-        s = {**self.settings, **value}
+        s = merge_settings(self.settings, value, self.settings)
         if "input_kind" in value and "input_text" not in value and s["input_kind"] in self.texts:
             s["input_text"] = self.texts[s["input_kind"]]
         if s["input_kind"] not in self.texts:

@@ -33,7 +33,7 @@ from bokeh.plotting import figure
 from bokeh.transform import dodge
 
 from memlib.memory import addressing
-from widgets.base import Explorer, Prepared, Refused, as_array, check_text
+from widgets.base import Explorer, Prepared, Refused, as_array, check_text, merge_settings
 
 KINDS = ("ntm", "dnc")
 MAX_STEPS = 80  # the slider stays usable and the page small
@@ -735,13 +735,7 @@ class MemoryExplorer(Explorer):
     def request(self, value: Any) -> dict[str, Any]:
         """The settings ``compute`` receives: ``settings`` with the changed ones in ``value`` (a dict). A new example
         brings back its latest text, unless ``value`` gives one."""
-        keys = ("example", "sequence")
-        if not isinstance(value, Mapping):
-            raise TypeError(f"expected a dict of settings among {list(keys)}, got {type(value).__name__}")
-        unknown = sorted(set(value) - set(keys))
-        if unknown:
-            raise ValueError(f"expected settings among {list(keys)}, got {unknown}")
-        s = {**self.settings, **value}
+        s = merge_settings(self.settings, value, ("example", "sequence"))
         if self.examples:
             if s["example"] not in self.examples:
                 raise ValueError(f"expected example one of {list(self.examples)}, got {s['example']!r}")
