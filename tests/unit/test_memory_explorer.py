@@ -453,33 +453,6 @@ def test_the_text_box_drives_compute(live, calls):
     assert live.data["memory"].shape[0] == 6 and live.last_error.startswith("Not updated: expected every group")
 
 
-def test_examples_add_a_dropdown(calls):
-    examples = {"three vectors": "1011 0110 1110", "one vector": "1001"}
-    net = model("ntm")
-
-    def compute(settings):
-        calls.append(dict(settings))
-        tr, x, y, _, _ = run("ntm", net, settings["sequence"])
-        return MemoryExplorer.from_trace(tr, "ntm", x[0])
-
-    explorer = MemoryExplorer(compute({"example": None, "sequence": examples["three vectors"]}), compute=compute,
-                              examples=examples)
-    choose, text = explorer.controls()
-    assert isinstance(choose, ipywidgets.Dropdown) and list(choose.options) == list(examples)
-    assert text.value == examples["three vectors"]
-    calls.clear()
-    choose.value = "one vector"  # one recompute, with that example's text
-    assert calls == [{"example": "one vector", "sequence": "1001"}] and text.value == "1001"
-    assert explorer.data["memory"].shape[0] == 4
-    text.value = "1100 0011"
-    assert calls[-1] == {"example": "one vector", "sequence": "1100 0011"}
-    choose.value = "three vectors"
-    choose.value = "one vector"  # the reader's edit comes back
-    assert text.value == "1100 0011"
-
-
-# One failure path: any error, the last good figures, the controls back on them ---------------------------------
-
 EXAMPLES = {"three vectors": "1011 0110 1110", "one vector": "1001"}
 
 
@@ -500,6 +473,22 @@ def with_examples(calls) -> tuple[MemoryExplorer, ipywidgets.Dropdown, ipywidget
     calls.clear()
     return explorer, choose, text
 
+
+def test_examples_add_a_dropdown(with_examples, calls):
+    explorer, choose, text = with_examples
+    assert isinstance(choose, ipywidgets.Dropdown) and list(choose.options) == list(EXAMPLES)
+    assert text.value == EXAMPLES["three vectors"]
+    choose.value = "one vector"  # one recompute, with that example's text
+    assert calls == [{"example": "one vector", "sequence": "1001"}] and text.value == "1001"
+    assert explorer.data["memory"].shape[0] == 4
+    text.value = "1100 0011"
+    assert calls[-1] == {"example": "one vector", "sequence": "1100 0011"}
+    choose.value = "three vectors"
+    choose.value = "one vector"  # the reader's edit comes back
+    assert text.value == "1100 0011"
+
+
+# One failure path: any error, the last good figures, the controls back on them ---------------------------------
 
 def agree(explorer: MemoryExplorer, choose, text) -> tuple[str, str]:
     """The controls show the settings, and the figures were made from that sequence (2L + 2 steps)."""
