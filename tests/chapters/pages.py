@@ -21,7 +21,9 @@ def _files(entries: list[dict]) -> list[str]:
 def toc_files() -> list[str]:
     """Every file in the table of contents (without suffix), root first, in reading order."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return [toc["root"], *_files(toc["chapters"])]
+    # A jb-book toc lists its chapters directly or, split into parts, under each part.
+    chapters = toc.get("chapters") or [c for part in toc["parts"] for c in part["chapters"]]
+    return [toc["root"], *_files(chapters)]
 
 
 def notebook_pages() -> list[Path]:
