@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
+
+from memlib.validate import check_int, is_int, is_number
 
 METRICS = ("step_ms", "peak_mib", "latency_ms")
 METRIC_NAME = {"step_ms": "training step time", "peak_mib": "peak memory", "latency_ms": "latency"}
@@ -190,7 +191,7 @@ def _lags_text(lags: Mapping[str, int]) -> str:
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if not is_int(value):
         raise TypeError(f"advise: expected {name} as an int >= {low}, got {value!r} ({type(value).__name__})")
     if value < low:
         raise ValueError(f"advise: expected {name} as an int >= {low}, got {value}")
@@ -198,7 +199,7 @@ def _check_int(name: str, value: Any, low: int) -> int:
 
 
 def _check_limit(name: str, value: Any, unit: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_number(value):
         raise TypeError(f"advise: expected {name} as a number of {unit} > 0 (math.inf: no limit), "
                         f"got {value!r} ({type(value).__name__})")
     value = float(value)
@@ -237,9 +238,8 @@ def _series(points: Any, path: str) -> Series:
         if not isinstance(point, Sequence) or isinstance(point, str) or len(point) != 2:
             raise ValueError(f"table: expected {path}[{i}] as a [T, value] pair, got {point!r}")
         t, v = point
-        if isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 1:
-            raise ValueError(f"table: expected {path}[{i}] to start with a length T as an int >= 1, got {t!r}")
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v <= 0:
+        check_int("table", "T", t, low=1, expected=f"{path}[{i}] to start with a length T as an int >= 1")
+        if not is_number(v) or not math.isfinite(v) or v <= 0:
             raise ValueError(f"table: expected {path}[{i}] to hold a measured value > 0 and finite, got {v!r}")
         if lengths and t <= lengths[-1]:
             what = "duplicate" if t == lengths[-1] else "unsorted"
@@ -258,11 +258,10 @@ def _model(key: str, row: Any, path: str) -> ModelRow:
     if not isinstance(lags, Mapping):
         raise ValueError(f"table: expected {path}.largest_lag as an object task -> lag, got {type(lags).__name__}")
     for task, lag in lags.items():
-        if isinstance(lag, bool) or not isinstance(lag, numbers.Integral) or lag < 0:
-            raise ValueError(f"table: expected {path}.largest_lag.{task} as an int >= 0, got {lag!r}")
+        check_int("table", "lag", lag, low=0, expected=f"{path}.largest_lag.{task} as an int >= 0")
     series = {m: _series(_key(row, path, m), f"{path}.{m}") for m in METRICS}
     score = row.get("interpretability")  # absent or null: the interpretability measurement is pending
-    if score is not None and (isinstance(score, bool) or not isinstance(score, numbers.Real)
+    if score is not None and (not is_number(score)
                               or not 0 <= score <= 1):
         raise ValueError(f"table: expected {path}.interpretability as a number in [0, 1] or null, got {score!r}")
     return ModelRow(key, label, {str(t): int(v) for t, v in lags.items()}, series,
@@ -290,8 +289,7 @@ def load_table(table: Any) -> Table:
                         f"JSON, got {type(table).__name__}")
     summary = _key(table, "", "summary")
     batch = _key(summary, "summary", "batch")
-    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
-        raise ValueError(f"table: expected summary.batch as an int >= 1, got {batch!r}")
+    check_int("table", "batch", batch, low=1, expected="summary.batch as an int >= 1")
     models = _key(summary, "summary", "models")
     if not isinstance(models, Mapping) or not models:
         raise ValueError(f"table: expected summary.models as a non-empty object key -> model, got {models!r:.80}")

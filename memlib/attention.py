@@ -27,7 +27,6 @@ Trace names (one value per call of the module):
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
@@ -35,16 +34,11 @@ from torch import nn
 
 from memlib import capability
 from memlib.tracing import record, use_reference
+from memlib.validate import check_heads, check_length, check_mask, check_tensor
 
 # ---------------------------------------------------------------------------------------------
 # Masks: boolean, True = blocked.
 # ---------------------------------------------------------------------------------------------
-
-
-def _check_length(name: str, label: str, value: object, minimum: int = 1) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name}: expected {label} as an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def causal_mask(Tq: int, Tk: int | None = None, *, offset: int = 0, device=None) -> torch.Tensor:
@@ -53,8 +47,8 @@ def causal_mask(Tq: int, Tk: int | None = None, *, offset: int = 0, device=None)
     ``offset=0`` aligns query 0 with key 0 (as ``is_causal`` in torch). When the queries are the last ``Tq`` of
     ``Tk`` positions (a segment after ``Tk - Tq`` remembered steps), use ``offset=Tk - Tq``.
     """
-    Tq = _check_length("causal_mask", "Tq", Tq)
-    Tk = Tq if Tk is None else _check_length("causal_mask", "Tk", Tk)
+    Tq = check_length("causal_mask", "Tq", Tq)
+    Tk = Tq if Tk is None else check_length("causal_mask", "Tk", Tk)
     i = torch.arange(Tq, device=device)[:, None]  # (Tq, 1)
     j = torch.arange(Tk, device=device)[None, :]  # (1, Tk)
     return j > i + offset
@@ -62,9 +56,9 @@ def causal_mask(Tq: int, Tk: int | None = None, *, offset: int = 0, device=None)
 
 def window_mask(Tq: int, Tk: int | None = None, *, window: int, offset: int = 0, device=None) -> torch.Tensor:
     """(Tq, Tk) boolean mask, True outside the band ``|j - (i + offset)| <= window`` (2 * window + 1 keys)."""
-    Tq = _check_length("window_mask", "Tq", Tq)
-    Tk = Tq if Tk is None else _check_length("window_mask", "Tk", Tk)
-    window = _check_length("window_mask", "window", window, minimum=0)
+    Tq = check_length("window_mask", "Tq", Tq)
+    Tk = Tq if Tk is None else check_length("window_mask", "Tk", Tk)
+    window = check_length("window_mask", "window", window, minimum=0)
     i = torch.arange(Tq, device=device)[:, None]  # (Tq, 1)
     j = torch.arange(Tk, device=device)[None, :]  # (1, Tk)
     return (j - i - offset).abs() > window
@@ -78,7 +72,7 @@ def padding_mask(lengths: torch.Tensor, T: int | None = None) -> torch.Tensor:
     if not isinstance(lengths, torch.Tensor) or lengths.is_floating_point() or lengths.dim() != 1:
         got = f"{lengths.dtype} of shape {tuple(lengths.shape)}" if isinstance(lengths, torch.Tensor) else lengths
         raise TypeError(f"padding_mask: expected lengths as a 1-D integer tensor (B,), got {got}")
-    T = int(lengths.max()) if T is None else _check_length("padding_mask", "T", T)
+    T = int(lengths.max()) if T is None else check_length("padding_mask", "T", T)
     if lengths.numel() and (lengths.min() < 0 or lengths.max() > T):
         raise ValueError(f"padding_mask: expected lengths in [0, {T}], got {lengths.tolist()}")
     return torch.arange(T, device=lengths.device)[None, :] >= lengths[:, None]  # (B, T)
@@ -91,14 +85,6 @@ def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return mask.to(dtype)
 
 
-def _check_mask_dtype(name: str, label: str, mask: object) -> torch.Tensor:
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"{name}: expected {label} as a tensor, got {type(mask).__name__}")
-    if mask.dtype != torch.bool and not mask.is_floating_point():
-        raise TypeError(f"{name}: expected {label} of dtype torch.bool or floating point, got {mask.dtype}")
-    return mask
-
-
 def _masked_softmax(scores: torch.Tensor) -> torch.Tensor:
     """Softmax over the last dim; a row whose every score is -inf gets zero weights (not NaN, nor NaN gradients)."""
     blocked = torch.isneginf(scores).all(dim=-1, keepdim=True)  # (..., 1): nothing to attend to
@@ -106,17 +92,20 @@ def _masked_softmax(scores: torch.Tensor) -> torch.Tensor:
     return weights.masked_fill(blocked, 0.0)
 
 
+def masked_softmax(scores: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dim; a row whose every score is -inf gets zero weights (not NaN, nor NaN gradients).
+
+    >>> inf = float("inf")
+    >>> masked_softmax(torch.tensor([[0.0, -inf], [-inf, -inf]]))
+    tensor([[1., 0.],
+            [0., 0.]])
+    """
+    return _masked_softmax(scores)
+
+
 # ---------------------------------------------------------------------------------------------
 # Scaled dot-product attention, with its weights.
 # ---------------------------------------------------------------------------------------------
-
-
-def _check_float(name: str, label: str, x: object, shapes: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name}: expected {label} as a tensor {shapes}, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point {label}, got {x.dtype}")
-    return x
 
 
 def scaled_dot_product_attention(
@@ -141,7 +130,7 @@ def scaled_dot_product_attention(
     """
     name = "scaled_dot_product_attention"
     for label, x in (("q", q), ("k", k), ("v", v)):
-        _check_float(name, label, x, "(..., T, E)")
+        check_tensor(name, label, x, "(..., T, E)")
         if x.dim() < 2:
             raise ValueError(f"{name}: expected {label} with at least 2 dims (..., T, E), got shape {tuple(x.shape)}")
     if not q.dtype == k.dtype == v.dtype:
@@ -154,7 +143,7 @@ def scaled_dot_product_attention(
         raise ValueError(f"{name}: expected dropout_p in [0, 1), got {dropout_p!r}")
     Tq, Tk = q.shape[-2], k.shape[-2]
     if mask is not None:
-        _check_mask_dtype(name, "mask", mask)
+        check_mask(name, "mask", mask)
         try:
             torch.broadcast_shapes(mask.shape, (*torch.broadcast_shapes(q.shape[:-2], k.shape[:-2]), Tq, Tk))
         except RuntimeError:
@@ -193,23 +182,40 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(B, T, H * E)  # (B, T, D)
 
 
-def _xavier_init(module: nn.Module, weights: list[str]) -> None:
-    """torch.nn.MultiheadAttention's initialisation: Xavier-uniform projections, zero biases."""
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, T, D) -> (B, H, T, D / H): the model width cut into ``heads`` slices, heads before time.
+
+    >>> split_heads(torch.zeros(2, 5, 8), 4).shape
+    torch.Size([2, 4, 5, 2])
+    """
+    return _split_heads(x, heads)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(B, H, T, E) -> (B, T, H * E): the inverse of :func:`split_heads`.
+
+    >>> x = torch.arange(16.0).view(1, 2, 8)
+    >>> torch.equal(merge_heads(split_heads(x, 4)), x)
+    True
+    """
+    return _merge_heads(x)
+
+
+def xavier_init(module: nn.Module, weights: list[str]) -> None:
+    """torch.nn.MultiheadAttention's initialisation: Xavier-uniform projections, zero biases.
+
+    ``module`` has the named ``weights``, an ``in_proj_bias`` (or None) and an ``out_proj`` Linear.
+
+    >>> m = MultiHeadAttention(8, 2)
+    >>> xavier_init(m, ["in_proj_weight"])
+    >>> bool(m.in_proj_bias.eq(0).all())
+    True
+    """
     for name in weights:
         nn.init.xavier_uniform_(getattr(module, name))
     if module.in_proj_bias is not None:
         nn.init.zeros_(module.in_proj_bias)
         nn.init.zeros_(module.out_proj.bias)
-
-
-def _check_heads(name: str, embed_dim: object, num_heads: object, dropout: object) -> None:
-    """The checks every multi-head module makes of its size arguments (this module and ``efficient.py``)."""
-    _check_length(name, "embed_dim", embed_dim)
-    _check_length(name, "num_heads", num_heads)
-    if embed_dim % num_heads:
-        raise ValueError(f"{name}: expected embed_dim divisible by num_heads, got {embed_dim} and {num_heads}")
-    if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0 <= dropout < 1:
-        raise ValueError(f"{name}: expected dropout as a probability in [0, 1), got {dropout!r}")
 
 
 class MultiHeadAttention(nn.Module):
@@ -251,12 +257,12 @@ class MultiHeadAttention(nn.Module):
     ):
         super().__init__()
         name = type(self).__name__
-        _check_heads(name, embed_dim, num_heads, dropout)
+        check_heads(name, embed_dim, num_heads, dropout)
         factory = {"device": device, "dtype": dtype}
         self.embed_dim, self.num_heads, self.batch_first = embed_dim, num_heads, batch_first
         self.dropout = float(dropout)
-        self.kdim = embed_dim if kdim is None else _check_length(name, "kdim", kdim)
-        self.vdim = embed_dim if vdim is None else _check_length(name, "vdim", vdim)
+        self.kdim = embed_dim if kdim is None else check_length(name, "kdim", kdim)
+        self.vdim = embed_dim if vdim is None else check_length(name, "vdim", vdim)
         self._qkv_same_embed_dim = self.kdim == embed_dim and self.vdim == embed_dim
         self.head_dim = embed_dim // num_heads
         # Registration order as in torch, so that one seed gives the same initial weights.
@@ -284,7 +290,7 @@ class MultiHeadAttention(nn.Module):
 
     def _reset_parameters(self) -> None:
         names = ["in_proj_weight"] if self._qkv_same_embed_dim else ["q_proj_weight", "k_proj_weight", "v_proj_weight"]
-        _xavier_init(self, names)
+        xavier_init(self, names)
         if self.bias_k is not None:
             nn.init.xavier_normal_(self.bias_k)
             nn.init.xavier_normal_(self.bias_v)
@@ -316,7 +322,7 @@ class MultiHeadAttention(nn.Module):
         layout = "(B, T, features)" if self.batch_first else "(T, B, features)"
         shapes = f"{layout} or unbatched (T, features)"
         for label, x in (("query", query), ("key", key), ("value", value)):
-            _check_float(name, label, x, shapes)
+            check_tensor(name, label, x, shapes)
             if x.dtype != dtype:
                 raise TypeError(f"{name}: expected {label} of dtype {dtype} (the weights' dtype), got {x.dtype}")
         if query.dim() not in (2, 3) or key.dim() != query.dim() or value.dim() != query.dim():
@@ -392,7 +398,7 @@ class MultiHeadAttention(nn.Module):
         if attn_mask is None and is_causal:
             attn_mask = causal_mask(Tq, Tk, device=like.device)
         if attn_mask is not None:
-            _check_mask_dtype(name, "attn_mask", attn_mask)
+            check_mask(name, "attn_mask", attn_mask)
             heads = (B * H, Tq, Tk) if batched else (H, Tq, Tk)
             if tuple(attn_mask.shape) == (Tq, Tk):
                 mask = additive_mask(attn_mask, like.dtype)[None, None]  # (1, 1, Tq, Tk)
@@ -403,7 +409,7 @@ class MultiHeadAttention(nn.Module):
                     f"{name}: expected attn_mask of shape {(Tq, Tk)} or {heads}, got {tuple(attn_mask.shape)}"
                 )
         if key_padding_mask is not None:
-            _check_mask_dtype(name, "key_padding_mask", key_padding_mask)
+            check_mask(name, "key_padding_mask", key_padding_mask)
             want = (B, Tk) if batched else (Tk,)
             if tuple(key_padding_mask.shape) != want:
                 got = tuple(key_padding_mask.shape)
@@ -428,9 +434,9 @@ def _check_memory_inputs(
     key_dim: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
     """Validate; return (query (B, Tq, Dq), values (B, Tk, Dv), float padding mask (B, 1, Tk) or None, single)."""
-    _check_float(name, "query", query, "(B, Tq, Dq) or (B, Dq)")
-    _check_float(name, "keys", keys, "(B, Tk, Dk)")
-    values = keys if values is None else _check_float(name, "values", values, "(B, Tk, Dv)")
+    check_tensor(name, "query", query, "(B, Tq, Dq) or (B, Dq)")
+    check_tensor(name, "keys", keys, "(B, Tk, Dk)")
+    values = keys if values is None else check_tensor(name, "values", values, "(B, Tk, Dv)")
     if query.dim() not in (2, 3):
         raise ValueError(f"{name}: expected query of shape (B, Tq, Dq) or (B, Dq), got {tuple(query.shape)}")
     if keys.dim() != 3 or values.dim() != 3:
@@ -450,7 +456,7 @@ def _check_memory_inputs(
     query = query[:, None] if single else query  # (B, Tq, Dq)
     mask = None
     if key_padding_mask is not None:
-        _check_mask_dtype(name, "key_padding_mask", key_padding_mask)
+        check_mask(name, "key_padding_mask", key_padding_mask)
         want, got = tuple(keys.shape[:2]), tuple(key_padding_mask.shape)
         if got != want:
             raise ValueError(f"{name}: expected key_padding_mask of shape {want}, got {got}")
@@ -473,7 +479,7 @@ class AdditiveAttention(nn.Module):
         super().__init__()
         name = type(self).__name__
         for label, size in (("query_dim", query_dim), ("key_dim", key_dim), ("hidden_size", hidden_size)):
-            _check_length(name, label, size)
+            check_length(name, label, size)
         factory = {"device": device, "dtype": dtype}
         self.query_dim, self.key_dim, self.hidden_size = query_dim, key_dim, hidden_size
         self.w_q = nn.Linear(query_dim, hidden_size, bias=False, **factory)
@@ -523,8 +529,8 @@ class LuongAttention(nn.Module):
     def __init__(self, query_dim: int, key_dim: int, score: str = "general", *, device=None, dtype=None):
         super().__init__()
         name = type(self).__name__
-        _check_length(name, "query_dim", query_dim)
-        _check_length(name, "key_dim", key_dim)
+        check_length(name, "query_dim", query_dim)
+        check_length(name, "key_dim", key_dim)
         if score not in _SCORES:
             raise ValueError(f"{name}: expected score in {_SCORES}, got {score!r}")
         if score == "dot" and query_dim != key_dim:
@@ -596,7 +602,7 @@ class LocalAttention(LuongAttention):
     ):
         super().__init__(query_dim, key_dim, score, device=device, dtype=dtype)
         name = type(self).__name__
-        self.window = _check_length(name, "window", window)
+        self.window = check_length(name, "window", window)
         if mode not in _LOCAL_MODES:
             raise ValueError(f"{name}: expected mode in {_LOCAL_MODES}, got {mode!r}")
         self.mode = mode

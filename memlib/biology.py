@@ -30,18 +30,17 @@ import torch
 from torch import nn
 
 from memlib.tracing import record
+from memlib.validate import check_float, check_int
 
 
 def _positive_int(fn: str, **sizes: object) -> None:
     for label, size in sizes.items():
-        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
-            raise ValueError(f"{fn}: expected {label} as a positive integer, got {size!r}")
+        check_int(fn, label, size, low=1)
 
 
 def _nonnegative_int(fn: str, **sizes: object) -> None:
     for label, size in sizes.items():
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise ValueError(f"{fn}: expected {label} as a non-negative integer, got {size!r}")
+        check_int(fn, label, size, low=0)
 
 
 def _check_labels(fn: str, labels: object, n: int) -> torch.Tensor:
@@ -260,14 +259,12 @@ class SensoryRegister:
     """
 
     def __init__(self, decay: float):
-        if isinstance(decay, bool) or not isinstance(decay, int | float) or not decay > 0:
-            raise ValueError(f"SensoryRegister: expected decay > 0 (steps), got {decay!r}")
+        check_float("SensoryRegister", "decay", decay, low=0, low_open=True, expected="decay > 0 (steps)")
         self.decay = float(decay)
 
     def retention(self, elapsed: float) -> float:
         """The chance that a trace survives ``elapsed`` >= 0 steps: ``exp(-elapsed / decay)``."""
-        if isinstance(elapsed, bool) or not isinstance(elapsed, int | float) or elapsed < 0:
-            raise ValueError(f"SensoryRegister: expected elapsed time >= 0, got {elapsed!r}")
+        check_float("SensoryRegister", "elapsed", elapsed, low=0, expected="elapsed time >= 0")
         return math.exp(-elapsed / self.decay)
 
     def sample(self, shape: tuple[int, ...], elapsed: float, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import numbers
 import os
 import tempfile
 import warnings
@@ -52,9 +51,10 @@ from torch.nn.utils import prune as torch_prune
 from torch.nn.utils.rnn import PackedSequence
 from torch.utils.checkpoint import checkpoint
 
-from memlib import recurrent as _rec
+from memlib import recurrent
 from memlib.hardware import checkpoint_blocks
 from memlib.train import FitResult, fit
+from memlib.validate import check_float, check_int, is_int
 
 TECHNIQUES = ("checkpointing", "pruning", "dynamic_quantization", "static_quantization", "low_rank")
 
@@ -142,7 +142,7 @@ def clone(model: nn.Module) -> nn.Module:
 # Gradient checkpointing.
 # ---------------------------------------------------------------------------------------------
 
-_RECURRENT_TYPES = (_rec._Recurrent, nn.RNNBase)
+_RECURRENT_TYPES = (recurrent.RecurrentBase, nn.RNNBase)
 _checkpointed_classes: dict[tuple[type, str], type] = {}
 
 
@@ -207,8 +207,7 @@ def enable_checkpointing(
     where = "enable_checkpointing"
     _check_module(where, model)
     if time_chunk is not None:
-        if not isinstance(time_chunk, int) or isinstance(time_chunk, bool) or time_chunk < 1:
-            raise ValueError(f"{where}: expected time_chunk as a positive int, got {time_chunk!r}")
+        check_int(where, "time_chunk", time_chunk, low=1, expected="time_chunk as a positive int")
         stacks = [m for m in model.modules() if isinstance(m, _RECURRENT_TYPES)]
         if not stacks:
             raise ValueError(f"{where}: time_chunk given, but {type(model).__name__} holds no RNN, LSTM or GRU")
@@ -308,9 +307,8 @@ def prunable_weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
 
 
 def _check_amount(where: str, amount: object) -> float:
-    if not isinstance(amount, numbers.Real) or isinstance(amount, bool) or not 0 <= amount < 1:
-        raise ValueError(f"{where}: expected amount as a fraction in [0, 1), got {amount!r}")
-    return float(amount)
+    expected = "amount as a fraction in [0, 1)"
+    return check_float(where, "amount", amount, low=0, high=1, high_open=True, expected=expected)
 
 
 def prune(
@@ -410,8 +408,8 @@ def _quiet_quantization() -> Iterator[None]:
 
 def _to_torch_recurrent(module: nn.Module) -> nn.Module:
     """A torch.nn copy of a memlib recurrent stack or cell (same weights), which quantize_dynamic can take."""
-    if isinstance(module, _rec._Recurrent):
-        kind = {_rec.LSTM: nn.LSTM, _rec.GRU: nn.GRU}.get(type(module))
+    if isinstance(module, recurrent.RecurrentBase):
+        kind = {recurrent.LSTM: nn.LSTM, recurrent.GRU: nn.GRU}.get(type(module))
         if kind is None:
             return module  # no dynamic-quantized Elman stack in torch: left float
         new = kind(
@@ -423,9 +421,10 @@ def _to_torch_recurrent(module: nn.Module) -> nn.Module:
             dropout=module.dropout,
             bidirectional=module.bidirectional,
         )
-    elif isinstance(module, _rec._Cell):
-        kind = {_rec.LSTMCell: nn.LSTMCell, _rec.GRUCell: nn.GRUCell, _rec.RNNCell: nn.RNNCell}[type(module)]
-        extra = {"nonlinearity": module.nonlinearity} if isinstance(module, _rec.RNNCell) else {}
+    elif isinstance(module, recurrent.CellBase):
+        cells = {recurrent.LSTMCell: nn.LSTMCell, recurrent.GRUCell: nn.GRUCell, recurrent.RNNCell: nn.RNNCell}
+        kind = cells[type(module)]
+        extra = {"nonlinearity": module.nonlinearity} if isinstance(module, recurrent.RNNCell) else {}
         new = kind(module.input_size, module.hidden_size, bias=module.bias, **extra)
     else:
         return module
@@ -434,7 +433,7 @@ def _to_torch_recurrent(module: nn.Module) -> nn.Module:
 
 
 def _swap_recurrent(model: nn.Module) -> nn.Module:
-    if isinstance(model, (_rec._Recurrent, _rec._Cell)):
+    if isinstance(model, (recurrent.RecurrentBase, recurrent.CellBase)):
         return _to_torch_recurrent(model)
     for name, child in model.named_children():
         setattr(model, name, _swap_recurrent(child))
@@ -469,7 +468,7 @@ class QuantizableMLP(nn.Module):
     def __init__(self, sizes: Sequence[int]):
         super().__init__()
         sizes = list(sizes)
-        if len(sizes) < 2 or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in sizes):
+        if len(sizes) < 2 or any(not is_int(s) or s < 1 for s in sizes):
             raise ValueError(f"QuantizableMLP: expected two or more positive int sizes, got {sizes!r}")
         self.sizes = sizes
         self.quant = torch.ao.quantization.QuantStub()
@@ -571,10 +570,8 @@ def distillation_loss(
     term's as T changes (their section 2).
     """
     where = "distillation_loss"
-    if not isinstance(temperature, numbers.Real) or isinstance(temperature, bool) or not temperature > 0:
-        raise ValueError(f"{where}: expected a positive temperature, got {temperature!r}")
-    if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool) or not 0 <= alpha <= 1:
-        raise ValueError(f"{where}: expected alpha in [0, 1], got {alpha!r}")
+    check_float(where, "temperature", temperature, low=0, low_open=True, expected="a positive temperature")
+    check_float(where, "alpha", alpha, low=0, high=1, expected="alpha in [0, 1]")
     if student_logits.shape != teacher_logits.shape or student_logits.dim() != 2:
         raise ValueError(
             f"{where}: expected student and teacher logits of one shape (B, C), got "
@@ -625,8 +622,7 @@ def distill(
 def rank_for_energy(weight: torch.Tensor, energy: float) -> int:
     """The smallest rank r whose truncated SVD keeps ``energy`` of the matrix's squared singular values
     (``sum(s[:r]**2) >= energy * sum(s**2)``, the Frobenius norm kept)."""
-    if not isinstance(energy, numbers.Real) or isinstance(energy, bool) or not 0 < energy <= 1:
-        raise ValueError(f"rank_for_energy: expected energy in (0, 1], got {energy!r}")
+    check_float("rank_for_energy", "energy", energy, low=0, high=1, low_open=True, expected="energy in (0, 1]")
     s = torch.linalg.svdvals(weight.detach().double())
     cumulative = (s**2).cumsum(0) / (s**2).sum().clamp_min(torch.finfo(torch.float64).tiny)
     return min(int((cumulative < energy - 1e-12).sum()) + 1, s.numel())
@@ -634,8 +630,7 @@ def rank_for_energy(weight: torch.Tensor, energy: float) -> int:
 
 def _check_rank(where: str, rank: object, shape: Sequence[int], label: str) -> int:
     full = min(shape)
-    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
-        raise ValueError(f"{where}: expected rank as a positive int, got {rank!r}")
+    check_int(where, "rank", rank, low=1, expected="rank as a positive int")
     if rank > full:
         raise ValueError(f"{where}: rank {rank} is above {label}'s rank limit min{tuple(shape)} = {full}")
     return rank
@@ -729,7 +724,7 @@ def low_rank_recurrent(rnn: nn.Module, *, rank: int | None = None, energy: float
     ``torch.nn.utils.parametrize``: the state_dict holds the factors; the full matrix is rebuilt at each forward,
     so this saves storage, not time. A matrix whose factors would be no smaller is left whole (with ``energy``)."""
     where = "low_rank_recurrent"
-    if not isinstance(rnn, _rec._Recurrent):
+    if not isinstance(rnn, recurrent.RecurrentBase):
         raise TypeError(f"{where}: expected a memlib RNN, LSTM or GRU, got {type(rnn).__name__}")
     if (rank is None) == (energy is None):
         raise ValueError(f"{where}: expected exactly one of rank or energy")

@@ -31,7 +31,6 @@ Trace names (one value per call, per head):
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -41,19 +40,16 @@ from torch import nn
 
 from memlib import capability
 from memlib.attention import (
-    _check_float,
-    _check_heads,
-    _check_length,
-    _check_mask_dtype,
-    _masked_softmax,
-    _merge_heads,
-    _split_heads,
-    _xavier_init,
     additive_mask,
+    masked_softmax,
+    merge_heads,
     scaled_dot_product_attention,
+    split_heads,
     window_mask,
+    xavier_init,
 )
 from memlib.tracing import record, tracing, use_reference
+from memlib.validate import check_heads, check_length, check_mask, check_tensor, is_int
 
 # ---------------------------------------------------------------------------------------------
 # Shared: MultiHeadAttention's projections, call convention and checks.
@@ -69,7 +65,7 @@ class _ProjectedAttention(nn.Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        _check_heads(name, embed_dim, num_heads, dropout)
+        check_heads(name, embed_dim, num_heads, dropout)
         factory = {"device": device, "dtype": dtype}
         self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
         self.dropout, self.batch_first = float(dropout), batch_first
@@ -79,7 +75,7 @@ class _ProjectedAttention(nn.Module):
         else:
             self.register_parameter("in_proj_bias", None)
         self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
-        _xavier_init(self, ["in_proj_weight"])
+        xavier_init(self, ["in_proj_weight"])
 
     def _inputs(
         self,
@@ -102,7 +98,7 @@ class _ProjectedAttention(nn.Module):
         layout = "(B, T, D)" if self.batch_first else "(T, B, D)"
         dtype = self.in_proj_weight.dtype
         for label, x in (("query", query), ("key", key), ("value", value)):
-            _check_float(name, label, x, layout)
+            check_tensor(name, label, x, layout)
             if x.dim() != 3:
                 raise ValueError(f"{name}: expected {label} of shape {layout}, got {tuple(x.shape)}")
             if x.shape[-1] != self.embed_dim:
@@ -126,7 +122,7 @@ class _ProjectedAttention(nn.Module):
             )
         pad = None
         if key_padding_mask is not None:
-            _check_mask_dtype(name, "key_padding_mask", key_padding_mask)
+            check_mask(name, "key_padding_mask", key_padding_mask)
             want, got = (key.shape[0], key.shape[1]), tuple(key_padding_mask.shape)
             if got != want:
                 raise ValueError(f"{name}: expected key_padding_mask of shape (B, Tk) = {want}, got {got}")
@@ -134,13 +130,13 @@ class _ProjectedAttention(nn.Module):
         b_q, b_k, b_v = self.in_proj_bias.chunk(3) if self.in_proj_bias is not None else (None, None, None)
         w_q, w_k, w_v = self.in_proj_weight.chunk(3)
         H = self.num_heads
-        q = _split_heads(F.linear(query, w_q, b_q), H)  # (B, H, Tq, E)
-        k = _split_heads(F.linear(key, w_k, b_k), H)  # (B, H, Tk, E)
-        v = _split_heads(F.linear(value, w_v, b_v), H)  # (B, H, Tk, E)
+        q = split_heads(F.linear(query, w_q, b_q), H)  # (B, H, Tq, E)
+        k = split_heads(F.linear(key, w_k, b_k), H)  # (B, H, Tk, E)
+        v = split_heads(F.linear(value, w_v, b_v), H)  # (B, H, Tk, E)
         return q, k, v, pad
 
     def _output(self, out: torch.Tensor) -> torch.Tensor:
-        out = self.out_proj(_merge_heads(out))  # (B, Tq, D)
+        out = self.out_proj(merge_heads(out))  # (B, Tq, D)
         return out if self.batch_first else out.transpose(0, 1)
 
     def _dropout(self, weights: torch.Tensor) -> torch.Tensor:
@@ -157,7 +153,7 @@ def _lean_softmax(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     Returns ``(weights, blocked)``: ``blocked`` (..., 1) marks rows whose every score is -inf. Those rows are set to
     0 before the softmax, so their weights come out uniform rather than NaN; the caller zeroes their outputs
     (:func:`_zero_blocked`) and, where the weights are shown, their weights. That is
-    :func:`memlib.attention._masked_softmax` without its two extra copies of the weights (a masked copy of the
+    :func:`memlib.attention.masked_softmax` without its two extra copies of the weights (a masked copy of the
     scores and a masked copy of the softmax, which would stay alive beside the one the softmax saves for backward).
     """
     blocked = torch.isneginf(scores).all(dim=-1, keepdim=True)  # (..., 1): nothing to attend to
@@ -231,9 +227,9 @@ class SlidingWindowAttention(_ProjectedAttention):
     ):
         super().__init__(embed_dim, num_heads, dropout, bias, batch_first, device, dtype)
         name = type(self).__name__
-        self.window = _check_length(name, "window", window)
+        self.window = check_length(name, "window", window)
         tokens = list(global_tokens)
-        if any(not isinstance(t, numbers.Integral) or isinstance(t, bool) or t < 0 for t in tokens):
+        if any(not is_int(t) or t < 0 for t in tokens):
             raise ValueError(f"{name}: expected global_tokens as non-negative integer positions, got {tokens}")
         self.global_tokens = tuple(sorted({int(t) for t in tokens}))
 
@@ -303,7 +299,7 @@ class SlidingWindowAttention(_ProjectedAttention):
 
         # Global queries attend to every key: G full rows.
         row_scores = (q[:, :, g] @ k.transpose(-2, -1)) + key_mask[:, None, None, :]  # (B, H, G, T)
-        rows = _masked_softmax(row_scores)
+        rows = masked_softmax(row_scores)
         out = out.index_copy(2, g, self._dropout(rows) @ v)  # (B, H, T, E)
 
         if not (need_weights or tracing()):
@@ -383,13 +379,13 @@ class BigBirdAttention(_ProjectedAttention):
     ):
         super().__init__(embed_dim, num_heads, dropout, bias, batch_first, device, dtype)
         name = type(self).__name__
-        self.block_size = _check_length(name, "block_size", block_size)
-        self.num_window_blocks = _check_length(name, "num_window_blocks", num_window_blocks)
+        self.block_size = check_length(name, "block_size", block_size)
+        self.num_window_blocks = check_length(name, "num_window_blocks", num_window_blocks)
         if num_window_blocks % 2 != 1:
             got = num_window_blocks
             raise ValueError(f"{name}: expected an odd num_window_blocks (centred on the query), got {got}")
-        self.num_global_blocks = _check_length(name, "num_global_blocks", num_global_blocks, minimum=0)
-        self.num_random_blocks = _check_length(name, "num_random_blocks", num_random_blocks, minimum=0)
+        self.num_global_blocks = check_length(name, "num_global_blocks", num_global_blocks, minimum=0)
+        self.num_random_blocks = check_length(name, "num_random_blocks", num_random_blocks, minimum=0)
         self.seed = int(seed)
 
     def extra_repr(self) -> str:
@@ -470,7 +466,7 @@ class BigBirdAttention(_ProjectedAttention):
         out = _zero_blocked(self._dropout(weights) @ v_sel, blocked).view(B, H, T, E)  # (B, H, T, E)
 
         # Global queries (the first blocks) attend to every key: G full rows.
-        rows = _masked_softmax(q[:, :, :G] @ k.transpose(-2, -1) + key_mask[:, None, None])  # (B, H, G, T)
+        rows = masked_softmax(q[:, :, :G] @ k.transpose(-2, -1) + key_mask[:, None, None])  # (B, H, G, T)
         out = torch.cat([self._dropout(rows) @ v, out[:, :, G:]], dim=2)
 
         if not (need_weights or tracing()):
@@ -518,7 +514,7 @@ class LinformerAttention(_ProjectedAttention):
     ):
         super().__init__(embed_dim, num_heads, dropout, bias, batch_first, device, dtype)
         name = type(self).__name__
-        self.seq_len, self.k = _check_length(name, "seq_len", seq_len), _check_length(name, "k", k)
+        self.seq_len, self.k = check_length(name, "seq_len", seq_len), check_length(name, "k", k)
         if k > seq_len:
             raise ValueError(f"{name}: expected k <= seq_len (a projection down), got k = {k} and seq_len = {seq_len}")
         self.E = nn.Parameter(torch.empty(k, seq_len, device=device, dtype=dtype))

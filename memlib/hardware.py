@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
@@ -44,6 +44,7 @@ from torch import nn
 
 from memlib import capability
 from memlib.profiling import peak_memory
+from memlib.validate import check_choice, check_float, check_int, is_int
 
 MiB = 2**20
 GiB = 2**30
@@ -119,15 +120,8 @@ class MemoryEstimate:
         return "\n".join([head, *rows, f"  {'total':<16} {self.total / MiB:>10.2f} MiB", *notes])
 
 
-def _check_choice(where: str, what: str, value: object, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{where}: expected {what} one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value  # type: ignore[return-value]
-
-
 def _check_batch(where: str, batch_size: object) -> int:
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
-        raise ValueError(f"{where}: expected batch_size as a positive integer, got {batch_size!r}")
+    check_int(where, "batch_size", batch_size, low=1)
     return batch_size
 
 
@@ -145,7 +139,7 @@ def _as_inputs(where: str, model: nn.Module, example_input: object) -> Inputs:
     like = next(iter(model.parameters()), None)
     factory = {"device": like.device, "dtype": like.dtype} if like is not None else {}
     if isinstance(example_input, (tuple, list, torch.Size)) and example_input:
-        if all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in example_input):
+        if all(is_int(d) and d > 0 for d in example_input):
             # a generator of its own, so that the caller's random state is left alone
             generator = torch.Generator(factory.get("device", "cpu")).manual_seed(0)
             return (torch.randn(*example_input, generator=generator, **factory),)
@@ -360,8 +354,8 @@ def estimate_training_memory(
     where = "estimate_training_memory"
     if not isinstance(model, nn.Module):
         raise TypeError(f"{where}: expected model as an nn.Module, got {type(model).__name__}")
-    _check_choice(where, "optimizer", optimizer, tuple(OPTIMIZER_STATES))
-    _check_choice(where, "precision", precision, PRECISIONS)
+    check_choice(where, "optimizer", optimizer, tuple(OPTIMIZER_STATES))
+    check_choice(where, "precision", precision, PRECISIONS)
     inputs = _as_inputs(where, model, example_input)
     weights = [*model.parameters(), *model.buffers()]
     if any(w.is_floating_point() and w.dtype != torch.float32 for w in weights):
@@ -499,8 +493,8 @@ def validate(
     libraries that allocate on their own); on CUDA the caching allocator's peak. No gradient scaler is used.
     """
     where = "validate"
-    _check_choice(where, "optimizer", optimizer, tuple(OPTIMIZER_STATES))
-    _check_choice(where, "precision", precision, PRECISIONS)
+    check_choice(where, "optimizer", optimizer, tuple(OPTIMIZER_STATES))
+    check_choice(where, "precision", precision, PRECISIONS)
     inputs = _as_inputs(where, model, example_input)
     dim = _infer_batch_dim(model, inputs[0]) if batch_dim is None else batch_dim
     batch = inputs[0].shape[dim]
@@ -591,15 +585,26 @@ def gpu(name: str | GPU) -> GPU:
 DEFAULT_RESERVE = 0.1
 
 
-def _usable(where: str, device: str | GPU, reserve: float) -> int:
-    if not isinstance(reserve, (int, float)) or isinstance(reserve, bool) or not 0 <= reserve < 1:
-        raise ValueError(f"{where}: expected reserve as a fraction in [0, 1), got {reserve!r}")
+def usable_memory(device: str | GPU, reserve: float = DEFAULT_RESERVE, *, where: str = "usable_memory") -> int:
+    """The bytes of ``device``'s memory a training run may use: its memory less the ``reserve`` fraction.
+
+    ``where`` names the caller in error messages.
+
+    >>> usable_memory("RTX 3090", reserve=0.5) == gpu("RTX 3090").memory // 2
+    True
+    """
+    check_float(where, "reserve", reserve, low=0, high=1, high_open=True, expected="reserve as a fraction in [0, 1)")
     return int(gpu(device).memory * (1 - reserve))
+
+
+def _usable(where: str, device: str | GPU, reserve: float) -> int:
+    """Deprecated alias of :func:`usable_memory`, kept until ``widgets/budget.py`` switches."""
+    return usable_memory(device, reserve, where=where)
 
 
 def fits(estimate: MemoryEstimate, device: str | GPU, reserve: float = DEFAULT_RESERVE) -> bool:
     """Whether ``estimate.total`` fits in the GPU's memory less the ``reserve`` fraction."""
-    return estimate.total <= _usable("fits", device, reserve)
+    return estimate.total <= usable_memory(device, reserve, where="fits")
 
 
 def largest_batch(
@@ -621,7 +626,7 @@ def largest_batch(
         if example_input is None:
             raise ValueError(f"{where}: expected an example_input with a model, got None")
         estimate = estimate_training_memory(model, example_input, **options)
-    budget = _usable(where, device, reserve)
+    budget = usable_memory(device, reserve, where=where)
     e = estimate
     grows = e.activations - e.activations_fixed + e.backward_workspace - e.backward_workspace_fixed
     per_sample = grows / e.batch_size
@@ -669,13 +674,12 @@ def recommended_ram(device: str | GPU | int, gpus: int = 1) -> RamRecommendation
     margin for those.
     """
     where = "recommended_ram"
-    if isinstance(device, int) and not isinstance(device, bool):
+    if is_int(device):
         if device <= 0:
             raise ValueError(f"{where}: expected GPU memory as a positive number of bytes, got {device}")
         memory = device
     else:
         memory = gpu(device).memory
-    if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus <= 0:
-        raise ValueError(f"{where}: expected gpus as a positive integer, got {gpus!r}")
+    check_int(where, "gpus", gpus, low=1)
     total = memory * gpus
     return RamRecommendation(total, math.ceil(total * 1.25))

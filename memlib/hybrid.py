@@ -23,7 +23,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from memlib.attention import AdditiveAttention, LocalAttention, LuongAttention, padding_mask
 from memlib.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell
 from memlib.tracing import record, tracing
-from memlib.transformer import _check_tokens
+from memlib.validate import check_tokens
 
 _RECURRENT = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
 
@@ -312,7 +312,7 @@ class Seq2Seq(nn.Module):
     def _encode(self, src: torch.Tensor, src_lengths: torch.Tensor | None) -> tuple[tuple[torch.Tensor, ...], _Source]:
         """The decoder's initial state, and what it attends to: outputs (B, S, D), padding mask (B, S), lengths."""
         name = type(self).__name__
-        _check_tokens(name, src, self.src_vocab)
+        check_tokens(name, src, self.src_vocab)
         B, S = src.shape
         x = self.src_embedding(src)  # (B, S, De)
         if src_lengths is None:
@@ -381,7 +381,7 @@ class Seq2Seq(nn.Module):
         teacher_forcing: float = 1.0,
     ) -> torch.Tensor:
         name = type(self).__name__
-        _check_tokens(name, tgt, self.tgt_vocab)
+        check_tokens(name, tgt, self.tgt_vocab)
         if tgt.shape[0] != src.shape[0]:
             raise ValueError(f"{name}: expected src and tgt with one batch size, got {src.shape[0]} and {tgt.shape[0]}")
         if not 0.0 <= teacher_forcing <= 1.0:

@@ -51,6 +51,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from memlib.validate import check_int, is_int, is_number
+
 METHODS = (
     "integrated_gradients",
     "saliency",
@@ -171,8 +173,8 @@ def _check_target(target: object, output: torch.Tensor) -> object:
                     f"output of shape {shape}, got {target.tolist()}"
                 )
             return target.to(output.device)
-        if isinstance(target, bool) or not isinstance(target, int):
-            raise TypeError(f"attribute: expected target as an int or an integer tensor ({B},), got {target!r}")
+        check_int("attribute", "target", target, expected=f"target as an int or an integer tensor ({B},)",
+                  error=TypeError)
         if not 0 <= target < shape[1]:
             raise ValueError(
                 f"attribute: target out of range: expected an index in [0, {shape[1]}) for an output "
@@ -183,7 +185,7 @@ def _check_target(target: object, output: torch.Tensor) -> object:
     if (
         not isinstance(index, tuple)
         or len(index) != output.dim() - 1
-        or not all(isinstance(i, int) and not isinstance(i, bool) for i in index)
+        or not all(is_int(i) for i in index)
     ):
         raise ValueError(
             f"attribute: the model returns an output of shape {shape}; expected target as a tuple of "
@@ -202,7 +204,7 @@ def _baseline(baseline: object, inputs: torch.Tensor) -> torch.Tensor:
     if _is_tokens(inputs):
         if isinstance(baseline, str) and baseline == "zeros":
             return torch.zeros_like(inputs)
-        if isinstance(baseline, int) and not isinstance(baseline, bool):
+        if is_int(baseline):
             return torch.full_like(inputs, baseline)
         if isinstance(baseline, torch.Tensor) and not baseline.is_floating_point():
             return _broadcast(baseline, inputs)
@@ -217,7 +219,7 @@ def _baseline(baseline: object, inputs: torch.Tensor) -> torch.Tensor:
             dims = (0, 1)
             return inputs.mean(dim=dims, keepdim=True).expand_as(inputs).contiguous()
         raise ValueError(f"attribute: unknown baseline {baseline!r}; expected 'zeros', 'mean', a number or a tensor")
-    if isinstance(baseline, int | float) and not isinstance(baseline, bool):
+    if is_number(baseline):
         return torch.full_like(inputs, float(baseline))
     if isinstance(baseline, torch.Tensor):
         return _broadcast(baseline.to(inputs.dtype), inputs)
@@ -247,9 +249,9 @@ def _embedding(model: nn.Module) -> nn.Module:
 
 
 def _recurrent(model: nn.Module) -> nn.Module:
-    from memlib.recurrent import _Recurrent
+    from memlib.recurrent import RecurrentBase
 
-    found = [m for m in model.modules() if isinstance(m, _Recurrent | nn.RNNBase)]
+    found = [m for m in model.modules() if isinstance(m, RecurrentBase | nn.RNNBase)]
     if not found:
         raise ValueError("attribute: layer_conductance needs layer= (the model has no recurrent layer to default to)")
     return found[0]
@@ -359,8 +361,7 @@ def attribute(
     model = _check_model(model)
     method = _check_method(method)
     inputs = _check_inputs(inputs)
-    if not isinstance(n_steps, int) or isinstance(n_steps, bool) or n_steps < 1:
-        raise ValueError(f"attribute: expected n_steps as a positive int, got {n_steps!r}")
+    check_int("attribute", "n_steps", n_steps, low=1, expected="n_steps as a positive int")
     tokens = _is_tokens(inputs)
     if tokens:
         if method not in _TOKEN_METHODS:
@@ -483,8 +484,7 @@ def top_k_steps(attribution: Attribution, k: int, *, absolute: bool = True, redu
     """
     scores = _step_scores("top_k_steps", attribution, absolute, reduce)
     T = scores.shape[1]
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= T:
-        raise ValueError(f"top_k_steps: expected k as an int in [1, {T}], got {k!r}")
+    check_int("top_k_steps", "k", k, low=1, high=T, expected=f"k as an int in [1, {T}]")
     return scores.topk(k, dim=1).indices
 
 
@@ -567,7 +567,7 @@ def deletion_curve(
             f"deletion_curve: expected an attribution of these inputs, per_step ({B}, {T}), got {tuple(per_step.shape)}"
         )
     steps = list(steps)
-    if not steps or any(not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= T for k in steps):
+    if not steps or any(not is_int(k) or not 0 <= k <= T for k in steps):
         raise ValueError(f"deletion_curve: expected steps as ints in [0, {T}], got {steps!r}")
     if not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"deletion_curve: expected repeats as a positive int, got {repeats!r}")

@@ -30,13 +30,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from memlib.train import fit
+from memlib.validate import check_float, check_int
 
 METHODS = ("finetune", "replay", "ewc")
 
 
 def _check_count(where: str, name: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{where}: expected {name} to be an int >= 0, got {value!r}")
+    check_int(where, name, value, low=0, expected=f"{name} to be an int >= 0")
     return value
 
 
@@ -170,8 +170,7 @@ class EWC:
     """
 
     def __init__(self, lam: float):
-        if isinstance(lam, bool) or not isinstance(lam, int | float) or not math.isfinite(lam) or lam < 0:
-            raise ValueError(f"EWC: expected lam to be a finite number >= 0, got {lam!r}")
+        check_float("EWC", "lam", lam, low=0, finite=True, expected="lam to be a finite number >= 0")
         self.lam = float(lam)
 
     def __repr__(self) -> str:
@@ -216,8 +215,7 @@ def split_digits(
     Task ``t`` holds the classes ``t * 10 // n_tasks`` up to ``(t + 1) * 10 // n_tasks`` (5 tasks: {0, 1},
     {2, 3}, ...). Each class is split into train and test at random with ``seed`` (stratified).
     """
-    if not isinstance(n_tasks, int) or isinstance(n_tasks, bool) or not 1 <= n_tasks <= 10:
-        raise ValueError(f"split_digits: expected n_tasks an int in 1..10, got {n_tasks!r}")
+    check_int("split_digits", "n_tasks", n_tasks, low=1, high=10, expected="n_tasks an int in 1..10")
     if not 0 < test_fraction < 1:
         raise ValueError(f"split_digits: expected 0 < test_fraction < 1, got {test_fraction!r}")
     from sklearn.datasets import load_digits

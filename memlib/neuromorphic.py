@@ -35,6 +35,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from memlib.validate import check_float, check_int
+
 # Energy per operation in picojoules, 45 nm CMOS (Horowitz, ISSCC 2014; Han et al. 2015, Table 1).
 DIGITAL_PJ = {
     "fp32_add": 0.9,
@@ -57,14 +59,12 @@ ANALOG_PJ_PER_MAC = {
 def _check_bits(fn: str, label: str, bits: object) -> None:
     if bits is None:
         return
-    if not isinstance(bits, int) or isinstance(bits, bool) or bits < 1:
-        raise ValueError(f"{fn}: expected {label} as an integer >= 1 or None (full precision), got {bits!r}")
+    check_int(fn, "bits", bits, low=1, expected=f"{label} as an integer >= 1 or None (full precision)")
 
 
 def _check_nonnegative(fn: str, **values: object) -> None:
     for label, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"{fn}: expected {label} as a finite number >= 0, got {value!r}")
+        check_float(fn, label, value, low=0, finite=True, expected=f"{label} as a finite number >= 0")
 
 
 def quantize_conductance(g: torch.Tensor, g_min: float, g_max: float, bits: int | None) -> torch.Tensor:
@@ -173,9 +173,9 @@ class CrossbarLinear(nn.Module):
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
 
     def _check_time(self, t: object) -> float:
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0 or not math.isfinite(t):
-            raise ValueError(f"CrossbarLinear: expected t as a finite time > 0 (seconds), got {t!r}")
-        return float(t)
+        return check_float(
+            "CrossbarLinear", "t", t, low=0, low_open=True, finite=True, expected="t as a finite time > 0 (seconds)"
+        )
 
     def _randn(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         # the generator lives on the CPU (torch.Generator's default); draw there, then move
@@ -294,8 +294,7 @@ def energy_estimate(macs: int, weights: int, inferences: int = 1) -> list[Energy
     orders of magnitude.
     """
     for label, value in (("macs", macs), ("weights", weights), ("inferences", inferences)):
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"energy_estimate: expected {label} as a positive integer, got {value!r}")
+        check_int("energy_estimate", label, value, low=1)
     arithmetic = macs * (DIGITAL_PJ["fp32_mult"] + DIGITAL_PJ["fp32_add"])
     rows = [
         Energy(

@@ -35,7 +35,6 @@ in the packed (longest first) order, since shorter sequences have stopped.
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from collections.abc import Callable
 from functools import partial
@@ -47,6 +46,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from memlib import capability
 from memlib.tracing import record, use_reference
+from memlib.validate import check_float, check_input, check_int, check_sizes, check_state_tensor
 
 State = tuple[torch.Tensor, ...]  # (h,) for RNN and GRU, (h, c) for LSTM; each (B, H) in a step
 Weights = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]  # w_ih, w_hh, b_ih, b_hh
@@ -157,33 +157,6 @@ def _run_layer(
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_input(name: str, x: object, input_size: int, dims: tuple[int, ...], shapes: str, dtype: torch.dtype):
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name}: expected input as a tensor {shapes}, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point input, got {x.dtype}")
-    if x.dtype != dtype:
-        raise TypeError(f"{name}: expected input of dtype {dtype} (the weights' dtype), got {x.dtype}")
-    if x.dim() not in dims:
-        raise ValueError(f"{name}: expected input of shape {shapes}, got {x.dim()}-D shape {tuple(x.shape)}")
-    if x.shape[-1] != input_size:
-        raise ValueError(f"{name}: expected input of size {input_size}, got {x.shape[-1]}")
-    if 0 in x.shape[:-1]:
-        raise ValueError(f"{name}: expected a non-empty sequence and batch, got input of shape {tuple(x.shape)}")
-
-
-def _check_state(name: str, label: str, h: object, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-    if not isinstance(h, torch.Tensor):
-        raise TypeError(f"{name}: expected {label} as a tensor of shape {shape}, got {type(h).__name__}")
-    if h.dtype != like.dtype:
-        raise TypeError(f"{name}: expected {label} of dtype {like.dtype} (the input's), got {h.dtype}")
-    if tuple(h.shape) != shape:
-        raise ValueError(f"{name}: expected {label} of shape {shape}, got {tuple(h.shape)}")
-    if h.device != like.device:
-        raise ValueError(f"{name}: expected {label} on {like.device} (the input's device), got {h.device}")
-    return h
-
-
 def _unpack_hx(name: str, hx: object, n_states: int) -> tuple[object, ...]:
     """The user's state as a tuple: ``h0`` -> (h0,), ``(h0, c0)`` -> (h0, c0)."""
     if n_states == 1:
@@ -191,12 +164,6 @@ def _unpack_hx(name: str, hx: object, n_states: int) -> tuple[object, ...]:
     if not isinstance(hx, tuple | list) or len(hx) != 2:
         raise TypeError(f"{name}: expected hx as a tuple (h0, c0), got {type(hx).__name__}")
     return tuple(hx)
-
-
-def _check_sizes(name: str, input_size: int, hidden_size: int) -> None:
-    for label, size in (("input_size", input_size), ("hidden_size", hidden_size)):
-        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
-            raise ValueError(f"{name}: expected {label} as a positive integer, got {size!r}")
 
 
 def _register_weights(
@@ -223,13 +190,15 @@ def _reset_uniform(module: nn.Module, hidden_size: int) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-class _Cell(nn.Module):
+class CellBase(nn.Module):
+    """What RNNCell, LSTMCell and GRUCell share: sizes, parameters in torch.nn's layout, and validation."""
+
     _gates: int
     _n_states: int
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, device=None, dtype=None):
         super().__init__()
-        _check_sizes(type(self).__name__, input_size, hidden_size)
+        check_sizes(type(self).__name__, input_size=input_size, hidden_size=hidden_size)
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         factory = {"device": device, "dtype": dtype}
         _register_weights(self, "", input_size, hidden_size, self._gates, bias, factory)
@@ -249,7 +218,10 @@ class _Cell(nn.Module):
 
     def _run(self, input: torch.Tensor, hx: object) -> State:
         name = type(self).__name__
-        _check_input(name, input, self.input_size, (1, 2), "(B, I) or unbatched (I,)", self.weight_ih.dtype)
+        check_input(
+            name, input, self.input_size, dims=(1, 2), shapes="(B, I) or unbatched (I,)", dtype=self.weight_ih.dtype,
+            nonempty="sequence and batch",
+        )
         batched = input.dim() == 2
         x = input if batched else input[None]  # (B, I)
         shape = (x.shape[0], self.hidden_size)
@@ -259,14 +231,14 @@ class _Cell(nn.Module):
             labels = ("h0", "c0")[: self._n_states]
             given = _unpack_hx(name, hx, self._n_states)
             want = shape if batched else shape[1:]
-            state = tuple(_check_state(name, lab, h, want, x) for lab, h in zip(labels, given, strict=True))
+            state = tuple(check_state_tensor(name, lab, h, want, x) for lab, h in zip(labels, given, strict=True))
             state = state if batched else tuple(s[None] for s in state)
         weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
         state = self._step(x, state, weights)
         return state if batched else tuple(s[0] for s in state)
 
 
-class RNNCell(_Cell):
+class RNNCell(CellBase):
     """An Elman cell: h' = tanh(W_ih x + b_ih + W_hh h + b_hh) (or relu). ``torch.nn.RNNCell`` compatible.
 
     Weights: ``weight_ih`` (H, I), ``weight_hh`` (H, H), ``bias_ih`` and ``bias_hh`` (H,).
@@ -297,7 +269,7 @@ class RNNCell(_Cell):
         return self._run(input, hx)[0]
 
 
-class LSTMCell(_Cell):
+class LSTMCell(CellBase):
     """An LSTM cell with a forget gate, ``torch.nn.LSTMCell`` compatible. Gates stacked i, f, g, o.
 
     Weights: ``weight_ih`` (4H, I), ``weight_hh`` (4H, H), ``bias_ih`` and ``bias_hh`` (4H,).
@@ -316,7 +288,7 @@ class LSTMCell(_Cell):
         return h, c
 
 
-class GRUCell(_Cell):
+class GRUCell(CellBase):
     """A GRU cell in PyTorch's form, ``torch.nn.GRUCell`` compatible. Gates stacked r, z, n.
 
     Weights: ``weight_ih`` (3H, I), ``weight_hh`` (3H, H), ``bias_ih`` and ``bias_hh`` (3H,).
@@ -337,7 +309,7 @@ class GRUCell(_Cell):
 # ---------------------------------------------------------------------------------------------
 
 
-class _Recurrent(nn.Module):
+class RecurrentBase(nn.Module):
     """What RNN, LSTM and GRU share: parameters, validation, and the choice of path."""
 
     _gates: int
@@ -358,11 +330,9 @@ class _Recurrent(nn.Module):
     ):
         super().__init__()
         name = type(self).__name__
-        _check_sizes(name, input_size, hidden_size)
-        if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers <= 0:
-            raise ValueError(f"{name}: expected num_layers as a positive integer, got {num_layers!r}")
-        if not isinstance(dropout, numbers.Number) or isinstance(dropout, bool) or not 0 <= dropout <= 1:
-            raise ValueError(f"{name}: expected dropout as a probability in [0, 1], got {dropout!r}")
+        check_sizes(name, input_size=input_size, hidden_size=hidden_size)
+        check_int(name, "num_layers", num_layers, low=1)
+        check_float(name, "dropout", dropout, low=0, high=1, expected="dropout as a probability in [0, 1]")
         if dropout > 0 and num_layers == 1:
             warnings.warn(
                 f"{name}: dropout applies between layers, so it does nothing with num_layers=1 (dropout={dropout})",
@@ -445,11 +415,16 @@ class _Recurrent(nn.Module):
         packed = isinstance(input, PackedSequence)
         if packed:
             data, batch_sizes, sorted_indices, unsorted_indices = input
-            _check_input(name, data, self.input_size, (2,), "(sum of lengths, I) in a PackedSequence", dtype)
+            check_input(
+                name, data, self.input_size, dims=(2,), shapes="(sum of lengths, I) in a PackedSequence",
+                dtype=dtype, nonempty="sequence and batch",
+            )
             x, batched, batch = data, True, int(batch_sizes[0])
         else:
             shapes = "(B, T, I) or unbatched (T, I)" if self.batch_first else "(T, B, I) or unbatched (T, I)"
-            _check_input(name, input, self.input_size, (2, 3), shapes, dtype)
+            check_input(
+                name, input, self.input_size, dims=(2, 3), shapes=shapes, dtype=dtype, nonempty="sequence and batch"
+            )
             batched = input.dim() == 3
             x = input if batched else input.unsqueeze(0 if self.batch_first else 1)  # (B, T, I) or (T, B, I)
             batch = x.shape[0 if self.batch_first else 1]
@@ -461,7 +436,7 @@ class _Recurrent(nn.Module):
             labels = ("h0", "c0")[: self._n_states]
             want = shape if batched else (shape[0], shape[2])
             given = _unpack_hx(name, hx, self._n_states)
-            state = tuple(_check_state(name, lab, h, want, x) for lab, h in zip(labels, given, strict=True))
+            state = tuple(check_state_tensor(name, lab, h, want, x) for lab, h in zip(labels, given, strict=True))
             state = state if batched else tuple(s.unsqueeze(1) for s in state)
         if packed and sorted_indices is not None:  # the state follows its sequence into the sorted order
             state = tuple(s.index_select(1, sorted_indices) for s in state)
@@ -518,7 +493,7 @@ def _suffix(layer: int, reverse: bool) -> str:
     return f".l{layer}" + ("_reverse" if reverse else "")
 
 
-class RNN(_Recurrent):
+class RNN(RecurrentBase):
     """A stack of Elman RNN layers, ``torch.nn.RNN`` compatible (``nonlinearity`` 'tanh' or 'relu').
 
     Weights per layer ``k`` (and ``_reverse``): ``weight_ih_lk`` (H, I or D*H), ``weight_hh_lk`` (H, H),
@@ -576,7 +551,7 @@ class RNN(_Recurrent):
         return output, h
 
 
-class LSTM(_Recurrent):
+class LSTM(RecurrentBase):
     """A stack of LSTM layers, ``torch.nn.LSTM`` compatible (without ``proj_size``). Gates stacked i, f, g, o.
 
     Weights per layer ``k`` (and ``_reverse``): ``weight_ih_lk`` (4H, I or D*H), ``weight_hh_lk`` (4H, H),
@@ -600,7 +575,7 @@ class LSTM(_Recurrent):
         return output, (h, c)
 
 
-class GRU(_Recurrent):
+class GRU(RecurrentBase):
     """A stack of GRU layers in PyTorch's form, ``torch.nn.GRU`` compatible. Gates stacked r, z, n.
 
     Weights per layer ``k`` (and ``_reverse``): ``weight_ih_lk`` (3H, I or D*H), ``weight_hh_lk`` (3H, H),

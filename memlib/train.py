@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from memlib.validate import check_int
+
 _DEVICE_TYPES = ("cpu", "cuda")
 
 
@@ -53,8 +55,7 @@ def device(spec: str | torch.device = "auto") -> torch.device:
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch (CPU and CUDA); return a CPU generator seeded the same way."""
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed_everything: expected an int seed, got {type(seed).__name__}")
+    check_int("seed_everything", "seed", seed, expected="an int seed", got=type(seed).__name__, error=TypeError)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -100,8 +101,7 @@ def fit(
     sees the same data); ``loss_fn(model, batch)`` returns a scalar loss. ``progress=None``
     shows a tqdm bar only on a terminal, so notebooks run by papermill stay quiet.
     """
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"fit: expected steps to be a positive int, got {steps!r}")
+    check_int("fit", "steps", steps, low=1, expected="steps to be a positive int")
     if optimizer is None:
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     result = FitResult()

@@ -29,13 +29,15 @@ from torch import nn
 
 from memlib.attention import (
     MultiHeadAttention,
-    _check_float,
-    _check_length,
-    _merge_heads,
-    _split_heads,
     causal_mask,
+    merge_heads,
+    split_heads,
 )
 from memlib.tracing import record
+from memlib.validate import check_length, check_tensor, check_tokens
+
+# TransformerXL.forward's code is printed in chapter 12 with this name: keep it until the page is re-run.
+from memlib.validate import check_tensor as _check_float
 
 # ---------------------------------------------------------------------------------------------
 # Positional encodings (Vaswani et al. 2017, section 3.5).
@@ -48,10 +50,10 @@ def sinusoidal_encoding(positions: torch.Tensor, d_model: int, base: float = 100
     PE(pos, 2i) = sin(pos / base^(2i / D)), PE(pos, 2i + 1) = cos(pos / base^(2i / D)) (Vaswani et al. 2017, 3.5).
     Positions may be any real numbers: Transformer-XL encodes relative distances with it.
     """
-    _check_float("sinusoidal_encoding", "positions", positions, "(T,)")
+    check_tensor("sinusoidal_encoding", "positions", positions, "(T,)")
     if positions.dim() != 1:
         raise ValueError(f"sinusoidal_encoding: expected positions of shape (T,), got {tuple(positions.shape)}")
-    _check_length("sinusoidal_encoding", "d_model", d_model)
+    check_length("sinusoidal_encoding", "d_model", d_model)
     two_i = torch.arange(0, d_model, 2, device=positions.device, dtype=positions.dtype)  # (ceil(D/2),)
     # pos / base^(2i / D)
     angles = positions[:, None] * base ** (-two_i / d_model)  # (T, ceil(D/2))
@@ -63,7 +65,7 @@ def sinusoidal_encoding(positions: torch.Tensor, d_model: int, base: float = 100
 
 def _check_sequence(name: str, x: object, d_model: int, batch_first: bool) -> torch.Tensor:
     layout = "(B, T, D)" if batch_first else "(T, B, D)"
-    _check_float(name, "input", x, f"{layout} or unbatched (T, D)")
+    check_tensor(name, "input", x, f"{layout} or unbatched (T, D)")
     if x.dim() not in (2, 3):
         raise ValueError(f"{name}: expected input of shape {layout} or unbatched (T, D), got {tuple(x.shape)}")
     if x.shape[-1] != d_model:
@@ -80,7 +82,7 @@ class SinusoidalPositionalEncoding(nn.Module):
 
     def __init__(self, d_model: int, dropout: float = 0.0, batch_first: bool = False, base: float = 10000.0):
         super().__init__()
-        self.d_model = _check_length(type(self).__name__, "d_model", d_model)
+        self.d_model = check_length(type(self).__name__, "d_model", d_model)
         self.batch_first, self.base = batch_first, base
         self.dropout = nn.Dropout(dropout)
 
@@ -110,7 +112,7 @@ class LearnedPositionalEncoding(nn.Module):
     ):
         super().__init__()
         name = type(self).__name__
-        self.max_len, self.d_model = _check_length(name, "max_len", max_len), _check_length(name, "d_model", d_model)
+        self.max_len, self.d_model = check_length(name, "max_len", max_len), check_length(name, "d_model", d_model)
         self.batch_first = batch_first
         self.embedding = nn.Embedding(max_len, d_model, device=device, dtype=dtype)
         self.dropout = nn.Dropout(dropout)
@@ -169,7 +171,7 @@ class TransformerEncoderLayer(nn.Module):
     ):
         super().__init__()
         name = type(self).__name__
-        _check_length(name, "dim_feedforward", dim_feedforward)
+        check_length(name, "dim_feedforward", dim_feedforward)
         if isinstance(activation, str):
             if activation not in _ACTIVATIONS:
                 raise ValueError(f"{name}: expected activation 'relu', 'gelu' or a callable, got {activation!r}")
@@ -246,7 +248,7 @@ class TransformerEncoder(nn.Module):
         name = type(self).__name__
         if not isinstance(encoder_layer, nn.Module):
             raise TypeError(f"{name}: expected encoder_layer as an nn.Module, got {type(encoder_layer).__name__}")
-        self.num_layers = _check_length(name, "num_layers", num_layers)
+        self.num_layers = check_length(name, "num_layers", num_layers)
         self.layers = nn.ModuleList(copy.deepcopy(encoder_layer) for _ in range(num_layers))
         self.norm = norm
         self.enable_nested_tensor, self.mask_check = enable_nested_tensor, mask_check
@@ -269,18 +271,6 @@ class TransformerEncoder(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 _POSITIONAL = ("sinusoidal", "learned")
-
-
-def _check_tokens(name: str, tokens: object, vocab_size: int) -> torch.Tensor:
-    if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.long:
-        got = tokens.dtype if isinstance(tokens, torch.Tensor) else type(tokens).__name__
-        raise TypeError(f"{name}: expected tokens as a torch.long tensor (B, T), got {got}")
-    if tokens.dim() != 2 or 0 in tokens.shape:
-        raise ValueError(f"{name}: expected tokens of a non-empty shape (B, T), got {tuple(tokens.shape)}")
-    if tokens.min() < 0 or tokens.max() >= vocab_size:
-        got = f"min {int(tokens.min())}, max {int(tokens.max())}"
-        raise ValueError(f"{name}: expected token ids in [0, {vocab_size}), got {got}")
-    return tokens
 
 
 class CausalLM(nn.Module):
@@ -308,7 +298,7 @@ class CausalLM(nn.Module):
     ):
         super().__init__()
         name = type(self).__name__
-        self.vocab_size = _check_length(name, "vocab_size", vocab_size)
+        self.vocab_size = check_length(name, "vocab_size", vocab_size)
         if positional not in _POSITIONAL:
             raise ValueError(f"{name}: expected positional in {_POSITIONAL}, got {positional!r}")
         self.embedding = nn.Embedding(vocab_size, d_model)
@@ -323,7 +313,7 @@ class CausalLM(nn.Module):
         self.head = nn.Linear(d_model, vocab_size)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        _check_tokens(type(self).__name__, tokens, self.vocab_size)
+        check_tokens(type(self).__name__, tokens, self.vocab_size)
         x = self.position(self.embedding(tokens))  # (B, T, D)
         h = self.encoder(x, is_causal=True)  # (B, T, D): position t attends to 0..t
         return self.head(h)  # (B, T, V)
@@ -331,7 +321,7 @@ class CausalLM(nn.Module):
     @torch.no_grad()
     def generate(self, tokens: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
         """Greedy decoding: append the most likely next token ``max_new_tokens`` times. Returns (B, T + new)."""
-        _check_length(type(self).__name__, "max_new_tokens", max_new_tokens, minimum=0)
+        check_length(type(self).__name__, "max_new_tokens", max_new_tokens, minimum=0)
         for _ in range(max_new_tokens):
             logits = self(tokens)[:, -1]  # (B, V): the prediction after the last token
             tokens = torch.cat([tokens, logits.argmax(-1, keepdim=True)], dim=1)
@@ -359,8 +349,8 @@ class RelativeMultiHeadAttention(nn.Module):
     def __init__(self, d_model: int, nhead: int, dropout: float = 0.0, *, device=None, dtype=None):
         super().__init__()
         name = type(self).__name__
-        _check_length(name, "d_model", d_model)
-        _check_length(name, "nhead", nhead)
+        check_length(name, "d_model", d_model)
+        check_length(name, "nhead", nhead)
         if d_model % nhead:
             raise ValueError(f"{name}: expected d_model divisible by nhead, got {d_model} and {nhead}")
         factory = {"device": device, "dtype": dtype}
@@ -377,7 +367,7 @@ class RelativeMultiHeadAttention(nn.Module):
     def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         name = type(self).__name__
         for label, t in (("x", x), ("memory", memory)):
-            _check_float(name, label, t, "(B, T, D)")
+            check_tensor(name, label, t, "(B, T, D)")
             if t.dim() != 3 or t.shape[0] != x.shape[0] or t.shape[-1] != self.d_model:
                 want = f"(B, ., D) = ({x.shape[0]}, ., {self.d_model})"
                 raise ValueError(f"{name}: expected {label} of shape {want}, got {tuple(t.shape)}")
@@ -387,9 +377,9 @@ class RelativeMultiHeadAttention(nn.Module):
         H = self.nhead
         h = torch.cat([memory, x], dim=1)  # (B, K, D): h~ = [SG(m) o h]
         w_q, w_k, w_v = self.qkv.weight.chunk(3)  # (D, D) each
-        q = _split_heads(F.linear(x, w_q), H)  # (B, H, T, E): queries from the segment only
-        k = _split_heads(F.linear(h, w_k), H)  # (B, H, K, E): keys and values from memory and segment
-        val = _split_heads(F.linear(h, w_v), H)  # (B, H, K, E)
+        q = split_heads(F.linear(x, w_q), H)  # (B, H, T, E): queries from the segment only
+        k = split_heads(F.linear(h, w_k), H)  # (B, H, K, E): keys and values from memory and segment
+        val = split_heads(F.linear(h, w_v), H)  # (B, H, K, E)
         # R_d for the distances d = K - 1, ..., 1, 0 (column c holds distance K - 1 - c)
         distances = torch.arange(K - 1, -1, -1, device=x.device, dtype=x.dtype)  # (K,)
         r = self.r_proj(sinusoidal_encoding(distances, self.d_model))  # (K, D): W_{k,R} R
@@ -410,7 +400,7 @@ class RelativeMultiHeadAttention(nn.Module):
         weights = torch.softmax(scores, dim=-1)  # (B, H, T, K): every query sees at least itself
         record("transformer_xl.weights", weights)
         out = self.dropout(weights) @ val  # (B, H, T, E)
-        return self.out_proj(_merge_heads(out))  # (B, T, D)
+        return self.out_proj(merge_heads(out))  # (B, T, D)
 
 
 class TransformerXLLayer(nn.Module):
@@ -465,9 +455,9 @@ class TransformerXL(nn.Module):
     ):
         super().__init__()
         name = type(self).__name__
-        _check_length(name, "num_layers", num_layers)
-        _check_length(name, "dim_feedforward", dim_feedforward)
-        self.mem_len = _check_length(name, "mem_len", mem_len, minimum=0)
+        check_length(name, "num_layers", num_layers)
+        check_length(name, "dim_feedforward", dim_feedforward)
+        self.mem_len = check_length(name, "mem_len", mem_len, minimum=0)
         self.d_model, self.num_layers = d_model, num_layers
         self.layers = nn.ModuleList(
             TransformerXLLayer(d_model, nhead, dim_feedforward, dropout, layer_norm_eps) for _ in range(num_layers)
@@ -505,7 +495,7 @@ class TransformerXL(nn.Module):
             raise ValueError(f"{name}: expected mems as {self.num_layers} tensors (one per layer), got {got}")
         mems = list(mems)
         for n, m in enumerate(mems):
-            _check_float(name, f"mems[{n}]", m, "(B, M, D)")
+            check_tensor(name, f"mems[{n}]", m, "(B, M, D)")
             want = (x.shape[0], mems[0].shape[1], self.d_model)
             if tuple(m.shape) != want:
                 raise ValueError(f"{name}: expected mems[{n}] of shape (B, M, D) = {want}, got {tuple(m.shape)}")

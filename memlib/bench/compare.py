@@ -67,6 +67,7 @@ from memlib.tasks.sequences import adding_batch, copy_batch
 from memlib.train import device as pick_device
 from memlib.train import seed_everything
 from memlib.transformer import SinusoidalPositionalEncoding, TransformerEncoder, TransformerEncoderLayer
+from memlib.validate import check_int, is_int
 
 MODELS = ("rnn", "lstm", "gru", "transformer", "ntm", "linformer")
 LABELS = dict(rnn="RNN", lstm="LSTM", gru="GRU", transformer="Transformer", ntm="NTM", linformer="Linformer")
@@ -536,12 +537,12 @@ def _check_size(size: Size) -> None:
     least = dict(adding_lengths=2, copy_lengths=1, lengths=2, memory_lengths=2)
     for field, low in least.items():
         values = getattr(size, field)
-        if not values or any(not isinstance(v, int) or isinstance(v, bool) or v < low for v in values):
+        if not values or any(not is_int(v) or v < low for v in values):
             raise ValueError(f"compare: expected every length in Size.{field} to be an int >= {low}, got {values!r}")
     for field in ("steps", "repeats", "interpret_length"):
         value = getattr(size, field)
-        if not isinstance(value, int) or isinstance(value, bool) or value < (2 if field == "interpret_length" else 1):
-            raise ValueError(f"compare: expected Size.{field} to be a positive int, got {value!r}")
+        low = 2 if field == "interpret_length" else 1
+        check_int("compare", field, value, low=low, expected=f"Size.{field} to be a positive int")
     for field in ("cell_seconds",):
         value = getattr(size, field)
         if not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
@@ -577,8 +578,7 @@ def measure(
     if bad or not sections:
         raise ValueError(f"compare: expected sections from {SECTIONS}, got {sections!r}")
     repeats = size.repeats if repeats is None else repeats
-    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
-        raise ValueError(f"compare: expected repeats as a positive int, got {repeats!r}")
+    check_int("compare", "repeats", repeats, low=1, expected="repeats as a positive int")
     run = _Run(size, pick_device(device), seed, log or _quiet, [])
     # Vanishing signals underflow to denormal floats, which some CPUs process 10-100x slower (chapter 2, RNN):
     # flushed during the run, so that no model's speed depends on how close its gradients sit to zero.

@@ -27,20 +27,11 @@ from typing import NamedTuple
 
 import torch
 
+# The book prints write()'s source (chapter 3) with this name: keep it until the page is re-run.
+from memlib.validate import check_shape as _expect
+
 COSINE_EPS = 1e-8  # far below any slot or key norm that carries information; only guards 0 / 0
 SHARPEN_EPS = 1e-12  # in float32 it changes no weight above 1e-5: only exact zeros feel it
-
-
-def _expect(fn: str, label: str, x: object, legend: str, shape: tuple[int | None, ...]) -> torch.Tensor:
-    """Check that ``x`` is a floating-point tensor of ``shape`` (``None`` matches any size)."""
-    shown = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{fn}: expected {label} as a tensor of shape {legend} = {shown}, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{fn}: expected {label} as a floating-point tensor, got {x.dtype}")
-    if x.dim() != len(shape) or any(s is not None and s != n for s, n in zip(shape, x.shape, strict=False)):
-        raise ValueError(f"{fn}: expected {label} of shape {legend} = {shown}, got {tuple(x.shape)}")
-    return x
 
 
 def _expect_weights(fn: str, label: str, x: object) -> torch.Tensor:
@@ -200,55 +191,3 @@ def write(memory: torch.Tensor, weights: torch.Tensor, erase: torch.Tensor, add:
     kept = (1 - weights[..., None] * erase[:, :, None, :]).prod(dim=1)  # (B, H, N, W) -> (B, N, W)
     # M_t(i) = M~_t(i) + w_t(i) a_t   (a sum over heads)
     return memory * kept + weights.transpose(1, 2) @ add  # (B, N, H) @ (B, H, W) -> (B, N, W)
-
-
-# ---------------------------------------------------------------------------------------------
-# Validation shared by the memory models (NTM, DNC, MANN) at their public boundary.
-# ---------------------------------------------------------------------------------------------
-
-
-def _check_sizes(name: str, **sizes: int) -> None:
-    for label, size in sizes.items():
-        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
-            raise ValueError(f"{name}: expected {label} as a positive integer, got {size!r}")
-
-
-def _check_input(name: str, x: object, input_size: int, dtype: torch.dtype, sequence: bool) -> torch.Tensor:
-    """Check a sequence (B, T, I) or one step (B, I) against the model's input size and weights' dtype."""
-    shapes = "(B, T, I)" if sequence else "(B, I)"
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name}: expected input as a tensor {shapes}, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name}: expected a floating-point input, got {x.dtype}")
-    if x.dtype != dtype:
-        raise TypeError(f"{name}: expected input of dtype {dtype} (the weights' dtype), got {x.dtype}")
-    if x.dim() != (3 if sequence else 2):
-        raise ValueError(f"{name}: expected input of shape {shapes}, got {x.dim()}-D shape {tuple(x.shape)}")
-    if x.shape[-1] != input_size:
-        raise ValueError(f"{name}: expected input of size I = {input_size}, got {x.shape[-1]}")
-    if 0 in x.shape[:-1]:
-        raise ValueError(f"{name}: expected a non-empty batch and sequence, got input of shape {tuple(x.shape)}")
-    return x
-
-
-def _check_state(name: str, state: object, cls: type, shapes: dict[str, object], like: torch.Tensor) -> None:
-    """Check every tensor of a state NamedTuple: its shape (``shapes[field]``: a shape, or a tuple of shapes
-    for a field that holds a tuple of tensors), and the dtype and device of ``like`` (the input)."""
-    if not isinstance(state, cls):
-        raise TypeError(f"{name}: expected state as a {cls.__name__}, got {type(state).__name__}")
-    for field in cls._fields:
-        value, shape = getattr(state, field), shapes[field]
-        nested = isinstance(value, tuple)
-        values, wanted = (value, shape) if nested else ((value,), (shape,))
-        if len(values) != len(wanted):
-            raise ValueError(f"{name}: expected state.{field} with {len(wanted)} tensors, got {len(values)}")
-        for k, (v, want) in enumerate(zip(values, wanted, strict=True)):
-            label = f"state.{field}" + (f"[{k}]" if nested else "")
-            if not isinstance(v, torch.Tensor):
-                raise TypeError(f"{name}: expected {label} as a tensor of shape {want}, got {type(v).__name__}")
-            if tuple(v.shape) != tuple(want):
-                raise ValueError(f"{name}: expected {label} of shape {tuple(want)}, got {tuple(v.shape)}")
-            if v.dtype != like.dtype:
-                raise TypeError(f"{name}: expected {label} of dtype {like.dtype} (the input's), got {v.dtype}")
-            if v.device != like.device:
-                raise ValueError(f"{name}: expected {label} on {like.device} (the input's device), got {v.device}")

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from memlib.memory.addressing import _check_input, _check_sizes, _check_state
+from memlib.validate import check_input, check_sizes, check_state
 
 
 class MemoryAugmented(nn.Module):
@@ -39,7 +39,7 @@ class MemoryAugmented(nn.Module):
 
     def initial_state(self, batch_size: int, device=None, dtype=None):
         """All zeros: an empty memory. ``device`` and ``dtype`` default to the parameters'."""
-        _check_sizes(f"{type(self).__name__}.initial_state", batch_size=batch_size)
+        check_sizes(f"{type(self).__name__}.initial_state", batch_size=batch_size)
         factory = self._factory(device, dtype)
         shapes = self._state_shapes(batch_size)
         controller = tuple(torch.zeros(shape, **factory) for shape in shapes["controller"])
@@ -48,10 +48,12 @@ class MemoryAugmented(nn.Module):
 
     def _validate(self, x: torch.Tensor, state: Any, sequence: bool):
         name = type(self).__name__
-        _check_input(name, x, self.input_size, self.output.weight.dtype, sequence)
+        dims, shapes = ((3,), "(B, T, I)") if sequence else ((2,), "(B, I)")
+        dtype = self.output.weight.dtype
+        check_input(name, x, self.input_size, dims=dims, shapes=shapes, dtype=dtype, size_label="I = ")
         if state is None:
             return self.initial_state(x.shape[0], x.device, x.dtype)
-        _check_state(name, state, self.state_type, self._state_shapes(x.shape[0]), x)
+        check_state(name, state, self.state_type, self._state_shapes(x.shape[0]), x)
         return state
 
     def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:

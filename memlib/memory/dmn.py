@@ -39,6 +39,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from memlib.memory.memnet import position_encoding
 from memlib.recurrent import GRU, GRUCell
 from memlib.tracing import record
+from memlib.validate import check_int
 
 VARIANTS = ("dmn", "dmn+")
 
@@ -54,8 +55,7 @@ class DMNConfig:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "embedding_dim", "hidden_size", "passes"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"DMNConfig: expected {name} as a positive integer, got {value!r}")
+            check_int("DMNConfig", name, value, low=1)
         if self.vocab_size < 2:
             raise ValueError(f"DMNConfig: expected vocab_size >= 2 (padding and a word), got {self.vocab_size}")
         if self.variant not in VARIANTS:

@@ -36,8 +36,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from memlib.memory.addressing import _check_sizes, _expect
 from memlib.tracing import record
+from memlib.validate import check_float, check_shape, check_sizes
 
 # ---------------------------------------------------------------------------------------------
 # Classic binary Hopfield network (Hopfield 1982).
@@ -57,7 +57,7 @@ def hebbian_weights(patterns: torch.Tensor) -> torch.Tensor:
     if not isinstance(patterns, torch.Tensor) or patterns.dim() not in (2, 3):
         got = tuple(patterns.shape) if isinstance(patterns, torch.Tensor) else type(patterns).__name__
         raise ValueError(f"hebbian_weights: expected patterns of shape (P, D) or (B, P, D), got {got}")
-    _expect("hebbian_weights", "patterns", patterns, "(..., P, D)", tuple([None] * patterns.dim()))
+    check_shape("hebbian_weights", "patterns", patterns, "(..., P, D)", tuple([None] * patterns.dim()))
     _expect_spins("hebbian_weights", "patterns", patterns)
     D = patterns.shape[-1]
     # T_ij = (1/D) sum_mu xi^mu_i xi^mu_j
@@ -67,12 +67,12 @@ def hebbian_weights(patterns: torch.Tensor) -> torch.Tensor:
 
 
 def _check_classic(fn: str, weights: torch.Tensor, state: torch.Tensor) -> None:
-    _expect(fn, "state", state, "(B, D)", (None, None))
+    check_shape(fn, "state", state, "(B, D)", (None, None))
     B, D = state.shape
     if isinstance(weights, torch.Tensor) and weights.dim() == 3:
-        _expect(fn, "weights", weights, "(B, D, D)", (B, D, D))
+        check_shape(fn, "weights", weights, "(B, D, D)", (B, D, D))
     else:
-        _expect(fn, "weights", weights, "(D, D)", (D, D))
+        check_shape(fn, "weights", weights, "(D, D)", (D, D))
 
 
 def _field(weights: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
@@ -144,7 +144,7 @@ def recall(
     Records ``hopfield.state`` and ``hopfield.energy`` for the initial state and after each sweep.
     """
     _check_classic("recall", weights, state)
-    _check_sizes("recall", max_sweeps=max_sweeps)
+    check_sizes("recall", max_sweeps=max_sweeps)
     record("hopfield.state", state)
     record("hopfield.energy", energy(weights, state))
     D = state.shape[1]
@@ -172,16 +172,15 @@ def _check_modern(fn: str, patterns: object, state: object, beta: float) -> None
     if not isinstance(patterns, torch.Tensor) or patterns.dim() not in (2, 3):
         got = tuple(patterns.shape) if isinstance(patterns, torch.Tensor) else type(patterns).__name__
         raise ValueError(f"{fn}: expected patterns of shape (P, D) or (B, P, D), got {got}")
-    _expect(fn, "patterns", patterns, "(..., P, D)", tuple([None] * patterns.dim()))
+    check_shape(fn, "patterns", patterns, "(..., P, D)", tuple([None] * patterns.dim()))
     D = patterns.shape[-1]
     if patterns.dim() == 3:
-        _expect(fn, "state", state, "(B, S, D)", (patterns.shape[0], None, D))
+        check_shape(fn, "state", state, "(B, S, D)", (patterns.shape[0], None, D))
     else:
         if not isinstance(state, torch.Tensor) or state.dim() == 0:
             raise TypeError(f"{fn}: expected state as a tensor of shape (..., D), got {type(state).__name__}")
-        _expect(fn, "state", state, "(..., D)", (*state.shape[:-1], D))
-    if isinstance(beta, bool) or not isinstance(beta, int | float) or not beta > 0:
-        raise ValueError(f"{fn}: expected beta (inverse temperature) as a positive number, got {beta!r}")
+        check_shape(fn, "state", state, "(..., D)", (*state.shape[:-1], D))
+    check_float(fn, "beta", beta, low=0, low_open=True, expected="beta (inverse temperature) as a positive number")
 
 
 def modern_attention(patterns: torch.Tensor, state: torch.Tensor, beta: float) -> torch.Tensor:
@@ -223,7 +222,7 @@ def modern_retrieve(patterns: torch.Tensor, state: torch.Tensor, beta: float, st
     Records ``hopfield.modern.attention`` (..., P) and ``hopfield.modern.state`` (..., D) per update.
     """
     _check_modern("modern_retrieve", patterns, state, beta)
-    _check_sizes("modern_retrieve", steps=steps)
+    check_sizes("modern_retrieve", steps=steps)
     for _ in range(steps):
         attention = torch.softmax(beta * state @ patterns.mT, dim=-1)  # (..., P)
         state = attention @ patterns  # (..., D)
@@ -255,7 +254,7 @@ class HopfieldLayer(nn.Module):
         dtype=None,
     ):
         super().__init__()
-        _check_sizes(
+        check_sizes(
             "HopfieldLayer",
             input_size=input_size,
             output_size=output_size,
@@ -265,8 +264,7 @@ class HopfieldLayer(nn.Module):
         )
         if beta is None:
             beta = 1 / math.sqrt(pattern_size)
-        if isinstance(beta, bool) or not isinstance(beta, int | float) or not beta > 0:
-            raise ValueError(f"HopfieldLayer: expected beta as a positive number, got {beta!r}")
+        check_float("HopfieldLayer", "beta", beta, low=0, low_open=True, expected="beta as a positive number")
         self.input_size, self.output_size = input_size, output_size
         self.num_patterns, self.pattern_size, self.beta, self.steps = num_patterns, pattern_size, float(beta), steps
         factory = {"device": device, "dtype": dtype}

@@ -39,8 +39,6 @@ import torch
 from torch import nn
 
 from memlib.memory.addressing import (
-    _check_sizes,
-    _expect,
     content_weighting,
     read,
     write,
@@ -48,6 +46,10 @@ from memlib.memory.addressing import (
 from memlib.memory.controller import MemoryAugmented
 from memlib.recurrent import LSTMCell
 from memlib.tracing import record
+from memlib.validate import check_float, check_sizes
+
+# The book prints these functions' code (chapter 11) with this name: keep it until the page is re-run.
+from memlib.validate import check_shape as _expect
 
 # ---------------------------------------------------------------------------------------------
 # The equations, one pure function each.
@@ -140,7 +142,7 @@ class MANN(MemoryAugmented):
         dtype=None,
     ):
         super().__init__()
-        _check_sizes(
+        check_sizes(
             "MANN",
             input_size=input_size,
             output_size=output_size,
@@ -151,8 +153,7 @@ class MANN(MemoryAugmented):
         )
         if read_heads > memory_slots:
             raise ValueError(f"MANN: expected read_heads <= memory_slots = {memory_slots}, got {read_heads}")
-        if isinstance(gamma, bool) or not isinstance(gamma, int | float) or not 0 <= gamma <= 1:
-            raise ValueError(f"MANN: expected gamma (usage decay) in [0, 1], got {gamma!r}")
+        check_float("MANN", "gamma", gamma, low=0, high=1, expected="gamma (usage decay) in [0, 1]")
         self.input_size, self.output_size, self.controller_size = input_size, output_size, controller_size
         self.memory_slots, self.memory_width, self.read_heads = memory_slots, memory_width, read_heads
         self.gamma = float(gamma)

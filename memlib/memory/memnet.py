@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from memlib.tracing import record
+from memlib.validate import check_int
 
 TYINGS = ("adjacent", "layerwise")
 
@@ -46,8 +47,7 @@ class MemN2NConfig:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "embedding_dim", "memory_size", "hops"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"MemN2NConfig: expected {name} as a positive integer, got {value!r}")
+            check_int("MemN2NConfig", name, value, low=1)
         if self.vocab_size < 2:
             raise ValueError(f"MemN2NConfig: expected vocab_size >= 2 (padding and a word), got {self.vocab_size}")
         if self.tying not in TYINGS:

@@ -41,6 +41,7 @@ from torch import nn
 from memlib.memory.addressing import address, read, write
 from memlib.recurrent import LSTMCell
 from memlib.tracing import record
+from memlib.validate import check_int
 
 CONTROLLERS = ("lstm", "feedforward")
 
@@ -60,8 +61,7 @@ class NSMConfig:
     def __post_init__(self) -> None:
         for name in ("input_size", "output_size", "hidden_size", "memory_slots", "slot_size", "programs"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"NSMConfig: expected {name} as a positive integer, got {value!r}")
+            check_int("NSMConfig", name, value, low=1)
         if not isinstance(self.program_key_size, int) or self.program_key_size < 1:
             raise ValueError(
                 f"NSMConfig: expected program_key_size as a positive integer, got {self.program_key_size!r}"

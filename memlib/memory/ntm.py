@@ -40,10 +40,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from memlib.memory.addressing import _check_sizes, address, read, write
+from memlib.memory.addressing import address, read, write
 from memlib.memory.controller import MemoryAugmented
 from memlib.recurrent import LSTMCell
 from memlib.tracing import record
+from memlib.validate import check_sizes
 
 CONTROLLERS = ("lstm", "feedforward")
 
@@ -101,7 +102,7 @@ class NTM(MemoryAugmented):
         dtype=None,
     ):
         super().__init__()
-        _check_sizes(
+        check_sizes(
             "NTM",
             input_size=input_size,
             output_size=output_size,
@@ -151,7 +152,7 @@ class NTM(MemoryAugmented):
 
         ``device`` and ``dtype`` default to the parameters'.
         """
-        _check_sizes("NTM.initial_state", batch_size=batch_size)
+        check_sizes("NTM.initial_state", batch_size=batch_size)
         factory = self._factory(device, dtype)
         shapes = self._state_shapes(batch_size)
         focus = torch.zeros(self.memory_slots, **factory)

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from memlib.tracing import record
+from memlib.validate import check_float, check_sizes
 
 POLICIES = ("learned", "lrw", "random")
 
@@ -48,12 +49,6 @@ POLICIES = ("learned", "lrw", "random")
 class SlotState(NamedTuple):
     memory: torch.Tensor  # (B, N, W) slot contents
     recency: torch.Tensor  # (B, N) in [0, 1]: 1 just written, times `decay` per step since; 0 never written
-
-
-def _check_positive(name: str, **values: object) -> None:
-    for label, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name}: expected {label} as a positive integer, got {value!r}")
 
 
 def _check_float(name: str, label: str, x: object, shape: tuple[int | None, ...], legend: str, dtype: torch.dtype):
@@ -93,11 +88,11 @@ class SlotMemoryCell(nn.Module):
         self, input_size: int, slots: int = 8, slot_size: int = 16, policy: str = "learned", decay: float = 0.9
     ):
         super().__init__()
-        _check_positive("SlotMemoryCell", input_size=input_size, slots=slots, slot_size=slot_size)
+        check_sizes("SlotMemoryCell", input_size=input_size, slots=slots, slot_size=slot_size)
         if policy not in POLICIES:
             raise ValueError(f"SlotMemoryCell: expected policy in {POLICIES}, got {policy!r}")
-        if not isinstance(decay, float | int) or isinstance(decay, bool) or not 0 < decay < 1:
-            raise ValueError(f"SlotMemoryCell: expected decay in (0, 1), got {decay!r}")
+        check_float("SlotMemoryCell", "decay", decay, low=0, high=1, low_open=True, high_open=True,
+                    expected="decay in (0, 1)")
         self.input_size, self.slots, self.slot_size = input_size, slots, slot_size
         self.policy, self.decay = policy, float(decay)
         W = slot_size
@@ -202,7 +197,7 @@ class SlotMemory(nn.Module):
         decay: float = 0.9,
     ):
         super().__init__()
-        _check_positive("SlotMemory", output_size=output_size)
+        check_sizes("SlotMemory", output_size=output_size)
         self.cell = SlotMemoryCell(input_size, slots, slot_size, policy, decay)
         self.readout = nn.Linear(input_size + slot_size, output_size)
 

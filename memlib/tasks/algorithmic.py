@@ -17,11 +17,12 @@ from typing import NamedTuple
 import torch
 
 from memlib.tasks.seeding import batch_generator
+from memlib.validate import check_int, is_int
 
 
 def _check_positive(name: str, **values: int) -> None:
     for label, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not is_int(value) or value < 1:
             raise ValueError(f"{name}: expected {label} >= 1, got {label}={value!r}")
 
 
@@ -99,8 +100,7 @@ def associative_recall_batch(
     - ``m`` blank steps, during which the model outputs item ``query + 1`` (``targets``).
     """
     _check_positive("associative_recall_batch", batch_size=batch_size, bits=bits, item_len=item_len)
-    if not isinstance(items, int) or isinstance(items, bool) or items < 2:
-        raise ValueError(f"associative_recall_batch: expected items >= 2 (a query and its successor), got {items!r}")
+    check_int("associative_recall_batch", "items", items, low=2, expected="items >= 2 (a query and its successor)")
     gen = batch_generator(seed, step)
     n, m, K = items, item_len, bits
     data = torch.randint(0, 2, (batch_size, n, m, K), generator=gen).float()  # (B, n, m, K)
@@ -145,7 +145,7 @@ def priority_sort_batch(
     """
     _check_positive("priority_sort_batch", batch_size=batch_size, seq_len=seq_len, bits=bits)
     out_len = seq_len if out_len is None else out_len
-    if not isinstance(out_len, int) or isinstance(out_len, bool) or not 1 <= out_len <= seq_len:
+    if not is_int(out_len) or not 1 <= out_len <= seq_len:
         raise ValueError(f"priority_sort_batch: expected 1 <= out_len <= seq_len = {seq_len}, got out_len={out_len!r}")
     gen = batch_generator(seed, step)
     L, K = seq_len, bits

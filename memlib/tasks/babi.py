@@ -40,6 +40,8 @@ from typing import NamedTuple
 
 import torch
 
+from memlib.validate import check_int
+
 TASKS = {
     1: "single supporting fact",
     2: "two supporting facts",
@@ -264,8 +266,7 @@ def generate_babi(task: int, n_stories: int, *, seed: int = 0) -> list[Story]:
     """
     if task not in TASKS:
         raise ValueError(f"generate_babi: expected task in {sorted(TASKS)}, got {task!r}")
-    if not isinstance(n_stories, int) or isinstance(n_stories, bool) or n_stories < 0:
-        raise ValueError(f"generate_babi: expected n_stories as a non-negative integer, got {n_stories!r}")
+    check_int("generate_babi", "n_stories", n_stories, low=0)
     rng = random.Random(f"babi-style task {task} seed {seed}")  # str seeds hash the same in every process
     makers = {
         1: lambda: _moves_story(rng, yes_no=False),
@@ -438,8 +439,7 @@ def vectorize_babi(
     sentences than ``memory_size`` is an error (MemN2N kept only the most recent 50: trim the samples'
     sentences to do the same).
     """
-    if not isinstance(memory_size, int) or isinstance(memory_size, bool) or memory_size < 1:
-        raise ValueError(f"vectorize_babi: expected memory_size as a positive integer, got {memory_size!r}")
+    check_int("vectorize_babi", "memory_size", memory_size, low=1)
     if not samples:
         raise ValueError("vectorize_babi: expected at least one sample, got none")
     for n, sample in enumerate(samples):

@@ -56,6 +56,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from memlib.validate import check_int
+
 ECG_CLASSES = ("normal", "tachycardia", "bradycardia", "af_like", "irregular_rr", "wide_qrs", "ectopic")
 
 _TI = (-70.0, -15.0, 0.0, 15.0, 100.0)  # P, Q, R, S, T angles (degrees), ECGSYN's defaults
@@ -216,8 +218,7 @@ def ecg_dataset(
     wander and noise come from a NumPy generator seeded by ``seed``). See the module docstring for how each
     class is made; the data are simulated, not clinical.
     """
-    if not isinstance(n_per_class, int) or isinstance(n_per_class, bool) or n_per_class < 1:
-        raise ValueError(f"ecg_dataset: expected n_per_class to be a positive int, got {n_per_class!r}")
+    check_int("ecg_dataset", "n_per_class", n_per_class, low=1, expected="n_per_class to be a positive int")
     if isinstance(classes, str):
         raise TypeError(f"ecg_dataset: expected classes as a sequence of names, got the string {classes!r}")
     classes = tuple(classes)
@@ -235,8 +236,7 @@ def ecg_dataset(
             f"ecg_dataset: expected seconds >= {MIN_SECONDS:g} (two beats at the slowest rate, {SLOWEST_BPM} bpm), "
             f"got {seconds!r}"
         )
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"ecg_dataset: expected seed to be a non-negative int, got {seed!r}")
+    check_int("ecg_dataset", "seed", seed, low=0, expected="seed to be a non-negative int")
     if not noise >= 0:
         raise ValueError(f"ecg_dataset: expected noise >= 0, got {noise!r}")
     rng = np.random.default_rng([seed, 2003])  # 2003: ECGSYN's year, to keep this stream apart from others

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from memlib.tasks.seeding import batch_generator
+from memlib.validate import is_int
 
 ROTATIONS = 4  # quarter turns 0, 90, 180, 270 degrees
 DIGITS = 10
@@ -132,7 +133,7 @@ def episode_batch(
     if not isinstance(data, ImageClasses):
         raise TypeError(f"episode_batch: expected data as an ImageClasses, got {type(data).__name__}")
     for label, value in (("batch_size", batch_size), ("n_way", n_way), ("shots", shots)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not is_int(value) or value < 1:
             raise ValueError(f"episode_batch: expected {label} >= 1, got {label}={value!r}")
     pool = torch.as_tensor(classes, dtype=torch.int64).flatten().unique()
     if len(pool) < n_way:

@@ -29,6 +29,7 @@ from typing import NamedTuple
 import torch
 
 from memlib.tasks.seeding import batch_generator
+from memlib.validate import is_int
 
 FORWARD, LEFT, RIGHT = 0, 1, 2
 OBSERVATION_SIZE, ACTIONS = 4, 3
@@ -62,7 +63,7 @@ class TMaze:
         device: torch.device | str = "cpu",
     ):
         for name, value in (("length", length), ("batch_size", batch_size)):
-            if not isinstance(value, int) or isinstance(value, bool):
+            if not is_int(value):
                 raise TypeError(f"TMaze: expected {name} to be an int, got {type(value).__name__}")
             if value < 1:
                 raise ValueError(f"TMaze: expected {name} >= 1, got {name}={value}")

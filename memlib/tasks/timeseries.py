@@ -23,6 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from memlib.validate import check_int
+
 WATERFLOW_LOW = 90.0  # litres per second: flow below this is one of the labelled low-flow segments
 
 
@@ -96,8 +98,7 @@ def windows(series, length: int, horizon: int = 1) -> Windows:
     if series.ndim != 1:
         raise ValueError(f"windows: expected a 1-D series, got shape {series.shape}")
     for name, value in (("length", length), ("horizon", horizon)):
-        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"windows: expected {name} to be a positive int, got {value!r}")
+        check_int("windows", name, value, low=1, expected=f"{name} to be a positive int")
     K = len(series) - length - horizon + 1
     if K < 1:
         raise ValueError(
@@ -119,8 +120,7 @@ def walk_forward(n: int, train: int, test: int, step: int | None = None, gap: in
     """
     step = test if step is None else step
     for name, value in (("n", n), ("train", train), ("test", test), ("step", step)):
-        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"walk_forward: expected {name} to be a positive int, got {value!r}")
+        check_int("walk_forward", name, value, low=1, expected=f"{name} to be a positive int")
     if not isinstance(gap, int | np.integer) or gap < 0:
         raise ValueError(f"walk_forward: expected gap to be an int >= 0, got {gap!r}")
     if train + gap + test > n:
