@@ -1,5 +1,5 @@
 """Sequence models built from standard parts: a static CNN baseline, a recurrent regressor, an encoder-decoder,
-and a CNN-LSTM.
+a CNN-LSTM, and text classifiers over token ids (recurrent or Transformer).
 
 Shapes: ``B`` batch, ``T`` time (target steps for ``Seq2Seq``), ``W`` the CNN's fixed window, ``D`` hidden width,
 ``S`` source length, ``V`` target vocabulary, ``De`` embedding width; for ``CNNLSTM``: ``I`` input channels,
@@ -23,6 +23,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from memlib.attention import AdditiveAttention, LocalAttention, LuongAttention, padding_mask
 from memlib.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell
 from memlib.tracing import record, tracing
+from memlib.transformer import SinusoidalPositionalEncoding, TransformerEncoder, TransformerEncoderLayer
 from memlib.validate import check_tokens
 
 _RECURRENT = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
@@ -411,3 +412,70 @@ class Seq2Seq(nn.Module):
             y = step_logits.argmax(-1)
             tokens.append(y)
         return torch.stack(tokens, dim=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Classifiers over token ids: an embedding, then a memlib recurrent stack or Transformer encoder.
+# ---------------------------------------------------------------------------------------------
+
+
+class RecurrentTextClassifier(nn.Module):
+    """Embedding (V -> De, ``<pad>`` = 0 kept at zero) then :class:`~memlib.hybrid.SequenceClassifier`
+    (``cell`` "lstm" or "gru"): logits (B, 2) from the hidden state after each snippet's last token.
+
+    ``forward(tokens (B, T) long, lengths (B,) = None) -> (B, num_classes)``.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        cell: str = "lstm",
+        embed_dim: int = 64,
+        hidden_size: int = 64,
+        num_classes: int = 2,
+        dropout: float = 0.3,
+    ):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = SequenceClassifier(cell, embed_dim, hidden_size, num_classes)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.dropout(self.embedding(tokens))  # (B, T, De)
+        return self.classifier(x, lengths)  # (B, C)
+
+
+class TransformerTextClassifier(nn.Module):
+    """Embedding (scaled by sqrt(D)) + sinusoidal positions, a memlib :class:`TransformerEncoder` with the padding
+    masked out, the mean of the real tokens' outputs, a linear readout.
+
+    ``forward(tokens (B, T) long, lengths (B,) = None) -> (B, num_classes)``.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int = 64,
+        nhead: int = 4,
+        num_layers: int = 1,
+        dim_feedforward: int = 128,
+        num_classes: int = 2,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        self.d_model = d_model
+        self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=0)
+        self.positions = SinusoidalPositionalEncoding(d_model, dropout=dropout, batch_first=True)
+        layer = TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout=dropout, batch_first=True)
+        self.encoder = TransformerEncoder(layer, num_layers)
+        self.head = nn.Linear(d_model, num_classes)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        B, T = tokens.shape
+        if lengths is None:
+            lengths = torch.full((B,), T, dtype=torch.long, device=tokens.device)
+        real = torch.arange(T, device=tokens.device)[None] < lengths.to(tokens.device)[:, None]  # (B, T)
+        x = self.positions(self.embedding(tokens) * self.d_model**0.5)  # (B, T, D)
+        h = self.encoder(x, src_key_padding_mask=~real)  # (B, T, D)
+        pooled = (h * real[..., None]).sum(1) / real.sum(1, keepdim=True)  # (B, D): mean over real tokens
+        return self.head(pooled)  # (B, C)

