@@ -1,8 +1,18 @@
 """memlib: PyTorch implementations of the memory architectures the book discusses.
 
 Pure model code: no bokeh, ipywidgets or captum at import time.
+
+The names below are grouped as the book meets them: recurrent networks, attention, Transformers, external
+memory, hybrids; then the tools (training, measurement, tracing, advice). Areas with many names of their own
+are modules: ``memlib.tasks`` (data), ``memlib.compress``, ``memlib.interpret``, ``memlib.lifelong``,
+``memlib.biology``, ``memlib.neuromorphic``, ``memlib.hardware``, ``memlib.profiling``, ``memlib.validate``.
+
+>>> import torch, memlib
+>>> memlib.LSTM(4, 8)(torch.zeros(5, 2, 4))[0].shape
+torch.Size([5, 2, 8])
 """
 
+from memlib import biology, compress, hardware, interpret, lifelong, neuromorphic, profiling, tasks, validate
 from memlib.advise import Advice, Candidate, advise
 from memlib.attention import (
     AdditiveAttention,
@@ -15,58 +25,142 @@ from memlib.attention import (
     window_mask,
 )
 from memlib.efficient import BigBirdAttention, LinformerAttention, SlidingWindowAttention
-from memlib.memory import DNC, MANN, NTM, HopfieldLayer
+from memlib.hardware import (
+    GPU,
+    MemoryEstimate,
+    estimate_training_memory,
+    fits,
+    gpu,
+    largest_batch,
+    recommended_ram,
+    usable_memory,
+)
+from memlib.hybrid import (
+    CNNLSTM,
+    RecurrentTextClassifier,
+    Seq2Seq,
+    SequenceClassifier,
+    SequenceRegressor,
+    TransformerTextClassifier,
+    WindowCNN,
+)
+from memlib.memory import (
+    DMN,
+    DNC,
+    MANN,
+    NSM,
+    NTM,
+    DMNConfig,
+    HopfieldLayer,
+    MemN2N,
+    MemN2NConfig,
+    NSMConfig,
+    SlotMemory,
+)
+from memlib.profiling import peak_memory, time_call
 from memlib.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from memlib.tracing import Trace, record, reference_path, trace, tracing
-from memlib.train import FitResult, device, fit, save_checkpoint, seed_everything
+from memlib.train import FitResult, device, fit, save_checkpoint, seed_everything, train_classifier
 from memlib.transformer import (
     CausalLM,
     LearnedPositionalEncoding,
+    RelativeMultiHeadAttention,
     SinusoidalPositionalEncoding,
     TransformerEncoder,
     TransformerEncoderLayer,
     TransformerXL,
+    TransformerXLLayer,
+    sinusoidal_encoding,
 )
 
+# Grouped as the book meets them; the reference pages (book/api/) follow the same groups.
 __all__ = [
-    "Advice",
-    "Candidate",
-    "AdditiveAttention",
-    "BigBirdAttention",
-    "CausalLM",
-    "DNC",
-    "FitResult",
-    "GRU",
-    "GRUCell",
-    "HopfieldLayer",
-    "LSTM",
-    "LSTMCell",
-    "LearnedPositionalEncoding",
-    "LinformerAttention",
-    "LocalAttention",
-    "LuongAttention",
-    "MANN",
-    "MultiHeadAttention",
-    "NTM",
-    "RNN",
+    # recurrent
     "RNNCell",
-    "SinusoidalPositionalEncoding",
-    "SlidingWindowAttention",
-    "Trace",
-    "TransformerEncoder",
-    "TransformerEncoderLayer",
-    "TransformerXL",
-    "advise",
+    "LSTMCell",
+    "GRUCell",
+    "RNN",
+    "LSTM",
+    "GRU",
+    # attention
+    "scaled_dot_product_attention",
     "causal_mask",
-    "device",
-    "fit",
     "padding_mask",
+    "window_mask",
+    "AdditiveAttention",
+    "LuongAttention",
+    "LocalAttention",
+    "MultiHeadAttention",
+    # efficient attention
+    "SlidingWindowAttention",
+    "BigBirdAttention",
+    "LinformerAttention",
+    # transformers
+    "sinusoidal_encoding",
+    "SinusoidalPositionalEncoding",
+    "LearnedPositionalEncoding",
+    "TransformerEncoderLayer",
+    "TransformerEncoder",
+    "CausalLM",
+    "RelativeMultiHeadAttention",
+    "TransformerXLLayer",
+    "TransformerXL",
+    # external memory
+    "NTM",
+    "DNC",
+    "MANN",
+    "MemN2N",
+    "MemN2NConfig",
+    "DMN",
+    "DMNConfig",
+    "NSM",
+    "NSMConfig",
+    "SlotMemory",
+    "HopfieldLayer",
+    # hybrids
+    "WindowCNN",
+    "SequenceRegressor",
+    "SequenceClassifier",
+    "CNNLSTM",
+    "Seq2Seq",
+    "RecurrentTextClassifier",
+    "TransformerTextClassifier",
+    # training
+    "device",
+    "seed_everything",
+    "fit",
+    "FitResult",
+    "save_checkpoint",
+    "train_classifier",
+    # measurement
+    "time_call",
+    "peak_memory",
+    "estimate_training_memory",
+    "MemoryEstimate",
+    "GPU",
+    "gpu",
+    "usable_memory",
+    "fits",
+    "largest_batch",
+    "recommended_ram",
+    # tracing
+    "trace",
+    "Trace",
+    "tracing",
     "record",
     "reference_path",
-    "save_checkpoint",
-    "scaled_dot_product_attention",
-    "seed_everything",
-    "trace",
-    "tracing",
-    "window_mask",
+    # advice
+    "advise",
+    "Advice",
+    "Candidate",
+    # modules
+    "tasks",
+    "compress",
+    "interpret",
+    "lifelong",
+    "biology",
+    "neuromorphic",
+    "hardware",
+    "profiling",
+    "validate",
 ]
