@@ -352,6 +352,43 @@ def estimate_training_memory(
     block's saved tensors at a time (Chen et al. 2016). The workspace is left as without checkpointing.
     """
     where = "estimate_training_memory"
+    inputs, dim, example_batch, batch = _checked_example(
+        where, model, example_input, optimizer, precision, checkpointing, batch_size, batch_dim
+    )
+    dev = inputs[0].device
+    state = _state_bytes(model, optimizer, precision, dev)
+    counts = _count_activations(
+        model, inputs, dim, example_batch, precision, loss_fn, checkpointing, state.gradients
+    )
+    estimate = MemoryEstimate(
+        parameters=state.parameters,
+        gradients=state.gradients,
+        optimizer_state=state.optimizer_state,
+        activations=counts.activations,
+        backward_workspace=counts.workspace,
+        step_workspace=_step_workspace(optimizer, state.trainable, dev, state.bytes_per),
+        batch_size=example_batch,
+        optimizer=optimizer,
+        precision=precision,
+        checkpointing=checkpointing,
+        activations_fixed=counts.activations_fixed,
+        backward_workspace_fixed=counts.workspace_fixed,
+        notes=counts.notes,
+    )
+    return estimate if batch == example_batch else estimate.at_batch(batch)
+
+
+def _checked_example(
+    where: str,
+    model: object,
+    example_input: object,
+    optimizer: object,
+    precision: object,
+    checkpointing: bool,
+    batch_size: object,
+    batch_dim: int | None,
+) -> tuple[Inputs, int, int, int]:
+    """The estimate's arguments checked: (inputs, batch dim, the example's batch, the batch to estimate for)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"{where}: expected model as an nn.Module, got {type(model).__name__}")
     check_choice(where, "optimizer", optimizer, tuple(OPTIMIZER_STATES))
@@ -371,9 +408,19 @@ def estimate_training_memory(
             f"{where}: checkpointing is estimated over the blocks of a ModuleList or Sequential, and "
             f"{type(model).__name__} has none (checkpointing over time chunks is not modelled)"
         )
-    dev = inputs[0].device
+    return inputs, dim, example_batch, batch
 
-    # Weights, gradients and optimizer state: counted from the parameters.
+
+class _StateBytes(NamedTuple):
+    parameters: int
+    gradients: int
+    optimizer_state: int
+    trainable: list[nn.Parameter]
+    bytes_per: float
+
+
+def _state_bytes(model: nn.Module, optimizer: str, precision: str, dev: torch.device) -> _StateBytes:
+    """Weights, gradients and optimizer state: counted from the parameters."""
     bytes_per = 2.0 if precision in ("bf16", "fp16") else 4.0
     trainable = [p for p in model.parameters() if p.requires_grad]
     n_params = sum(p.numel() for p in model.parameters())
@@ -385,15 +432,37 @@ def estimate_training_memory(
     optimizer_state = round(OPTIMIZER_STATES[optimizer] * n_trainable * bytes_per)
     if optimizer in ("adam", "adamw"):
         optimizer_state += _STEP_COUNTER_BYTES * len(trainable) if dev.type == "cpu" else 0
+    return _StateBytes(parameters, gradients, optimizer_state, trainable, bytes_per)
 
-    # Activations and backward workspace: counted and measured at the example batch, in train mode, at the
-    # training precision (a half-precision copy of the model for bf16 / fp16), leaving the caller's random
-    # state and the model's mode as they were.
+
+class _Counts(NamedTuple):
+    activations: int
+    workspace: int
+    activations_fixed: int
+    workspace_fixed: int
+    notes: tuple[str, ...]
+
+
+def _count_activations(
+    model: nn.Module,
+    inputs: Inputs,
+    dim: int,
+    example_batch: int,
+    precision: str,
+    loss_fn: Callable[[object], torch.Tensor],
+    checkpointing: bool,
+    gradients: int,
+) -> _Counts:
+    """Activations and backward workspace: counted and measured at the example batch, in train mode, at the
+    training precision (a half-precision copy of the model for bf16 / fp16), leaving the caller's random
+    state and the model's mode as they were; then again at half the batch, to split each part into what grows
+    with the batch and what does not."""
     half = _HALF.get(precision)
     counted = copy.deepcopy(model).to(half) if half is not None else model
     if half is not None:
         inputs = tuple(x.to(half) if x.is_floating_point() else x for x in inputs)
     was_training = counted.training
+    dev = inputs[0].device
     devices = [dev] if dev.type == "cuda" else []
 
     def count(xs: Inputs) -> tuple[int, int]:
@@ -410,7 +479,6 @@ def estimate_training_memory(
         try:
             counted.train()
             activations, workspace = count(inputs)
-            # A second count at half the batch splits each part into what grows with the batch and what does not.
             if example_batch >= 2:
                 half_batch = example_batch // 2
                 activations_half, workspace_half = count(_narrow(inputs, dim, example_batch, half_batch))
@@ -420,22 +488,7 @@ def estimate_training_memory(
                 activations_fixed = workspace_fixed = 0  # one sample: all of it is taken to grow with the batch
         finally:
             counted.train(was_training)
-    estimate = MemoryEstimate(
-        parameters=parameters,
-        gradients=gradients,
-        optimizer_state=optimizer_state,
-        activations=activations,
-        backward_workspace=workspace,
-        step_workspace=_step_workspace(optimizer, trainable, dev, bytes_per),
-        batch_size=example_batch,
-        optimizer=optimizer,
-        precision=precision,
-        checkpointing=checkpointing,
-        activations_fixed=activations_fixed,
-        backward_workspace_fixed=workspace_fixed,
-        notes=tuple(notes),
-    )
-    return estimate if batch == example_batch else estimate.at_batch(batch)
+    return _Counts(activations, workspace, activations_fixed, workspace_fixed, tuple(notes))
 
 
 # ---------------------------------------------------------------------------------------------

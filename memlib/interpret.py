@@ -349,30 +349,12 @@ def attribute(
     after the inputs (e.g. ``lengths``). ``n_steps``: integral steps of the path methods. ``absolute``: saliency
     returns |gradient| (else the signed gradient). See the module docstring for the pitfalls handled.
     """
-    from captum.attr import (
-        DeepLift,
-        IntegratedGradients,
-        LayerConductance,
-        LayerIntegratedGradients,
-        Occlusion,
-        Saliency,
-    )
-
     model = _check_model(model)
     method = _check_method(method)
     inputs = _check_inputs(inputs)
     check_int("attribute", "n_steps", n_steps, low=1, expected="n_steps as a positive int")
     tokens = _is_tokens(inputs)
-    if tokens:
-        if method not in _TOKEN_METHODS:
-            raise ValueError(
-                f"attribute: token inputs (integer {inputs.dtype}) have no gradient; method {method!r} "
-                "cannot take them: use 'layer_integrated_gradients' (through the embedding)"
-            )
-        if method == "integrated_gradients":
-            method = "layer_integrated_gradients"
-        if layer is None and method == "layer_integrated_gradients":
-            layer = _embedding(model)
+    method, layer = _method_for_inputs(model, inputs, method, layer)
     args = tuple(forward_args)
     explained = _Explained(model, output_index)
     base = _baseline(baseline, inputs.detach())
@@ -382,70 +364,136 @@ def attribute(
     with _attribution_mode(model), warnings.catch_warnings():
         # Captum announces the hooks DeepLift sets (and removes) on nonlinearity modules: expected, not news.
         warnings.filterwarnings("ignore", message="Setting forward, backward hooks", category=UserWarning)
-        with torch.no_grad():
-            output = explained(inputs, *args)
-        if not isinstance(output, torch.Tensor) or output.dim() == 0 or output.shape[0] != inputs.shape[0]:
-            got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-            raise ValueError(
-                f"attribute: expected the model to return a tensor (B, ...) with B = {inputs.shape[0]}, got {got}"
+        output = _checked_output(explained, inputs, args)
+        kwargs = {"target": _check_target(target, output), "additional_forward_args": args or None}
+        if method in _LAYER_METHODS:
+            values, delta = _layer_attribution(
+                model, explained, inputs, base, method, layer, args, kwargs,
+                n_steps=n_steps, layer_input=layer_input, internal_batch_size=internal_batch_size,
             )
-        captum_target = _check_target(target, output)
-        kwargs = {"target": captum_target, "additional_forward_args": args or None}
-        delta = None
-        per_step = None
-
-        if method == "integrated_gradients":
-            values, delta = IntegratedGradients(explained).attribute(
-                inputs,
-                baselines=base,
-                n_steps=n_steps,
-                internal_batch_size=internal_batch_size,
-                return_convergence_delta=True,
-                **kwargs,
-            )
-        elif method == "saliency":
-            values = Saliency(explained).attribute(inputs, abs=absolute, **kwargs)
-        elif method == "deeplift":
-            values, delta = DeepLift(explained).attribute(
-                inputs, baselines=base, return_convergence_delta=True, **kwargs
-            )
-        elif method == "occlusion":
-            window = (1, *inputs.shape[2:])  # one whole time step
-            values = (
-                Occlusion(explained)
-                .attribute(inputs, sliding_window_shapes=window, strides=window, baselines=base, **kwargs)
-                .to(inputs.dtype)
-            )  # Captum averages in float32 (so float64 models get float32 precision)
-            per_step = values if values.dim() == 2 else values.flatten(2)[..., 0]
+            per_step = None
         else:
-            if layer is None:
-                layer = _recurrent(model) if method == "layer_conductance" else None
-            if layer is None:
-                raise ValueError(
-                    "attribute: layer_integrated_gradients on float inputs needs layer= (the module "
-                    "whose output is attributed)"
-                )
-            if not isinstance(layer, nn.Module) or not any(m is layer for m in model.modules()):
-                raise ValueError("attribute: expected layer to be a submodule of the model")
-            tuple_output = _layer_output_kind(explained, layer, inputs, args) if not layer_input else False
-            with _probe(layer, tuple_output) as hooked:
-                cls = LayerIntegratedGradients if method == "layer_integrated_gradients" else LayerConductance
-                extra = {"internal_batch_size": internal_batch_size}
-                values, delta = cls(explained, hooked).attribute(
-                    inputs,
-                    baselines=base,
-                    n_steps=n_steps,
-                    return_convergence_delta=True,
-                    attribute_to_layer_input=layer_input,
-                    **extra,
-                    **kwargs,
-                )
-            if isinstance(values, tuple | list):
-                values = values[0]
+            values, delta, per_step = _input_attribution(
+                explained, inputs, base, method, kwargs,
+                n_steps=n_steps, absolute=absolute, internal_batch_size=internal_batch_size,
+            )
     values = values.detach()
     per_step = _per_step(values) if per_step is None else per_step.detach()
     delta = None if delta is None else delta.detach().reshape(-1)
     return Attribution(values, per_step, method, delta)
+
+
+def _method_for_inputs(
+    model: nn.Module, inputs: torch.Tensor, method: str, layer: nn.Module | None
+) -> tuple[str, nn.Module | None]:
+    """Token inputs have no gradient: integrated gradients then runs through the model's embedding layer."""
+    if not _is_tokens(inputs):
+        return method, layer
+    if method not in _TOKEN_METHODS:
+        raise ValueError(
+            f"attribute: token inputs (integer {inputs.dtype}) have no gradient; method {method!r} "
+            "cannot take them: use 'layer_integrated_gradients' (through the embedding)"
+        )
+    if method == "integrated_gradients":
+        method = "layer_integrated_gradients"
+    if layer is None and method == "layer_integrated_gradients":
+        layer = _embedding(model)
+    return method, layer
+
+
+def _checked_output(explained: nn.Module, inputs: torch.Tensor, args: tuple) -> torch.Tensor:
+    """The explained output, once, without gradients: a tensor (B, ...) with the inputs' batch size."""
+    with torch.no_grad():
+        output = explained(inputs, *args)
+    if not isinstance(output, torch.Tensor) or output.dim() == 0 or output.shape[0] != inputs.shape[0]:
+        got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise ValueError(
+            f"attribute: expected the model to return a tensor (B, ...) with B = {inputs.shape[0]}, got {got}"
+        )
+    return output
+
+
+def _input_attribution(
+    explained: nn.Module,
+    inputs: torch.Tensor,
+    base: torch.Tensor,
+    method: str,
+    kwargs: dict,
+    *,
+    n_steps: int,
+    absolute: bool,
+    internal_batch_size: int | None,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Attributions to the inputs themselves: (values, convergence delta or None, per-step scores or None)."""
+    from captum.attr import DeepLift, IntegratedGradients, Occlusion, Saliency
+
+    if method == "integrated_gradients":
+        values, delta = IntegratedGradients(explained).attribute(
+            inputs,
+            baselines=base,
+            n_steps=n_steps,
+            internal_batch_size=internal_batch_size,
+            return_convergence_delta=True,
+            **kwargs,
+        )
+        return values, delta, None
+    if method == "saliency":
+        return Saliency(explained).attribute(inputs, abs=absolute, **kwargs), None, None
+    if method == "deeplift":
+        values, delta = DeepLift(explained).attribute(inputs, baselines=base, return_convergence_delta=True, **kwargs)
+        return values, delta, None
+    # occlusion
+    window = (1, *inputs.shape[2:])  # one whole time step
+    values = (
+        Occlusion(explained)
+        .attribute(inputs, sliding_window_shapes=window, strides=window, baselines=base, **kwargs)
+        .to(inputs.dtype)
+    )  # Captum averages in float32 (so float64 models get float32 precision)
+    per_step = values if values.dim() == 2 else values.flatten(2)[..., 0]
+    return values, None, per_step
+
+
+def _layer_attribution(
+    model: nn.Module,
+    explained: nn.Module,
+    inputs: torch.Tensor,
+    base: torch.Tensor,
+    method: str,
+    layer: nn.Module | None,
+    args: tuple,
+    kwargs: dict,
+    *,
+    n_steps: int,
+    layer_input: bool,
+    internal_batch_size: int | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attributions to a layer's output (or input): (values, convergence delta)."""
+    from captum.attr import LayerConductance, LayerIntegratedGradients
+
+    if layer is None:
+        layer = _recurrent(model) if method == "layer_conductance" else None
+    if layer is None:
+        raise ValueError(
+            "attribute: layer_integrated_gradients on float inputs needs layer= (the module "
+            "whose output is attributed)"
+        )
+    if not isinstance(layer, nn.Module) or not any(m is layer for m in model.modules()):
+        raise ValueError("attribute: expected layer to be a submodule of the model")
+    tuple_output = _layer_output_kind(explained, layer, inputs, args) if not layer_input else False
+    with _probe(layer, tuple_output) as hooked:
+        cls = LayerIntegratedGradients if method == "layer_integrated_gradients" else LayerConductance
+        values, delta = cls(explained, hooked).attribute(
+            inputs,
+            baselines=base,
+            n_steps=n_steps,
+            return_convergence_delta=True,
+            attribute_to_layer_input=layer_input,
+            internal_batch_size=internal_batch_size,
+            **kwargs,
+        )
+    if isinstance(values, tuple | list):
+        values = values[0]
+    return values, delta
 
 
 # ---------------------------------------------------------------------------------------------
