@@ -37,11 +37,9 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import numpy as np
@@ -63,7 +61,18 @@ from bokeh.models import (
 from bokeh.palettes import RdBu11, interp_palette
 from bokeh.plotting import figure
 
-from widgets.base import Explorer, Prepared, Refused, as_array, check_number, check_text, merge_settings
+from widgets.base import (
+    Explorer,
+    Prepared,
+    Refused,
+    as_array,
+    check_number,
+    check_text,
+    custom_js,
+    fixed,
+    load_js,
+    merge_settings,
+)
 
 PATTERNS = {
     "full": "full",
@@ -197,12 +206,6 @@ def pattern_pairs(pattern: str, n: int, params: PatternParams) -> int:
     return blocks * b * b
 
 
-def fixed(x: float, digits: int) -> str:
-    """``x`` with ``digits`` decimals, ties rounded up as JavaScript's ``toFixed`` does (Python's format rounds
-    ties to even: 6.25 -> "6.2" where the page writes "6.3")."""
-    return str(Decimal(float(x)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
-
-
 def format_bytes(count: float) -> str:
     """``1536`` -> ``"1.5 KiB"`` (binary units, one decimal; whole bytes below 1 KiB)."""
     if count < 1024:
@@ -260,196 +263,7 @@ def cross_text(T: int, S: int) -> str:
 
 # The page's JavaScript --------------------------------------------------------------------------------------
 
-_JS = """
-const PATTERNS = %(patterns)s;
-const tok = tokens.data.token, T = tok.length;
-const ktok = key_tokens.data.token, S = ktok.length;  // self-attention: the same tokens, S = T
-const cross = key_tokens.data.cross[0] === 1;
-const store_d = store.data;
-const L = Math.max(...store_d.layer) + 1, H = Math.max(...store_d.head) + 1;
-const li = Math.min(Math.max(parseInt(layer.value) || 0, 0), L - 1);
-const mean = head.value === "mean";
-const hi = mean ? 0 : Math.min(Math.max(parseInt(head.value) || 0, 0), H - 1);
-const q = Math.min(Math.max(query.value, 0), T - 1);
-const esc = (s) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 
-// The chosen layer's map (T x S, row = query), one head or the mean of the heads.
-const M = new Float64Array(T * S);
-let heads = 0;
-for (let r = 0; r < store_d.layer.length; r++) {
-  if (store_d.layer[r] !== li || (!mean && store_d.head[r] !== hi)) continue;
-  const w = store_d.weights[r];
-  for (let c = 0; c < T * S; c++) M[c] += w[c];
-  heads++;
-}
-for (let c = 0; c < T * S; c++) M[c] /= Math.max(heads, 1);
-const row_w = Array.from(M.slice(q * S, (q + 1) * S));
-let best = 0;
-for (let j = 1; j < S; j++) if (row_w[j] > row_w[best]) best = j;
-const who = mean ? `mean of ${H} heads` : `head ${hi + 1}`;
-caption.text = `<b>layer ${li + 1}, ${who}</b>: query ${q + 1} &quot;${esc(tok[q])}&quot; attends most to ` +
-  `key ${best + 1} &quot;${esc(ktok[best])}&quot; (${row_w[best].toFixed(2)}). ` +
-  `Rows are queries, columns keys; click a row or move the query slider.`;
-row_title.text = `the weights of query ${q + 1} "${tok[q]}" on each key`;
-for (const box of boxes) { box.bottom = q - 0.5; box.top = q + 0.5; }
-if (cross) {
-  // Cross-attention: queries and keys are different sequences, so no pattern applies (see cross_text).
-  let top = 0;
-  for (let c = 0; c < T * S; c++) top = Math.max(top, M[c]);
-  weights_view.data = {...weights_view.data, weight: Array.from(M)};
-  row_view.data = {...row_view.data, weight: row_w, inside: row_w};
-  row_y.end = 1.1 * Math.max(...row_w, 1e-6);
-  weights_mapper.high = Math.max(top, 1e-6);
-  return;
-}
-const pat = pattern.value;
-// memlib's SlidingWindowAttention needs w >= 1; BigBird's one-block window is w = 0. Moving the value re-runs this.
-const min_w = pat === "bigbird" ? 0 : 1;
-window_s.start = min_w;
-if (window_s.value < min_w) { window_s.value = min_w; return; }
-const P = {window: window_s.value, n_global: global_s.value, n_random: random_s.value,
-           block: parseInt(block.value), seed: seed_s.value, k: k_s.value, n: parseInt(n_select.value)};
-
-// The pattern's mask, as memlib draws it (see pattern_allowed in widgets/attention.py).
-const A = new Uint8Array(T * T);
-let padded = T;
-if (pat === "full" || pat === "linformer") A.fill(1);
-else if (pat === "causal") {
-  for (let i = 0; i < T; i++) for (let j = 0; j <= i; j++) A[i * T + j] = 1;
-} else if (pat === "sliding_window") {
-  for (let i = 0; i < T; i++) for (let j = 0; j < T; j++)
-    A[i * T + j] = (Math.abs(i - j) <= P.window || i < P.n_global || j < P.n_global) ? 1 : 0;
-} else {
-  const b = P.block, nb = Math.ceil(T / b), r = P.window, g = Math.min(P.n_global, nb);
-  padded = nb * b;
-  const od = orders.data;
-  let order = null;
-  for (let k = 0; k < od.block.length; k++) if (od.block[k] === b && od.seed[k] === P.seed) order = od.order[k];
-  const fixed = (qb, ob) => Math.abs(ob - qb) <= r || ob < g;
-  const B = new Uint8Array(nb * nb);
-  for (let qb = 0; qb < nb; qb++) {
-    if (qb < g) { B.fill(1, qb * nb, (qb + 1) * nb); continue; }
-    for (let ob = 0; ob < nb; ob++) if (fixed(qb, ob)) B[qb * nb + ob] = 1;
-    let taken = 0;
-    for (let t = 0; order !== null && t < nb - 1 && taken < P.n_random; t++) {
-      const ob = order[qb * (nb - 1) + t];
-      if (!fixed(qb, ob)) { B[qb * nb + ob] = 1; taken++; }
-    }
-  }
-  for (let i = 0; i < T; i++) for (let j = 0; j < T; j++) A[i * T + j] = B[Math.floor(i / b) * nb + Math.floor(j / b)];
-}
-
-// Renormalised inside the pattern: softmax over the allowed keys only. A fully blocked row gets zeros (memlib).
-const shown = new Array(T * T), inside = new Array(T);
-let outside = 0, rows = 0, top = 0, shown_top = 0;
-for (let i = 0; i < T; i++) {
-  let total = 0, kept = 0;
-  for (let j = 0; j < T; j++) { total += M[i * T + j]; kept += A[i * T + j] * M[i * T + j]; }
-  if (total > 0) { outside += 1 - kept / total; rows++; }
-  for (let j = 0; j < T; j++) {
-    const c = i * T + j;
-    shown[c] = A[c] ? (kept > 0 ? M[c] / kept : 0) : NaN;
-    top = Math.max(top, M[c]);
-    if (A[c]) shown_top = Math.max(shown_top, shown[c]);
-  }
-}
-weights_view.data = {...weights_view.data, weight: Array.from(M)};
-mask_view.data = {...mask_view.data, allowed: Array.from(A), weight: shown};
-const row_in = shown.slice(q * T, (q + 1) * T).map(v => isNaN(v) ? 0 : v);
-row_view.data = {...row_view.data, weight: row_w, inside: row_in};
-row_y.end = 1.1 * Math.max(...row_w, ...row_in, 1e-6);
-weights_mapper.high = Math.max(top, 1e-6);
-mask_mapper.high = Math.max(shown_top, 1e-6);
-
-// Linformer: the chosen head's queries x projected keys (the mean of the heads, or the one traced head).
-const lin = pat === "linformer";
-const ld = lin_store.data;
-if (lin && ld.weights.length > 0) {
-  const Hl = ld.weights.length, K = ld.k[0], m = new Float64Array(T * K);
-  const use = (mean || Hl === 1) ? [...Array(Hl).keys()] : [Math.min(hi, Hl - 1)];
-  for (const h of use) for (let c = 0; c < T * K; c++) m[c] += ld.weights[h][c] / use.length;
-  lin_view.data = {...lin_view.data, weight: Array.from(m)};
-}
-mask_fig.visible = !lin;
-lin_panel.visible = lin && ld.weights.length > 0;
-lin_missing.visible = lin && ld.weights.length === 0;
-
-// Which sliders this pattern reads, and what they mean for it.
-const bb = pat === "bigbird";
-window_s.visible = global_s.visible = bb || pat === "sliding_window";
-random_s.visible = block.visible = seed_s.visible = bb;
-k_s.visible = lin;
-window_s.title = bb ? "window (blocks)" : "window w (tokens)";
-global_s.title = bb ? "global blocks" : "global tokens";
-
-// The memory report (memory_text in widgets/attention.py writes the same).
-let allowed = 0;
-for (let c = 0; c < T * T; c++) allowed += A[c];
-if (lin) allowed = T * Math.min(P.k, T);
-memory.text = memoryText(pat, T, allowed, P, rows > 0 && pat !== "full" && !lin ? outside / rows : null, padded);
-
-function fmtInt(x) { return Math.round(x).toLocaleString("en-US"); }
-function pct(a, b) { return `${(100 * a / b).toFixed(1)}%%`; }
-function fmtBytes(c) {
-  if (c < 1024) return `${Math.floor(c)} B`;
-  for (const u of ["KiB", "MiB", "GiB", "TiB"]) {
-    c /= 1024;
-    if (c < 1024 || u === "TiB") return `${c.toFixed(1)} ${u}`;
-  }
-}
-function pairs(pat, n, P) {
-  if (pat === "full") return n * n;
-  if (pat === "causal") return n * (n + 1) / 2;
-  if (pat === "linformer") return n * Math.min(P.k, n);
-  if (pat === "sliding_window") {
-    const m = n - Math.min(P.n_global, n), w = P.window;
-    const band = w >= m - 1 ? m * m : m * (2 * w + 1) - w * (w + 1);
-    return n * n - m * m + band;
-  }
-  const b = P.block, nb = n / b, r = P.window, g = Math.min(P.n_global, nb);
-  let blocks = g * nb;
-  for (let qb = g; qb < nb; qb++) {
-    const win = Math.min(qb + r, nb - 1) - Math.max(qb - r, 0) + 1;
-    let extra = 0;
-    for (let o = 0; o < g; o++) if (Math.abs(o - qb) > r) extra++;
-    blocks += win + extra + Math.min(P.n_random, nb - win - extra);
-  }
-  return blocks * b * b;
-}
-function memoryText(pat, T, allowed, P, outside, padded) {
-  const n = P.n, label = PATTERNS[pat];
-  let head;
-  if (pat === "linformer") {
-    head = `<b>${label}</b>, k = ${P.k}: ${T} queries x ${Math.min(P.k, T)} projected keys = ${fmtInt(allowed)} ` +
-      `scores (${pct(allowed, T * T)} of T\\u00b2 = ${fmtInt(T * T)}) for these ${T} tokens: ` +
-      `${fmtBytes(4 * allowed)} of float32 scores per head.`;
-  } else {
-    head = `<b>${label}</b>: ${fmtInt(allowed)} of ${fmtInt(T * T)} query-key pairs allowed ` +
-      `(${pct(allowed, T * T)} of T\\u00b2) for these ${T} tokens: ${fmtBytes(4 * allowed)} of float32 scores ` +
-      "per head.";
-  }
-  const p = pairs(pat, n, P);
-  const at_n = `At n = ${fmtInt(n)} tokens: ${fmtInt(p)} scores (${pct(p, n * n)} of n\\u00b2): ` +
-    `${fmtBytes(4 * p)} per head and sequence, against ${fmtBytes(4 * n * n)} for full attention.`;
-  let note = "";
-  if (pat === "linformer") {
-    note = `Linformer blocks no pair: E (k x n) mixes all n keys into k = ${P.k} slots, so the scores grow ` +
-      `as n k, and E and F add 2 k n = ${fmtInt(2 * P.k * n)} parameters.`;
-  } else if (pat === "causal") {
-    note = "A dense kernel still computes all n\\u00b2 scores and zeroes the future; only kernels that skip " +
-      "blocked tiles save the other half.";
-  }
-  if (padded !== T)
-    note += ` T = ${T} is padded to ${padded} (a multiple of the block size ${P.block}), as memlib requires.`;
-  if (outside !== null)
-    note += ` The left map puts ${(100 * outside).toFixed(1)}%% of its weight outside the pattern ` +
-      "(mean over queries); the right map renormalises what is left.";
-  return `${head}<br>${at_n}<br>${note.trim()}`;
-}
-"""
-
-_JS_QUERY = 'const t = tokens.data.token; return `${tick + 1} "${t[tick] === undefined ? "" : t[tick]}"`;'
-_JS_TAP = "query.value = Math.min(Math.max(Math.round(cb_obj.y), query.start), query.end);"
 
 
 class AttentionExplorer(Explorer):
@@ -792,12 +606,35 @@ class AttentionExplorer(Explorer):
             fig.xaxis.major_label_orientation = math.pi / 2
 
     def build(self):
-        data, s = self.data, self.sources
-        L, H, T, S = data["weights"].shape
-        cross = self.cross
+        data = self.data
+        T, S = data["weights"].shape[2:]
         layer, head, q, pattern, p = self._selection(data)
         view = self._view(data, layer, head, q, pattern, p, self._orders_cache(T))
+        self._selection_widgets(data, layer, head, q)
+        self._pattern_widgets(T, pattern, p)
+        self.memory = Div(text=view["memory"], width=WIDTH, name="attention_memory_cost",
+                          styles={"font-size": "90%"})
+        self._weight_maps(view, T, S, q, pattern)
+        self._linformer_panel(data, T, pattern)
+        self._row_figure(data, view, S, q)
+        self.callback = self._callback()
+        for widget in (self.layer_select, self.head_select, self.query_slider, self.pattern_select, self.n_select,
+                       self.window_slider, self.global_slider, self.random_slider, self.block_select,
+                       self.seed_slider, self.k_slider):
+            widget.js_on_change("value", self.callback)
+        self._built = True
+        self._apply_linformer(data)
+        return column(
+            row(self.layer_select, self.head_select, self.query_slider), self.caption,
+            row(self.pattern_select, self.n_select, self.k_slider),
+            row(self.window_slider, self.global_slider, self.random_slider, self.block_select, self.seed_slider),
+            row(self.weights_fig, self.mask_fig, self.lin_panel, self.lin_missing),
+            self.memory, self.row_fig, self._note(), name="attention_explorer",
+        )
 
+    def _selection_widgets(self, data: Prepared, layer: int, head: str, q: int) -> None:
+        """The layer and head selectors, the query slider (labelled with tokens) and the caption."""
+        L, H, T = data["weights"].shape[:3]
         self.layer_select = Select(title="layer", value=str(layer), options=[(str(li), f"layer {li + 1}")
                                                                               for li in range(L)],
                                    width=110, name="attention_layer_select")
@@ -805,10 +642,12 @@ class AttentionExplorer(Explorer):
                                   name="attention_head_select")
         self.query_slider = Slider(start=0, end=max(T - 1, 1), value=q, step=1, width=400,
                                    title="query (row)", name="attention_query_slider",
-                                   format=CustomJSTickFormatter(args=dict(tokens=s["attention_tokens"]),
-                                                                code=_JS_QUERY))
+                                   format=CustomJSTickFormatter(args=dict(tokens=self.sources["attention_tokens"]),
+                                                                code=load_js("attention_query_tick")))
         self.caption = Div(text=self._caption(data, layer, head, q), width=WIDTH, name="attention_caption")
 
+    def _pattern_widgets(self, T: int, pattern: str, p: PatternParams) -> None:
+        """The pattern selector, the memory report's n, and the sliders the patterns read."""
         self.pattern_select = Select(title="pattern", value=pattern, options=list(PATTERNS.items()), width=200,
                                      name="attention_pattern_select")
         self.n_select = Select(title="memory report at n tokens", value=str(p.n),
@@ -827,15 +666,15 @@ class AttentionExplorer(Explorer):
         self.k_slider = Slider(start=1, end=MAX_K, value=min(p.k, MAX_K), step=1, width=250,
                                title="Linformer k (projected keys)", name="attention_k_slider")
         self._pattern_controls(pattern)
-        self.memory = Div(text=view["memory"], width=WIDTH, name="attention_memory_cost",
-                          styles={"font-size": "90%"})
 
+    def _weight_maps(self, view: dict[str, Any], T: int, S: int, q: int, pattern: str) -> None:
+        """The weights' map and the map inside the pattern, each with the query's row boxed; a tap picks a row."""
         half = WIDTH // 2
         self.weights_mapper = LinearColorMapper(palette=PALETTE, low=0, high=max(view["top"], 1e-6))
         self.mask_mapper = LinearColorMapper(palette=PALETTE, low=0, high=max(view["shown_top"], 1e-6),
                                              nan_color=BLOCKED)
         cell_tips = [("query", "@query"), ("key", "@key"), ("weight", "@weight{0.000}")]
-        if cross:  # one map across the column: S keys wide, T query rows high (labels below take ~90 px)
+        if self.cross:  # one map across the column: S keys wide, T query rows high (labels below take ~90 px)
             self.weights_fig = self._map("cross-attention weights: query (row) x key", "attention_weights_view",
                                          self.weights_mapper, cell_tips, WIDTH, min(max(16 * T, 48) + 130, WIDTH),
                                          S, T)
@@ -845,15 +684,18 @@ class AttentionExplorer(Explorer):
         self.mask_fig = self._map("inside the pattern (grey: blocked)", "attention_mask_view", self.mask_mapper,
                                   cell_tips, half, half + 30, T, T)
         self.mask_fig.name = "attention_mask_figure"
-        self.mask_fig.visible = pattern != "linformer" and not cross
+        self.mask_fig.visible = pattern != "linformer" and not self.cross
         self.boxes = []
         for fig in (self.weights_fig, self.mask_fig):
             self._token_axes(fig, T)
             box = BoxAnnotation(bottom=q - 0.5, top=q + 0.5, fill_alpha=0, line_color="#d62728", line_width=1.5)
             fig.add_layout(box)
             self.boxes.append(box)
-            fig.js_on_event("tap", CustomJS(args=dict(query=self.query_slider), code=_JS_TAP))
+            fig.js_on_event("tap", custom_js("attention_tap", query=self.query_slider))
 
+    def _linformer_panel(self, data: Prepared, T: int, pattern: str) -> None:
+        """Linformer's query x projected-key map and its projection E, or a note where the page has no trace."""
+        half = WIDTH // 2
         has_lin = "linformer_weights" in data
         k = data["linformer_weights"].shape[2] if has_lin else 1
         self.lin_mapper = LinearColorMapper(palette=PALETTE, low=0, high=1)
@@ -868,22 +710,26 @@ class AttentionExplorer(Explorer):
         self._token_axes(proj_fig, T, y=False)
         proj_fig.visible = has_lin and "projection" in data
         self.lin_panel = column(lin_fig, proj_fig, name="attention_linformer_panel",
-                                visible=pattern == "linformer" and has_lin and not cross)
+                                visible=pattern == "linformer" and has_lin and not self.cross)
         self.lin_missing = Div(text="No Linformer trace in this page: the report uses n k for the k slider.",
-                               width=half, visible=pattern == "linformer" and not has_lin and not cross,
+                               width=half, visible=pattern == "linformer" and not has_lin and not self.cross,
                                name="attention_linformer_missing")
         self.lin_figs, self.proj_mapper = (lin_fig, proj_fig), proj_mapper
 
+    def _row_figure(self, data: Prepared, view: dict[str, Any], S: int, q: int) -> None:
+        """The chosen query's weights on each key as bars (and, for a pattern, the renormalised ones inside it)."""
+        T = data["weights"].shape[2]
+        source = self.sources["attention_row_view"]
         self.row_fig = figure(width=WIDTH, height=220, title=self._row_title(data, q),
                               x_range=Range1d(-0.5, S - 0.5), y_range=Range1d(0, view["row_top"]), tools="",
                               toolbar_location=None)
-        if cross:
-            self.row_fig.vbar(x="x", top="weight", width=0.7, source=s["attention_row_view"], color="#225ea8",
+        if self.cross:
+            self.row_fig.vbar(x="x", top="weight", width=0.7, source=source, color="#225ea8",
                               legend_label="weights (the map's row)")
         else:
-            self.row_fig.vbar(x="x", top="weight", width=0.85, source=s["attention_row_view"], color="#c9c9c9",
+            self.row_fig.vbar(x="x", top="weight", width=0.85, source=source, color="#c9c9c9",
                               legend_label="weights (left map)")
-            self.row_fig.vbar(x="x", top="inside", width=0.45, source=s["attention_row_view"], color="#225ea8",
+            self.row_fig.vbar(x="x", top="inside", width=0.45, source=source, color="#225ea8",
                               legend_label="inside the pattern, renormalised")
         self.row_fig.add_layout(self.row_fig.legend[0], "above")
         self.row_fig.legend.update(orientation="horizontal", label_text_font_size="8pt", padding=2, spacing=8,
@@ -893,31 +739,29 @@ class AttentionExplorer(Explorer):
         self.row_fig.xgrid.visible = False
         self.row_fig.yaxis.ticker.desired_num_ticks = 4
 
-        callback = CustomJS(
-            args=dict(
-                store=s["attention_store"], tokens=s["attention_tokens"], key_tokens=s["attention_key_tokens"],
-                weights_view=s["attention_weights_view"],
-                mask_view=s["attention_mask_view"], row_view=s["attention_row_view"],
-                orders=s["attention_bigbird_orders"], lin_store=s["attention_linformer_store"],
-                lin_view=s["attention_linformer_view"], layer=self.layer_select, head=self.head_select,
-                query=self.query_slider, pattern=self.pattern_select, window_s=self.window_slider,
-                global_s=self.global_slider, random_s=self.random_slider, block=self.block_select,
-                seed_s=self.seed_slider, row_y=self.row_fig.y_range, row_title=self.row_fig.title, k_s=self.k_slider,
-                n_select=self.n_select,
-                weights_mapper=self.weights_mapper,
-                mask_mapper=self.mask_mapper, boxes=self.boxes, mask_fig=self.mask_fig, lin_panel=self.lin_panel,
-                lin_missing=self.lin_missing, caption=self.caption, memory=self.memory,
-            ),
-            code=_JS % {"patterns": json.dumps(PATTERNS)},
+    def _callback(self) -> CustomJS:
+        """The page's JavaScript (widgets/js/attention.js) over the sources, widgets and figures built above."""
+        s = self.sources
+        return custom_js(
+            "attention",
+            store=s["attention_store"], tokens=s["attention_tokens"], key_tokens=s["attention_key_tokens"],
+            weights_view=s["attention_weights_view"],
+            mask_view=s["attention_mask_view"], row_view=s["attention_row_view"],
+            orders=s["attention_bigbird_orders"], lin_store=s["attention_linformer_store"],
+            lin_view=s["attention_linformer_view"], layer=self.layer_select, head=self.head_select,
+            query=self.query_slider, pattern=self.pattern_select, window_s=self.window_slider,
+            global_s=self.global_slider, random_s=self.random_slider, block=self.block_select,
+            seed_s=self.seed_slider, row_y=self.row_fig.y_range, row_title=self.row_fig.title, k_s=self.k_slider,
+            n_select=self.n_select,
+            weights_mapper=self.weights_mapper,
+            mask_mapper=self.mask_mapper, boxes=self.boxes, mask_fig=self.mask_fig, lin_panel=self.lin_panel,
+            lin_missing=self.lin_missing, caption=self.caption, memory=self.memory,
+            PATTERNS=PATTERNS,
         )
-        self.callback = callback
-        for widget in (self.layer_select, self.head_select, self.query_slider, self.pattern_select, self.n_select,
-                       self.window_slider, self.global_slider, self.random_slider, self.block_select,
-                       self.seed_slider, self.k_slider):
-            widget.js_on_change("value", callback)
-        self._built = True
-        self._apply_linformer(data)
-        if cross:
+
+    def _note(self) -> Div:
+        """What the colours and the two maps mean, under the figures."""
+        if self.cross:
             text = ("Colours are weights (the map scaled to its largest). Rows are the queries' tokens, columns the "
                     "keys' tokens: two different sequences, so the pattern selector, which restricts a sequence "
                     "attending to itself, is off.")
@@ -925,14 +769,7 @@ class AttentionExplorer(Explorer):
             text = ("Colours are weights (each map scaled to its largest). The right map is the head's weights "
                     "renormalised over the allowed keys: a softmax restricted to them. Masks are memlib's, "
                     "BigBird's random blocks included.")
-        note = Div(text=text, width=WIDTH, styles={"font-size": "85%", "color": "#555"}, name="attention_note")
-        return column(
-            row(self.layer_select, self.head_select, self.query_slider), self.caption,
-            row(self.pattern_select, self.n_select, self.k_slider),
-            row(self.window_slider, self.global_slider, self.random_slider, self.block_select, self.seed_slider),
-            row(self.weights_fig, self.mask_fig, self.lin_panel, self.lin_missing),
-            self.memory, self.row_fig, note, name="attention_explorer",
-        )
+        return Div(text=text, width=WIDTH, styles={"font-size": "85%", "color": "#555"}, name="attention_note")
 
     def _pattern_controls(self, pattern: str) -> None:
         """Show the sliders ``pattern`` reads, titled for it (the CustomJS does the same in the page).

@@ -23,11 +23,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
+from decimal import ROUND_HALF_UP, Decimal
+from functools import cache
+from importlib.resources import files
 from numbers import Real
 from typing import Any
 
 import numpy as np
-from bokeh.models import ColumnDataSource, LayoutDOM
+from bokeh.models import ColumnDataSource, CustomJS, LayoutDOM
 
 from widgets.display import bokeh_html, load_bokeh_inline
 
@@ -37,6 +40,28 @@ MAX_MESSAGE = 300  # characters of an error on the status line: one line, whatev
 
 class Refused(ValueError):
     """A live change refused before any work: it would exceed a stated memory or time limit."""
+
+
+def fixed(x: float, digits: int) -> str:
+    """``x`` with ``digits`` decimals, ties rounded up as JavaScript's ``toFixed`` does (Python's format rounds
+    ties to even: 6.25 -> "6.2" where the page writes "6.3")."""
+    return str(Decimal(float(x)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+
+
+@cache
+def load_js(*names: str) -> str:
+    """The JavaScript of ``widgets/js/<name>.js`` for each name, joined in order (a library file before its user).
+
+    The files ship with the package; what a callback needs from Python (constants included) comes through its
+    ``args``, never by editing this text.
+    """
+    folder = files("widgets") / "js"
+    return "\n".join((folder / f"{name}.js").read_text(encoding="utf-8") for name in names)
+
+
+def custom_js(*names: str, **args: Any) -> CustomJS:
+    """A ``CustomJS`` running :func:`load_js` ``(*names)`` with ``args`` (Bokeh models, numbers, lists, dicts)."""
+    return CustomJS(args=args, code=load_js(*names))
 
 
 def describe(err: BaseException) -> str:

@@ -22,7 +22,6 @@ channels. Steps are shown 1..T; ``marked`` is a 0-based index into the sequence,
 from __future__ import annotations
 
 import html
-import json
 import math
 import operator
 import re
@@ -35,7 +34,6 @@ from bokeh.models import (
     BoxAnnotation,
     CDSView,
     ColorBar,
-    CustomJS,
     DataRange1d,
     Div,
     FactorRange,
@@ -49,7 +47,7 @@ from bokeh.models import (
 from bokeh.palettes import Category10_4, Greys256, RdBu11, Viridis256, interp_palette
 from bokeh.plotting import figure
 
-from widgets.base import Explorer, Prepared, as_array, check_number, check_text, merge_settings
+from widgets.base import Explorer, Prepared, as_array, check_number, check_text, custom_js, merge_settings
 
 KIND_GATES = {
     "lstm": ("forget_gate", "input_gate", "output_gate", "candidate", "cell", "hidden"),
@@ -94,62 +92,6 @@ SETTING_LIMITS: dict[str, tuple[float, float, bool, str]] = {
 }
 WIDTH = 660  # fits the book's output column (688 px in a 1280 px window)
 
-_JS = """
-const GATES = %(gates)s, SYMBOL = %(symbol)s, TITLE = %(title)s, COLOR = %(color)s, KEEP = %(keep)s;
-const CHANNEL_COLOR = %(channel_color)s;
-const d = store.data;
-let v = d.variant.indexOf(select.value);
-if (v < 0) v = 0;
-const kind = d.kind[v], T = d.T[v], H = d.H[v], m = d.marked[v];
-// Bokeh needs end > start, so a 1-step input gets a 2-step slider: clamp here.
-const t = Math.min(Math.max(time.value, 1), T) - 1;
-const u = Math.min(Math.max(unit.value, 0), H - 1);
-const steps = Array.from({length: T}, (_, k) => k + 1);
-if (filter.group !== d.variant[v]) {
-  filter.group = d.variant[v];
-  lstm_block.visible = kind === "lstm";
-  gru_block.visible = kind === "gru";
-  bars_range.factors = GATES[kind].map(g => SYMBOL[kind][g]);
-  for (const s of mark_spans) s.location = m + 1;
-  const chans = d.line_channels[v], x = d.input_lines[v];
-  inputs.data = {xs: chans.map(() => steps), ys: chans.map((_, c) => Array.from(x.slice(c * T, (c + 1) * T))),
-                 channel: chans, color: chans.map((_, c) => CHANNEL_COLOR[c])};
-}
-for (const s of time_spans) s.location = t + 1;
-for (const b of unit_boxes) { b.bottom = u - 0.5; b.top = u + 0.5; }
-const gates = GATES[kind];
-const row = (name) => {  // unit u's row of a (H, T) image
-  const img = d[name][v], out = new Array(T);
-  for (let k = 0; k < T; k++) out[k] = img[u * T + k];
-  return out;
-};
-const rows = gates.map(row);
-bars.data = {gate: gates.map(g => SYMBOL[kind][g]), name: gates.map(g => TITLE[kind][g]),
-             value: rows.map(r => r[t]), color: gates.map(g => COLOR[g])};
-lines.data = {xs: gates.map(() => steps), ys: rows, gate: gates.map(g => TITLE[kind][g]),
-              color: gates.map(g => COLOR[g])};
-const bound = 1.05 * Math.max(1, ...rows.map(r => Math.max(...r.map(Math.abs))));
-bars_y.start = -bound;
-bars_y.end = bound;
-const r = row("retention");
-retention.data = {step: steps, retention: r};
-cursor.data = {step: [t + 1], retention: [r[t]]};
-const hl = d.half_life[v];
-const med = d.median_half_life[v];
-const fmt = (h) => isFinite(h) ? `${h} step${h === 1 ? "" : "s"}` : `over ${T - 1 - m} steps (not reached)`;
-const label = labels.data.label, lv = labels.data.variant, ls = labels.data.step;
-let token = "";
-const esc = (s) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
-for (let k = 0; k < label.length; k++) {
-  if (lv[k] === d.variant[v] && ls[k] === t + 1) token = ` &quot;${esc(label[k])}&quot;`;
-}
-const values = gates.map((g, k) => `${SYMBOL[kind][g]} ${rows[k][t].toFixed(2)}`).join(", ");
-const kept = t < m ? "(before the mark)" : r[t].toFixed(2);
-caption.text = `<b>${esc(d.variant[v])}</b>: step ${t + 1} of ${T}${token}, unit ${u}: ${values}<br>` +
-  `Kept at step ${t + 1} of what unit ${u} held at the marked step ${m + 1}: ${kept}` +
-  ` (r_t = product of ${KEEP[kind]}_s since the mark). Half-life of unit ${u}: ${fmt(hl[u])};` +
-  ` median over ${H} units: ${fmt(med)}.`;
-"""
 
 
 class GateExplorer(Explorer):
@@ -513,18 +455,16 @@ class GateExplorer(Explorer):
         self.bars.vbar(x="gate", top="value", width=0.8, color="color", source=s["gates_at_time"])
         self.bars.add_layout(Span(location=0, dimension="width", line_color="#888888"))
 
-        callback = CustomJS(
-            args=dict(
-                store=s["gate_variants"], select=self.select, time=self.time_slider, unit=self.unit_slider,
-                filter=self.filter, lstm_block=blocks["lstm"], gru_block=blocks["gru"], caption=self.caption,
-                bars_range=self.bars_range, bars_y=self.bars.y_range, mark_spans=self.mark_spans,
-                time_spans=self.time_spans, unit_boxes=self.unit_boxes, inputs=s["gate_inputs"],
-                bars=s["gates_at_time"], lines=s["unit_over_time"], retention=s["retention_of_unit"],
-                cursor=s["retention_cursor"], labels=s["gate_labels"],
-            ),
-            code=_JS % {"gates": json.dumps(KIND_GATES), "symbol": json.dumps(SYMBOL), "title": json.dumps(TITLE),
-               "color": json.dumps(COLOR), "keep": json.dumps({k: SYMBOL[k][g] for k, g in KEEP_GATE.items()}),
-                         "channel_color": json.dumps(list(Category10_4))},
+        callback = custom_js(
+            "gates",
+            store=s["gate_variants"], select=self.select, time=self.time_slider, unit=self.unit_slider,
+            filter=self.filter, lstm_block=blocks["lstm"], gru_block=blocks["gru"], caption=self.caption,
+            bars_range=self.bars_range, bars_y=self.bars.y_range, mark_spans=self.mark_spans,
+            time_spans=self.time_spans, unit_boxes=self.unit_boxes, inputs=s["gate_inputs"],
+            bars=s["gates_at_time"], lines=s["unit_over_time"], retention=s["retention_of_unit"],
+            cursor=s["retention_cursor"], labels=s["gate_labels"],
+            GATES=KIND_GATES, SYMBOL=SYMBOL, TITLE=TITLE, COLOR=COLOR,
+            KEEP={k: SYMBOL[k][g] for k, g in KEEP_GATE.items()}, CHANNEL_COLOR=list(Category10_4),
         )
         self.select.js_on_change("value", callback)
         self.time_slider.js_on_change("value", callback)

@@ -14,27 +14,11 @@ from typing import Any
 
 import numpy as np
 from bokeh.layouts import column
-from bokeh.models import ColorBar, CustomJS, Div, LinearColorMapper, Slider, Span
+from bokeh.models import ColorBar, Div, LinearColorMapper, Slider, Span
 from bokeh.palettes import RdBu11
 from bokeh.plotting import figure
 
-from widgets.base import Explorer, Prepared, as_array, check_text
-
-_JS_STEP = """
-const t = Math.min(slider.value, grid.data.T[0]) - 1;  // a 1-step input keeps a 2-step slider
-const img = grid.data.image[0];
-const D = grid.data.D[0], T = grid.data.T[0];
-const value = new Array(D);
-for (let d = 0; d < D; d++) value[d] = img[d * T + t];
-state.data = {unit: state.data.unit, value: value};
-cursor.data = {step: [t + 1], readout: [curve.data.readout[t]]};
-span.location = t + 1;
-div.text = caption(t, curve.data);
-function caption(t, c) {
-  return `<b>step ${t + 1} of ${T}</b>: input ${c.input[t]}, running answer ${c.readout[t].toFixed(2)}, ` +
-         `target ${c.target[t].toFixed(2)}`;
-}
-"""
+from widgets.base import Explorer, Prepared, as_array, check_text, custom_js
 
 
 class HiddenStateExplorer(Explorer):
@@ -69,14 +53,22 @@ class HiddenStateExplorer(Explorer):
         steps = np.arange(1, T + 1)
         return {
             "hidden_grid": {"image": [h.T.copy()], "D": [D], "T": [T], "x": [0.5], "dw": [T], "dh": [D]},
-            "hidden_state_at_step": {"unit": np.arange(D), "value": h[-1]},
+            **self._at_step(data, T - 1),
             "running_answer": {
                 "step": steps,
                 "input": data["inputs"].round(3),
                 "readout": data["readout"],
                 "target": data["target"],
             },
-            "answer_cursor": {"step": [T], "readout": [data["readout"][-1]]},
+        }
+
+    @staticmethod
+    def _at_step(data: Prepared, t: int) -> dict[str, dict[str, Any]]:
+        """The sources that show step ``t`` (0-based); the page's JavaScript computes the same."""
+        h = data["hidden"]
+        return {
+            "hidden_state_at_step": {"unit": np.arange(h.shape[1]), "value": h[t]},
+            "answer_cursor": {"step": [t + 1], "readout": [data["readout"][t]]},
         }
 
     def _caption(self, t: int) -> str:
@@ -122,10 +114,9 @@ class HiddenStateExplorer(Explorer):
         self.div = Div(text=self._caption(T - 1), width=650, name="step_caption")
         # Bokeh needs end > start: a 1-step input gets a 2-step slider, clamped in the callback.
         self.slider = Slider(start=1, end=max(T, 2), value=T, step=1, title="step", width=650, name="step_slider")
-        self.slider.js_on_change("value", CustomJS(
-            args=dict(slider=self.slider, grid=s["hidden_grid"], state=s["hidden_state_at_step"],
-                      cursor=s["answer_cursor"], curve=s["running_answer"], span=self.span, div=self.div),
-            code=_JS_STEP,
+        self.slider.js_on_change("value", custom_js(
+            "hidden_state", slider=self.slider, grid=s["hidden_grid"], state=s["hidden_state_at_step"],
+            cursor=s["answer_cursor"], curve=s["running_answer"], span=self.span, div=self.div,
         ))
         from bokeh.layouts import row
 

@@ -11,7 +11,7 @@ supplies runs the trained model on it and the same figures redraw.
 :class:`AddressingPipeline` shows the NTM's four addressing stages (section 3.3, Figure 2) for a
 small memory, a key and a previous weighting, with sliders for ``beta``, ``g``, the shift and
 ``gamma``. The page's JavaScript recomputes every stage (a port of ``memlib.memory.addressing``,
-kept in :data:`ADDRESSING_JS` and tested against it), so it works in the static book.
+kept in ``widgets/js/addressing.js`` and tested against it), so it works in the static book.
 
 Shapes: ``T`` steps, ``I`` input channels, ``O`` output channels, ``N`` memory slots, ``W`` slot width,
 ``R`` read heads. Steps are shown 1..T; slots and heads are 0-based.
@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 from bokeh.layouts import column, row
-from bokeh.models import ColorBar, CustomJS, Div, LinearColorMapper, Range1d, Slider, Span
+from bokeh.models import ColorBar, Div, LinearColorMapper, Range1d, Slider, Span
 from bokeh.palettes import Greys256, RdBu11, Viridis256, interp_palette
 from bokeh.plotting import figure
 from bokeh.transform import dodge
 
 from memlib.memory import addressing
-from widgets.base import Explorer, Prepared, Refused, as_array, check_text, merge_settings
+from widgets.base import Explorer, Prepared, Refused, as_array, check_text, custom_js, fixed, merge_settings
 
 KINDS = ("ntm", "dnc")
 MAX_STEPS = 80  # the slider stays usable and the page small
@@ -51,114 +51,6 @@ MARGIN = 5  # Bokeh widgets (sliders, text) keep this margin on each side: their
 HEAD_COLORS = ("#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e")  # write, then read heads 1..4
 DIVERGING = list(reversed(interp_palette(RdBu11, 256)))
 INK = list(reversed(Greys256))  # 0 white, 1 black: bits read like ink on paper
-
-_MEMORY_JS = """
-const d = store.data;
-const kind = d.kind[0], T = d.T[0], N = d.N[0], W = d.W[0], R = d.R[0];
-// Bokeh needs end > start, so a 1-step sequence gets a 2-step slider: clamp here.
-const t = Math.min(Math.max(slider.value, 1), T) - 1;
-const take = (a, start, n) => {
-  const out = new Array(n);
-  for (let k = 0; k < n; k++) out[k] = a[start + k];
-  return out;
-};
-const argmax = (a) => { let best = 0; for (let k = 1; k < a.length; k++) if (a[k] > a[best]) best = k; return best; };
-const mean = (a) => a.reduce((x, y) => x + y, 0) / a.length;
-const f2 = (x) => x.toFixed(2);
-memory_at_step.data = {...memory_at_step.data, value: take(d.memory[0], t * N * W, N * W)};
-const write = take(d.write_weights[0], t * N, N);
-const reads = [];
-for (let r = 0; r < R; r++) reads.push(take(d.read_weights[0], (t * R + r) * N, N));
-weights_at_step.data = {...weights_at_step.data, weight: [write, ...reads].flat()};
-for (const s of spans) s.location = t + 1;
-let text = `<b>step ${t + 1} of ${T}</b>. Write head: slot ${argmax(write)} (weight ${f2(write[argmax(write)])})`;
-if (kind === "ntm") {
-  const erase = take(d.erase[0], t * W, W), add = take(d.add[0], t * W, W);
-  erase_add_at_step.data = {...erase_add_at_step.data, erase: erase, add: add};
-  text += `, erase mean ${f2(mean(erase))}, add mean ${f2(mean(add))}.`;
-} else {
-  const usage = take(d.usage[0], t * N, N), alloc = take(d.allocation[0], t * N, N);
-  usage_at_step.data = {...usage_at_step.data, usage: usage, allocation: alloc};
-  link_at_step.data = {...link_at_step.data, value: take(d.link[0], t * N * N, N * N)};
-  const wg = d.write_gate[0][t], ag = d.allocation_gate[0][t];
-  if (!isNaN(wg)) text += `, write gate ${f2(wg)}`;
-  if (!isNaN(ag)) text += `, allocation gate ${f2(ag)}`;
-  text += `. Allocation points at slot ${argmax(alloc)} (${f2(alloc[argmax(alloc)])}); ` +
-          `${usage.filter(u => u > 0.5).length} of ${N} slots more than half used.`;
-}
-for (let r = 0; r < R; r++) {
-  const w = reads[r];
-  text += `<br>Read head ${r + 1}: slot ${argmax(w)} (weight ${f2(w[argmax(w)])})`;
-  if (kind === "dnc") {
-    const m = take(d.read_modes[0], (t * R + r) * 3, 3);
-    text += `, modes backward ${f2(m[0])} / content ${f2(m[1])} / forward ${f2(m[2])}`;
-    const fg = d.free_gates[0][t * R + r];
-    if (!isNaN(fg)) text += `, free gate ${f2(fg)}`;
-  }
-  text += ".";
-}
-caption.text = text;
-"""
-
-ADDRESSING_JS = """
-// A port of memlib.memory.addressing (Graves et al. 2014, section 3.3): the same equations, the same eps.
-// M: the memory as a flat row-major (N*W) array; key (W); prev (N); s (S, odd) over offsets -(S-1)/2..(S-1)/2.
-function address_pipeline(M, N, W, key, prev, beta, g, s, gamma) {
-  const COSINE_EPS = 1e-8, SHARPEN_EPS = 1e-12;
-  let key_norm = 0;
-  for (let w = 0; w < W; w++) key_norm += key[w] * key[w];
-  key_norm = Math.sqrt(key_norm);
-  // K[k, M_i] = k . M_i / (||k|| ||M_i|| + eps)   (eq. 6)
-  const similarity = new Array(N);
-  for (let i = 0; i < N; i++) {
-    let dot = 0, norm = 0;
-    for (let w = 0; w < W; w++) { dot += key[w] * M[i * W + w]; norm += M[i * W + w] * M[i * W + w]; }
-    similarity[i] = dot / (key_norm * Math.sqrt(norm) + COSINE_EPS);
-  }
-  // w^c(i) = exp(beta K_i) / sum_j exp(beta K_j)   (eq. 5; minus the max, as a softmax does, to stay finite)
-  const top = Math.max(...similarity.map(k => beta * k));
-  const e = similarity.map(k => Math.exp(beta * k - top));
-  const total = e.reduce((a, b) => a + b, 0);
-  const content = e.map(x => x / total);
-  // w^g = g w^c + (1 - g) w_{t-1}   (eq. 7)
-  const gated = content.map((c, i) => g * c + (1 - g) * prev[i]);
-  // w~(i) = sum_j w^g(j) s(i - j), indices mod N   (eq. 8)
-  const S = s.length, half = (S - 1) / 2;
-  const shifted = new Array(N).fill(0);
-  for (let i = 0; i < N; i++)
-    for (let k = 0; k < S; k++) shifted[i] += gated[(((i - (k - half)) % N) + N) % N] * s[k];
-  // w(i) = (w~(i) + eps)^gamma / sum_j (w~(j) + eps)^gamma   (eq. 9)
-  const powered = shifted.map(x => Math.pow(x + SHARPEN_EPS, gamma));
-  const norm = powered.reduce((a, b) => a + b, 0);
-  const sharpened = powered.map(x => x / norm);
-  return {similarity, content, gated, shifted, sharpened};
-}
-function shift_kernel(x) {  // the slider's shift in [-1, 1] -> mass on offsets -1, 0, +1
-  return [Math.max(-x, 0), 1 - Math.abs(x), Math.max(x, 0)];
-}
-"""
-
-_PIPELINE_JS = ADDRESSING_JS + """
-const d = setup.data;
-const N = d.N[0], W = d.W[0];
-const s = shift_kernel(shift.value);
-const out = address_pipeline(d.memory[0], N, W, d.key[0], d.previous[0], beta.value, g.value, s, gamma.value);
-const slots = content.data.slot;
-inputs.data = {slot: slots, similarity: out.similarity, previous: inputs.data.previous};
-kernel.data = {offset: kernel.data.offset, s: s};
-content.data = {slot: slots, weight: out.content};
-gated.data = {slot: slots, weight: out.gated};
-shifted.data = {slot: slots, weight: out.shifted};
-sharpened.data = {slot: slots, weight: out.sharpened};
-const focus = (w) => {
-  let b = 0;
-  for (let i = 1; i < w.length; i++) if (w[i] > w[b]) b = i;
-  return `slot ${b} (${w[b].toFixed(2)})`;
-};
-caption.text = `Focus after each stage: content ${focus(out.content)}, gated ${focus(out.gated)}, ` +
-  `shifted ${focus(out.shifted)}, sharpened ${focus(out.sharpened)}.`;
-"""
-
 
 def _check_shape(where: str, arr: np.ndarray, shape: tuple[int, ...], legend: str, hint: str = "") -> None:
     if arr.shape != shape:
@@ -664,12 +556,11 @@ class MemoryExplorer(Explorer):
                        styles={"font-size": "85%", "color": "#555"})
         self.dnc_block = row(link, dnc_note, name="dnc_panels", visible=kind == "dnc")
 
-        callback = CustomJS(
-            args=dict(store=s["memory_trace"], slider=self.slider, memory_at_step=s["memory_at_step"],
-                      weights_at_step=s["weights_at_step"], erase_add_at_step=s["erase_add_at_step"],
-                      usage_at_step=s["usage_at_step"], link_at_step=s["link_at_step"], spans=self.spans,
-                      caption=self.caption_div),
-            code=_MEMORY_JS,
+        callback = custom_js(
+            "memory_step", store=s["memory_trace"], slider=self.slider, memory_at_step=s["memory_at_step"],
+            weights_at_step=s["weights_at_step"], erase_add_at_step=s["erase_add_at_step"],
+            usage_at_step=s["usage_at_step"], link_at_step=s["link_at_step"], spans=self.spans,
+            caption=self.caption_div,
         )
         self.slider.js_on_change("value", callback)
         self._built = True
@@ -780,7 +671,7 @@ MAX_PIPELINE_SLOTS = 32
 
 
 def shift_kernel(shift: float) -> np.ndarray:
-    """The pipeline slider's shift in [-1, 1] -> a kernel over offsets -1, 0, +1 (as :data:`ADDRESSING_JS`).
+    """The pipeline slider's shift in [-1, 1] -> a kernel over offsets -1, 0, +1 (widgets/js/addressing.js's twin).
 
     0 stays, +1 moves the focus one slot up, 0.5 splits the mass evenly between staying and moving up.
     """
@@ -868,7 +759,7 @@ class AddressingPipeline(Explorer):
     @staticmethod
     def caption(data: Prepared) -> str:
         def focus(w: np.ndarray) -> str:
-            return f"slot {int(w.argmax())} ({w.max():.2f})"
+            return f"slot {int(w.argmax())} ({fixed(w.max(), 2)})"  # toFixed, as the page writes it
 
         return (f"Focus after each stage: content {focus(data['content'])}, gated {focus(data['gated'])}, "
                 f"shifted {focus(data['shifted'])}, sharpened {focus(data['sharpened'])}.")
@@ -936,11 +827,10 @@ class AddressingPipeline(Explorer):
             bars("4. sharpened w = w~^gamma / sum w~^gamma (eq. 9)", "pipeline_sharpened", "#e7298a", half,
                  before=("pipeline_shifted", "weight", "w~")),
         ]
-        callback = CustomJS(
-            args=dict(setup=s["pipeline_setup"], inputs=s["pipeline_inputs"], kernel=s["pipeline_kernel"],
-                      content=s["pipeline_content"], gated=s["pipeline_gated"], shifted=s["pipeline_shifted"],
-                      sharpened=s["pipeline_sharpened"], caption=caption, **sliders),
-            code=_PIPELINE_JS,
+        callback = custom_js(
+            "addressing", "addressing_pipeline", setup=s["pipeline_setup"], inputs=s["pipeline_inputs"],
+            kernel=s["pipeline_kernel"], content=s["pipeline_content"], gated=s["pipeline_gated"],
+            shifted=s["pipeline_shifted"], sharpened=s["pipeline_sharpened"], caption=caption, **sliders,
         )
         for slider in sliders.values():
             slider.js_on_change("value", callback)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import shutil
-import subprocess
 
 import ipywidgets
 import numpy as np
 import pytest
 from bokeh.models import ColumnDataSource, CustomJS, Div, Select, Span
+from jsparity import run_callback
 
 from memlib.advise import advise, load_table
 from widgets.advisor import (
@@ -26,7 +25,7 @@ from widgets.advisor import (
     view,
     y_range,
 )
-from widgets.base import status_html
+from widgets.base import load_js, status_html
 
 
 def model(label, lags, step, peak, latency, interpretability=None):
@@ -237,44 +236,15 @@ def test_the_default_grid_page_stays_small(table):
 
 # The page's JavaScript against the Python it mirrors -----------------------------------------------------------
 
-NODE = shutil.which("node")
-needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed")
-
-_DRIVE_JS = """
-const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
-const names = Object.keys(input.args);
-const out = [];
-for (const c of input.cases) {
-  const a = JSON.parse(JSON.stringify(input.args));
-  for (const [name, value] of Object.entries(c)) a[name].value = value;
-  new Function(...names, input.code)(...names.map(n => a[n]));
-  out.push({bars: a.bars.data, caption: a.caption.text, table: a.table.text, line: a.budget_line.location});
-}
-console.log(JSON.stringify(out));
-"""
+ADVISOR_READ = "({bars: a.bars.data, caption: a.caption.text, table: a.table.text, line: a.budget_line.location})"
 
 
-def _jsonable(model):
-    if isinstance(model, ColumnDataSource):
-        return {"data": {k: list(v) for k, v in model.data.items()}}
-    props = {}
-    for key in ("value", "options", "start", "end", "text", "location"):
-        if key in model.properties():
-            value = getattr(model, key)
-            props[key] = [list(o) if isinstance(o, tuple) else o for o in value] if key == "options" else value
-    return props
-
-
-@needs_node
 def test_the_pages_js_shows_what_python_shows_at_every_cell(explorer, data):
-    args = {name: _jsonable(model) for name, model in explorer.callback.args.items()}
+    assert explorer.callback.code == load_js("advisor")
     every = list(cells(data))
     cases = [{"seq": str(s), "dep": str(d), "mem": str(b), "lat": str(l)} for s, d, b, l in every]  # noqa: E741
-    done = subprocess.run([NODE, "-e", _DRIVE_JS], capture_output=True, text=True, timeout=60, check=False,
-                          input=json.dumps({"args": args, "code": explorer.callback.code, "cases": cases}))
-    assert done.returncode == 0, done.stderr[-2000:]
     bottom = explorer.fig.y_range.start
-    for cell, got in zip(every, json.loads(done.stdout), strict=True):
+    for cell, got in zip(every, run_callback(explorer.callback, cases, ADVISOR_READ), strict=True):
         v = view(data, *cell, bottom=bottom)
         assert got["caption"] == v["caption"], cell
         assert got["table"] == v["table"], cell

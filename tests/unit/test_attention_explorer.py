@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
-import subprocess
 import zlib
 
 import ipywidgets
@@ -13,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from bokeh.models import ColumnDataSource, CustomJS, Select, Slider
+from jsparity import run_callback
 
 import memlib
 from memlib.attention import causal_mask
@@ -28,6 +26,7 @@ from widgets.attention import (
     pattern_allowed,
     pattern_pairs,
 )
+from widgets.base import load_js
 
 TOKENS = "the cat that the dog chased sat on the mat".split()  # T = 10, "the" three times
 
@@ -554,24 +553,14 @@ def test_refused_settings_leave_the_controls_on_the_figures_settings(live, calls
 
 # The page's JavaScript against the Python it mirrors (node, when installed; the browser check covers the rest) ------
 
-NODE = shutil.which("node")
-needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed: the JS is checked in the browser instead")
+ATTENTION_READ = """({allowed: a.mask_view.data.allowed, shown: a.mask_view.data.weight,
+  weight: a.weights_view.data.weight, row: a.row_view.data.inside, memory: a.memory.text, caption: a.caption.text})"""
 
-_DRIVE_JS = """
-const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
-const names = Object.keys(input.args);
-const out = [];
-for (const c of input.cases) {
-  const a = JSON.parse(JSON.stringify(input.args));
-  a.boxes = [{}, {}];
-  for (const [name, value] of Object.entries(c)) a[name].value = value;
-  new Function(...names, input.code)(...names.map(n => a[n]));
-  out.push({allowed: a.mask_view.data.allowed, shown: a.mask_view.data.weight.map(v => isNaN(v) ? null : v),
-            weight: a.weights_view.data.weight, row: a.row_view.data.inside, memory: a.memory.text,
-            caption: a.caption.text});
-}
-console.log(JSON.stringify(out));
-"""
+
+def _run_js(explorer, cases):
+    assert explorer.callback.code == load_js("attention")
+    return run_callback(explorer.callback, cases, ATTENTION_READ)
+
 
 JS_CASES = [  # the widgets' values (strings for Selects), and the view Python computes for them
     {"pattern": "full", "head": "mean", "layer": "1", "query": 2},
@@ -585,41 +574,38 @@ JS_CASES = [  # the widgets' values (strings for Selects), and the view Python c
 ]
 
 
-def _jsonable(value):
-    if isinstance(value, ColumnDataSource):
-        return {"data": {k: _jsonable(v) for k, v in value.data.items()}}
-    if isinstance(value, np.ndarray | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return None if np.isnan(value) else float(value)  # JSON has no NaN; the JS reads null as a blocked cell
-    if isinstance(value, int | str | np.integer | np.str_):
-        return value.item() if isinstance(value, np.generic) else value
-    if hasattr(value, "value"):
-        return {"value": value.value, "start": getattr(value, "start", None)}
-    return {}
-
-
-@needs_node
 def test_the_pages_js_draws_what_python_draws(explorer, data):
     explorer.layout  # noqa: B018 (the callback is made with the layout)
-    args = {name: _jsonable(model) for name, model in explorer.callback.args.items()}
-    done = subprocess.run([NODE, "-e", _DRIVE_JS], capture_output=True, text=True, timeout=30, check=False,
-                          input=json.dumps({"args": args, "code": explorer.callback.code, "cases": JS_CASES}))
-    assert done.returncode == 0, done.stderr[-2000:]
+    results = _run_js(explorer, JS_CASES)
     fields = {"window_s": "window", "global_s": "n_global", "random_s": "n_random", "block": "block",
               "seed_s": "seed", "k_s": "k", "n_select": "n"}
-    for case, got in zip(JS_CASES, json.loads(done.stdout), strict=True):
+    for case, got in zip(JS_CASES, results, strict=True):
         p = PatternParams(**{**dataclasses.asdict(PatternParams()),
                              **{fields[k]: int(v) for k, v in case.items() if k in fields}})
         layer, head, q = int(case.get("layer", "0")), case.get("head", "0"), case.get("query", 5)
         view = explorer._view(data, layer, head, q, case["pattern"], p, explorer._orders_cache(10))
         np.testing.assert_array_equal(got["allowed"], view["allowed"], err_msg=str(case))
         np.testing.assert_allclose(got["weight"], view["weights"], rtol=1e-5, err_msg=str(case))
-        shown = np.array([np.nan if v is None else v for v in got["shown"]])
+        shown = np.asarray(got["shown"], dtype=float)  # NaN: a blocked cell
         np.testing.assert_allclose(shown, view["shown"], rtol=1e-5, err_msg=str(case))
         np.testing.assert_allclose(got["row"], view["row_inside"], rtol=1e-5, atol=1e-7, err_msg=str(case))
         assert got["memory"] == view["memory"], case
         assert got["caption"] == explorer._caption(data, layer, head, q), case
+
+
+def test_the_query_sliders_labels_and_a_tap_on_a_map_in_the_pages_js(explorer, data):
+    explorer.layout  # noqa: B018 (the slider is made with the layout)
+    formatter = explorer.query_slider.format
+    assert formatter.code == load_js("attention_query_tick")
+    tokens = [str(t) for t in data["tokens"]]
+    ticks = [0, 3, len(tokens) - 1, len(tokens)]  # the last one past the tokens: no label
+    labels = run_callback(formatter, [{"tick": k} for k in ticks], "r")
+    assert labels == [f'{k + 1} "{tokens[k]}"' if k < len(tokens) else f'{k + 1} ""' for k in ticks]
+    for fig in (explorer.weights_fig, explorer.mask_fig):
+        [tap] = fig.js_event_callbacks["tap"]
+        assert tap.code == load_js("attention_tap") and tap.args["query"] is explorer.query_slider
+        rows = run_callback(tap, [{"cb_obj": {"y": y}} for y in (-3.2, 2.4, 2.6, 99.0)], "a.query.value")
+        assert rows == [0, 2, 3, explorer.query_slider.end]  # the nearest row, within the slider's range
 
 
 # Cross-attention: queries from one sequence, keys from another ----------------------------------------------
@@ -820,18 +806,13 @@ CROSS_JS_CASES = [
 ]
 
 
-@needs_node
 def test_the_pages_js_draws_cross_attention_as_python_does(cross, cross_data):
     cross.layout  # noqa: B018 (the callback is made with the layout)
-    args = {name: _jsonable(model) for name, model in cross.callback.args.items()}
-    done = subprocess.run([NODE, "-e", _DRIVE_JS], capture_output=True, text=True, timeout=30, check=False,
-                          input=json.dumps({"args": args, "code": cross.callback.code, "cases": CROSS_JS_CASES}))
-    assert done.returncode == 0, done.stderr[-2000:]
-    for case, got in zip(CROSS_JS_CASES, json.loads(done.stdout), strict=True):
+    for case, got in zip(CROSS_JS_CASES, _run_js(cross, CROSS_JS_CASES), strict=True):
         layer, head, q = int(case["layer"]), case["head"], case["query"]
         view = cross._view(cross_data, layer, head, q, "full", PatternParams(), {})
         np.testing.assert_allclose(got["weight"], view["weights"], rtol=1e-5, err_msg=str(case))
         np.testing.assert_allclose(got["row"], view["row"], rtol=1e-5, err_msg=str(case))
         assert got["caption"] == cross._caption(cross_data, layer, head, q), case
-        assert "memory" not in got and got["allowed"] == [], case  # the JS leaves the note Python wrote
+        assert got["memory"] == cross.memory.text and got["allowed"] == [], case  # the JS leaves the note Python wrote
     assert cross.memory.text == cross_text(4, 9)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-
 import ipywidgets
 import numpy as np
 import pytest
-from bokeh.models import ColumnDataSource, CustomJS, Select
+from bokeh.models import CustomJS, Select
+from jsparity import run_callback
 
 from widgets.attribution import MAX_STEPS, PALETTE, WIDTH, AttributionExplorer, color_of, fmt, saliency_html
-from widgets.base import status_html
+from widgets.base import load_js, status_html
 
 TEXTS = ["the film was not good at all", "a truly great and moving story indeed",
          "dull plot but fine acting <ok> overall"]
@@ -189,49 +186,16 @@ def test_colours_diverge_at_zero_and_escape_tokens():
 
 # The page's JavaScript against the Python it mirrors -------------------------------------------------------
 
-NODE = shutil.which("node")
-needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed")
-
-_DRIVE_JS = """
-const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
-const names = Object.keys(input.args);
-const out = [];
-for (const c of input.cases) {
-  const a = JSON.parse(JSON.stringify(input.args));
-  for (const [name, value] of Object.entries(c)) a[name].value = value;
-  new Function(...names, input.code)(...names.map(n => a[n]));
-  out.push({bars: a.bars.data, cells: a.cells.data, text: a.text.text, caption: a.caption.text,
-            low: a.mapper.low, high: a.mapper.high, series: a.series.data});
-}
-console.log(JSON.stringify(out));
-"""
-
-
-def _jsonable(value):
-    if isinstance(value, ColumnDataSource):
-        return {"data": {k: _jsonable(v) for k, v in value.data.items()}}
-    if isinstance(value, np.ndarray | list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, int | float | str):
-        return value
-    props = {}
-    for key in ("value", "low", "high", "text"):
-        if key in value.properties():
-            props[key] = getattr(value, key)
-    return props
+ATTRIBUTION_READ = """({bars: a.bars.data, cells: a.cells.data, text: a.text.text, caption: a.caption.text,
+  low: a.mapper.low, high: a.mapper.high, series: a.series.data})"""
 
 
 def _run_js(explorer, cases):
-    args = {name: _jsonable(model) for name, model in explorer.callback.args.items()}
-    done = subprocess.run([NODE, "-e", _DRIVE_JS], capture_output=True, text=True, timeout=30, check=False,
-                          input=json.dumps({"args": args, "code": explorer.callback.code, "cases": cases}))
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout)
+    explorer.layout  # noqa: B018 (the callback is made with the layout)
+    assert explorer.callback.code == load_js("attribution")
+    return run_callback(explorer.callback, cases, ATTRIBUTION_READ)
 
 
-@needs_node
 def test_the_pages_js_switches_method_target_and_example(text_explorer, text_data):
     cases = [{"method": "saliency", "target": "negative", "example": "0"},
              {"method": "occlusion", "target": "positive", "example": "2"},  # tiny values: more decimals
@@ -248,7 +212,15 @@ def test_the_pages_js_switches_method_target_and_example(text_explorer, text_dat
         assert got["caption"] == view["caption"], case
 
 
-@needs_node
+def test_the_bars_token_labels_in_the_pages_js(text_explorer):
+    formatter = text_explorer.layout.select_one({"name": "attribution_bars_figure"}).xaxis[0].formatter
+    assert formatter.code == load_js("attribution_token_tick")
+    tokens = list(text_explorer.sources["attribution_bars"].data["token"])
+    ticks = [0, 2, len(tokens) - 1, len(tokens)]  # the last one past the tokens: no label
+    labels = run_callback(formatter, [{"tick": k} for k in ticks], "r")
+    assert labels == [tokens[k] if k < len(tokens) else "" for k in ticks]
+
+
 def test_the_pages_js_draws_the_chosen_sequence(series_explorer, series_data):
     cases = [{"method": "deeplift", "example": "3"}, {"method": "ig", "example": "1"}]
     for case, got in zip(cases, _run_js(series_explorer, cases), strict=True):

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-
 import ipywidgets
 import numpy as np
 import pytest
 import torch
 from bokeh.models import Checkbox, ColumnDataSource, CustomJS, Select, Slider, Spinner
+from jsparity import run_callback
 
 import memlib
 from memlib.hardware import GPUS, MiB, estimate_training_memory, fits, largest_batch, recommended_ram
-from widgets.base import Refused
+from widgets.base import Refused, load_js
 from widgets.budget import (
     LENGTH_FIELDS,
     PARTS,
@@ -205,39 +202,19 @@ def test_a_model_without_blocks_cannot_checkpoint(data):
 
 # The page's JavaScript against the Python it mirrors -------------------------------------------------------------
 
-NODE = shutil.which("node")
-needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed")
-
-_DRIVE_JS = """
-const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
-const names = Object.keys(input.args);
-const out = [];
-for (const c of input.cases) {
-  const a = JSON.parse(JSON.stringify(input.args));
-  for (const [name, value] of Object.entries(c)) a[name][name === "checkpoint" ? "active" : "value"] = value;
-  new Function(...names, input.code)(...names.map(n => a[n]));
-  out.push({bar: a.bars.data, gpus: a.gpus.data, caption: a.caption.text, table: a.table.text,
-            length: [a.length.start, a.length.end, a.length.value], line: a.batch_line.location,
-            batch: a.batch.value, disabled: a.checkpoint.disabled});
-}
-console.log(JSON.stringify(out));
-"""
+BUDGET_READ = """({bar: a.bars.data, gpus: a.gpus.data, caption: a.caption.text, table: a.table.text,
+  length: [a.length.start, a.length.end, a.length.value], line: a.batch_line.location, batch: a.batch.value,
+  disabled: a.checkpoint.disabled})"""
 
 
-def _jsonable(model):
-    if isinstance(model, ColumnDataSource):
-        return {"data": {k: list(v) for k, v in model.data.items()}}
-    props = {}
-    for key in ("value", "options", "start", "end", "active", "text", "location", "disabled"):
-        if key in model.properties():
-            value = getattr(model, key)
-            props[key] = [list(o) if isinstance(o, tuple) else o for o in value] if key == "options" else value
-    return props
+def _run_js(explorer, cases):
+    """Each case's ``checkpoint`` is the checkbox's ``active``; the others are widget values."""
+    assert explorer.callback.code == load_js("budget")
+    cases = [{("checkpoint.active" if k == "checkpoint" else k): v for k, v in c.items()} for c in cases]
+    return run_callback(explorer.callback, cases, BUDGET_READ)
 
 
-@needs_node
 def test_the_pages_js_computes_what_python_computes(explorer, data):
-    args = {name: _jsonable(model) for name, model in explorer.callback.args.items()}
     cases = [{"model": name, "precision": precision, "optimizer": optimizer, "checkpoint": ckpt, "length": length,
               "batch": batch} for name, precision, optimizer, ckpt, length, batch in SETTINGS]
     cases += [  # between measured lengths; a big batch that fits nowhere small; the LSTM asked to checkpoint
@@ -248,10 +225,7 @@ def test_the_pages_js_computes_what_python_computes(explorer, data):
         {"model": "Transformer", "precision": "bf16", "optimizer": "adam", "checkpoint": False, "length": 40,
          "batch": 0},
     ]
-    done = subprocess.run([NODE, "-e", _DRIVE_JS], capture_output=True, text=True, timeout=30, check=False,
-                          input=json.dumps({"args": args, "code": explorer.callback.code, "cases": cases}))
-    assert done.returncode == 0, done.stderr[-2000:]
-    for case, got in zip(cases, json.loads(done.stdout), strict=True):
+    for case, got in zip(cases, _run_js(explorer, cases), strict=True):
         ckpt = case["checkpoint"] and case["model"] == "Transformer"
         lo, hi = (8, 32) if case["model"] == "LSTM" else (4, 16)
         length, batch = min(max(case["length"], lo), hi), max(case["batch"], 1)
@@ -551,7 +525,6 @@ def test_a_static_explorer_cannot_go_live(data):
 # The path the estimate took, where this CPU cannot run a kernel in half precision (memlib.capability) ----------
 
 
-@needs_node
 def test_the_caption_names_the_reference_path_in_python_and_in_the_pages_js(monkeypatch):
     monkeypatch.setenv("MEMLIB_HALF_PRECISION", "lstm=0")  # as on a CPU without bfloat16 LSTM (oneDNN)
     torch.manual_seed(0)
@@ -563,13 +536,9 @@ def test_the_caption_names_the_reference_path_in_python_and_in_the_pages_js(monk
     e.layout  # noqa: B018
     assert "Path: LSTM (lstm)" in e._view["caption"]
     assert estimate_at(data, "LSTM", "amp", "adam", False, 4).notes == (str(data["paths"][0, 1]),)
-    args = {name: _jsonable(model) for name, model in e.callback.args.items()}
     cases = [{"model": "LSTM", "precision": p, "optimizer": "adam", "checkpoint": False, "length": 4, "batch": 2}
              for p in ("fp32", "amp")]
-    done = subprocess.run([NODE, "-e", _DRIVE_JS], capture_output=True, text=True, timeout=30, check=False,
-                          input=json.dumps({"args": args, "code": e.callback.code, "cases": cases}))
-    assert done.returncode == 0, done.stderr[-2000:]
-    for case, got in zip(cases, json.loads(done.stdout), strict=True):
+    for case, got in zip(cases, _run_js(e, cases), strict=True):
         settings = {"model": "LSTM", "precision": case["precision"], "optimizer": "adam", "checkpointing": False,
                     "batch": 2, "length": 4}
         assert got["caption"] == view(data, settings, e.gpus, e.reserve)["caption"], case

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 from bokeh.models import ColumnDataSource, CustomJS, Select, Slider
+from jsparity import run_callback
 
 import memlib
 from memlib.tasks.sequences import adding_batch
-from widgets.base import Refused
+from widgets.base import Refused, load_js
 from widgets.gates import DEFAULT_INPUTS, GateExplorer, retention_and_half_life
 
 LSTM_GATES = ("input_gate", "forget_gate", "output_gate", "candidate", "cell", "hidden")
@@ -386,6 +387,58 @@ def test_update_clamps_the_step_and_unit():
         {"name": "gate_unit_select"})
     assert (time.start, time.end, time.value) == (1, 2, 1)  # Bokeh needs end > start; the JS clamps
     assert (unit.end, unit.value) == (1, 0)
+
+
+GATES_READ = """({inputs: a.inputs.data, bars: a.bars.data, lines: a.lines.data, retention: a.retention.data,
+  cursor: a.cursor.data, caption: a.caption.text, group: a.filter.group, lstm: a.lstm_block.visible,
+  gru: a.gru_block.visible, factors: a.bars_range.factors, y: [a.bars_y.start, a.bars_y.end],
+  time: a.time_spans.map(s => s.location), mark: a.mark_spans.map(s => s.location),
+  boxes: a.unit_boxes.map(b => [b.bottom, b.top])})"""
+
+
+def test_the_pages_js_shows_what_python_shows_for_every_variant_step_and_unit():
+    x = torch.randn(1, 7, 2, generator=torch.Generator().manual_seed(0))
+    labels = ["a", "", "b&c", "<d>", "e'f", '"g"', "h"]  # escaped alike by Python and the JS
+    data = GateExplorer.prepare({
+        "LSTM & 'bias 2'": traced("lstm", x, hidden=4, bias=2.0, marked=1, labels=labels),
+        "GRU <i>": traced("gru", x, hidden=4, seed=1, channels=["u", "v"]),
+    })
+    assert np.isfinite(data["half_life"]).any() and np.isinf(data["half_life"]).any()  # both captions' forms
+    explorer = GateExplorer(data)
+    [callback] = explorer.layout.select_one({"name": "gate_time_slider"}).js_property_callbacks["change:value"]
+    assert callback.code == load_js("gates")
+    names = [str(n) for n in data["names"]]
+    picks = [(v, t, u) for v in (1, 0) for t in (0, 1, 4, 6) for u in (0, 3)]
+    cases = [{"select": names[v], "time": t + 1, "unit": u} for v, t, u in picks]
+    cases.append({"select": "no such variant", "time": 9, "unit": 7})  # stale values: clamped, the first variant
+    picks.append((0, 6, 3))
+    for (v, t, u), case, got in zip(picks, cases, run_callback(callback, cases, GATES_READ), strict=True):
+        kind = str(data["kinds"][v])
+        want = GateExplorer._view(data, v, t, u)
+        for name, key in (("bars", "gates_at_time"), ("lines", "unit_over_time"), ("retention", "retention_of_unit"),
+                          ("cursor", "retention_cursor")):
+            assert set(got[name]) == set(want[key]), (case, name)
+            for col, values in got[name].items():
+                expected = want[key][col]
+                if col in ("gate", "name", "color"):
+                    assert values == expected, (case, name, col)
+                else:  # the same float32 numbers, as doubles (NaN before the mark)
+                    np.testing.assert_array_equal(np.asarray(values, dtype=float), np.asarray(expected, dtype=float),
+                                                  err_msg=f"{case} {name}.{col}")
+        if v != 0:  # the JS redraws the input only when the variant changes (the page starts on the first)
+            assert set(got["inputs"]) == set(want["gate_inputs"])
+            for col, values in want["gate_inputs"].items():
+                if col in ("channel", "color"):
+                    assert got["inputs"][col] == list(values), (case, col)
+                else:
+                    np.testing.assert_array_equal(got["inputs"][col], np.asarray(values, dtype=float), err_msg=col)
+        assert got["caption"] == explorer._caption(data, v, t, u), case
+        assert got["group"] == names[v] and (got["lstm"], got["gru"]) == (kind == "lstm", kind == "gru")
+        assert got["factors"] == want["gates_at_time"]["gate"]
+        np.testing.assert_allclose(got["y"], GateExplorer._bar_bounds(data, v, u), rtol=1e-6)
+        assert got["time"] == [t + 1] * len(explorer.time_spans)
+        assert got["mark"] == [int(data["marked"][v]) + 1] * len(explorer.mark_spans)
+        assert got["boxes"] == [[u - 0.5, u + 0.5]] * len(explorer.unit_boxes)
 
 
 # Layer 3: live controls --------------------------------------------------------------------------

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-
 import ipywidgets
 import numpy as np
 import pytest
 import torch
 from bokeh.models import Column, ColumnDataSource, CustomJS, Row, Slider
+from jsparity import run_callback, run_js
 
 import memlib
 from memlib.memory import addressing
+from widgets.base import load_js
 from widgets.memory import (
-    _MEMORY_JS,
-    ADDRESSING_JS,
     DEFAULT_SEQUENCE,
     PIPELINE_DEFAULTS,
     WIDTH,
@@ -264,7 +260,7 @@ def test_layout_names_its_models_and_the_slider_drives_one_customjs(which, ntm_e
     slider = layout.select_one({"name": "memory_time_slider"})
     assert isinstance(slider, Slider) and (slider.start, slider.end, slider.value) == (1, 6, 6)
     [callback] = slider.js_property_callbacks["change:value"]
-    assert isinstance(callback, CustomJS) and callback.code == _MEMORY_JS
+    assert isinstance(callback, CustomJS) and callback.code == load_js("memory_step")
     assert callback.args["memory_at_step"] is explorer.sources["memory_at_step"]
     assert callback.args["store"] is explorer.sources["memory_trace"] and callback.args["slider"] is slider
     assert len(callback.args["spans"]) == 3 + 1 + 4 + 2  # inputs, targets, outputs; write; 4 reads; usage, alloc
@@ -316,57 +312,17 @@ def test_page_weight_at_the_largest_size():
     assert len(page) < 1_000_000, len(page)
 
 
-NODE = shutil.which("node")
-needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed: the JS is checked in the browser instead")
+STEP_SOURCES = ("memory_at_step", "weights_at_step", "erase_add_at_step", "usage_at_step", "link_at_step")
+STEP_READ = ("({sources: {" + ", ".join(f"{name}: a.{name}.data" for name in STEP_SOURCES) + "}, "
+             "span: a.spans[0].location, caption: a.caption.text})")
 
 
-def node(script: str, payload: object) -> object:
-    done = subprocess.run([NODE, "-e", script], input=json.dumps(payload), capture_output=True, text=True, timeout=30,
-                          check=False)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
-_DRIVE_MEMORY_JS = """
-const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
-const nan = (a) => a.map(v => v === null ? NaN : v);
-const store = {data: {}};
-for (const [k, v] of Object.entries(input.store)) {
-  store.data[k] = Array.isArray(v[0]) ? [Float32Array.from(nan(v[0]))] : v;  // arrays arrive as float32, as in a page
-}
-const src = {};
-for (const [k, v] of Object.entries(input.sources)) src[k] = {data: v};
-const slider = {value: 1}, spans = [{location: 0}], caption = {text: ""};
-const callback = new Function("store", "slider", "memory_at_step", "weights_at_step", "erase_add_at_step",
-  "usage_at_step", "link_at_step", "spans", "caption", input.code);
-const out = [];
-for (let t = 1; t <= input.T; t++) {
-  slider.value = t;
-  callback(store, slider, src.memory_at_step, src.weights_at_step, src.erase_add_at_step, src.usage_at_step,
-           src.link_at_step, spans, caption);
-  const data = {};
-  for (const [k, s] of Object.entries(src)) data[k] = JSON.parse(JSON.stringify(s.data));
-  out.push({sources: data, span: spans[0].location, caption: caption.text});
-}
-console.log(JSON.stringify(out));
-"""
-
-
-def _plain(value):
-    if isinstance(value, np.ndarray):
-        return [None if isinstance(v, float) and np.isnan(v) else v for v in value.tolist()]
-    return [_plain(v) for v in value] if isinstance(value, list) else value
-
-
-@needs_node
 @pytest.mark.parametrize("which", ["ntm", "dnc"])
 def test_the_slider_js_shows_what_python_shows_at_every_step(which, ntm_explorer, dnc_explorer):
     explorer = ntm_explorer if which == "ntm" else dnc_explorer
     data = explorer.data
-    sources = {name: {k: _plain(v) for k, v in explorer.sources[name].data.items()}
-               for name in ("memory_at_step", "weights_at_step", "erase_add_at_step", "usage_at_step", "link_at_step")}
-    store = {k: _plain(v) for k, v in explorer.sources["memory_trace"].data.items()}
-    steps = node(_DRIVE_MEMORY_JS, {"store": store, "sources": sources, "code": _MEMORY_JS, "T": 6})
+    [callback] = explorer.layout.select_one({"name": "memory_time_slider"}).js_property_callbacks["change:value"]
+    steps = run_callback(callback, [{"slider": t} for t in range(1, 7)], STEP_READ)
     for t, got in enumerate(steps):
         want = MemoryExplorer._at_step(data, t)  # what Python shows at step t (float32, as the page holds)
         for name, cols in got["sources"].items():
@@ -588,7 +544,7 @@ def test_pipeline_names_its_models_and_every_slider_drives_the_js(pipeline):
         slider = layout.select_one({"name": f"pipeline_{name}"})
         assert isinstance(slider, Slider) and slider.value == value
         [callback] = slider.js_property_callbacks["change:value"]
-        assert ADDRESSING_JS in callback.code and callback.args[name] is slider
+        assert load_js("addressing") in callback.code and callback.args[name] is slider
         callbacks.add(id(callback))
     assert len(callbacks) == 1
     page = pipeline.static_html()
@@ -597,23 +553,19 @@ def test_pipeline_names_its_models_and_every_slider_drives_the_js(pipeline):
         assert name in page, name
 
 
-_DRIVE_PIPELINE_JS = """
-const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
-const run = new Function("M", "N", "W", "key", "prev", "settings",
-  input.code + "return settings.map(([b, g, x, gamma]) => address_pipeline(M, N, W, key, prev, b, g, " +
-  "shift_kernel(x), gamma));");
-console.log(JSON.stringify(run(input.memory, input.N, input.W, input.key, input.previous, input.settings)));
-"""
+PIPELINE_RUN = """return settings.map(([b, g, x, gamma]) => address_pipeline(M, N, W, key, prev, b, g, shift_kernel(x),
+  gamma));"""
+
 
 SETTINGS = [tuple(PIPELINE_DEFAULTS.values()), (0.0, 1.0, 0.0, 1.0), (20.0, 0.0, -1.0, 10.0), (3.5, 0.35, -0.45, 1.7),
             (12.0, 0.5, 0.25, 4.2), (0.5, 0.95, 1.0, 1.0)]
 
 
-@needs_node
 def test_the_pages_js_computes_what_memlib_computes():
     memory, key, previous = example_memory()
-    results = node(_DRIVE_PIPELINE_JS, {"code": ADDRESSING_JS, "memory": memory.ravel().tolist(), "N": 8, "W": 5,
-                                        "key": key.tolist(), "previous": previous.tolist(), "settings": SETTINGS})
+    args = {"M": memory.ravel().tolist(), "N": 8, "W": 5, "key": key.tolist(), "prev": previous.tolist(),
+            "settings": SETTINGS}
+    [results] = run_js(load_js("addressing") + "\n" + PIPELINE_RUN, args, [{}], "r")
     worst = 0.0
     for settings, got in zip(SETTINGS, results, strict=True):
         want = memlib_stages(memory, key, previous, *settings)
@@ -621,6 +573,28 @@ def test_the_pages_js_computes_what_memlib_computes():
             np.testing.assert_allclose(got[stage], values, rtol=0, atol=1e-12, err_msg=f"{stage} at {settings}")
             worst = max(worst, float(np.abs(np.asarray(got[stage]) - values).max()))
     assert worst < 1e-12
+
+
+PIPELINE_READ = ("({caption: a.caption.text, " + ", ".join(
+    f"{name}: a.{name}.data" for name in ("inputs", "kernel", "content", "gated", "shifted", "sharpened")) + "})")
+
+
+def test_the_pipeline_sliders_js_draws_what_python_draws(pipeline):
+    [callback] = pipeline.layout.select_one({"name": "pipeline_beta"}).js_property_callbacks["change:value"]
+    assert callback.code == load_js("addressing", "addressing_pipeline")
+    memory, key, previous = example_memory()
+    cases = [dict(zip(PIPELINE_DEFAULTS, settings, strict=True)) for settings in SETTINGS]
+    for case, got in zip(cases, run_callback(callback, cases, PIPELINE_READ), strict=True):
+        data = AddressingPipeline.prepare(memory, key, previous, **case)
+        want = pipeline.source_data(data)
+        for name, cols in got.items():
+            if name == "caption":
+                assert cols == AddressingPipeline.caption(data), case
+                continue
+            assert set(cols) == set(want[f"pipeline_{name}"]), (case, name)
+            for col, values in cols.items():
+                np.testing.assert_allclose(values, want[f"pipeline_{name}"][col], rtol=0, atol=1e-12,
+                                           err_msg=f"{name}.{col} at {case}")
 
 
 @pytest.mark.parametrize("change, message", [

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 from bokeh.models import ColumnDataSource, CustomJS, Slider
+from jsparity import run_callback
 
 import memlib
 from memlib.hybrid import SequenceRegressor
 from memlib.tasks import encode_bits
 from widgets import HiddenStateExplorer, claim_check_html
-from widgets.base import MAX_MESSAGE, Refused, check_number, check_text, describe, status_html
+from widgets.base import MAX_MESSAGE, Refused, check_number, check_text, describe, load_js, status_html
 
 
 def raw(T: int = 6, D: int = 4, seed: int = 0) -> dict[str, np.ndarray]:
@@ -134,6 +135,28 @@ def test_static_html_uses_the_pages_bokehjs(explorer):
     assert "BEGIN bokeh.min.js" not in page  # no inline BokehJS (~4 MB)
     assert len(page) < 200_000
     assert "cdn.bokeh.org" not in page
+
+
+STEP_READ = "({state: a.state.data, cursor: a.cursor.data, span: a.span.location, caption: a.div.text})"
+
+
+@pytest.mark.parametrize("T", [6, 1])  # a 1-step input keeps a 2-step slider, clamped in the JS
+def test_the_step_sliders_js_shows_what_python_shows_at_every_step(T):
+    arrays = raw(T=T, D=4, seed=3)
+    arrays["inputs"] = arrays["inputs"] + np.linspace(0, 0.75, T)  # not only 0 and 1: the caption prints them
+    explorer = HiddenStateExplorer(HiddenStateExplorer.prepare(**arrays))
+    [callback] = explorer.layout.select_one({"name": "step_slider"}).js_property_callbacks["change:value"]
+    assert callback.code == load_js("hidden_state")
+    steps = list(range(1, max(T, 2) + 1))
+    for value, got in zip(steps, run_callback(callback, [{"slider": v} for v in steps], STEP_READ), strict=True):
+        t = min(value, T) - 1
+        want = HiddenStateExplorer._at_step(explorer.data, t)
+        assert got["state"]["value"] == want["hidden_state_at_step"]["value"].tolist(), t  # the same doubles
+        assert got["state"]["unit"] == want["hidden_state_at_step"]["unit"].tolist()
+        assert got["cursor"] == {"step": want["answer_cursor"]["step"],
+                                 "readout": [float(r) for r in want["answer_cursor"]["readout"]]}, t
+        assert got["span"] == t + 1
+        assert got["caption"] == explorer._caption(t), t
 
 
 # Layer 3: live controls --------------------------------------------------------------------------
