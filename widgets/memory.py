@@ -22,6 +22,7 @@ from __future__ import annotations
 import numbers
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -77,6 +78,159 @@ def _check_weighting(where: str, arr: np.ndarray, exact: bool, paper: str) -> No
             f"{where}: expected each weighting over the {arr.shape[-1]} slots {rule} ({paper}), got sums in "
             f"[{sums.min():.4g}, {sums.max():.4g}] (first bad at step/head index {at}: {sums[at]:.4g})"
         )
+
+
+@dataclass(frozen=True)
+class PageLimits:
+    """What one MemoryExplorer page may hold: the page stays small and the slider usable."""
+
+    max_steps: int = MAX_STEPS  # T: one slider position per step
+    max_slots: int = MAX_SLOTS  # N: an N x N link matrix stays readable
+    max_values: int = MAX_VALUES  # T*N*W (+ T*N*N for a DNC) float32 values, base64 in the page
+
+    @classmethod
+    def checked(cls, where: str, **limits: int) -> PageLimits:
+        for label, value in limits.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{where}: expected {label} a positive integer, got {value!r}")
+        return cls(**limits)
+
+
+def _check_kind(where: str, kind: str, given: Mapping[str, Any]) -> None:
+    """``kind`` is an NTM or a DNC, and ``given`` (its optional arrays) holds its own arrays and none of the other's."""
+    if kind not in KINDS:
+        raise ValueError(f"{where}: expected kind 'ntm' or 'dnc', got {kind!r}")
+    other = [name for name in (DNC_ONLY if kind == "ntm" else NTM_ONLY) if given[name] is not None]
+    if other:
+        raise ValueError(f"{where}: {other} belong to the other kind of memory: kind={kind!r} takes "
+                         f"{list(NTM_ONLY) if kind == 'ntm' else list(DNC_ONLY)}")
+    required = NTM_ONLY if kind == "ntm" else DNC_REQUIRED
+    missing = [name for name in required if given[name] is None]
+    if missing:
+        raise ValueError(f"{where}: kind={kind!r} needs {list(required)}, missing {missing}")
+
+
+def _prepare_inputs(where: str, inputs: Any, limits: PageLimits) -> np.ndarray:
+    """The inputs as (T, I), with 0 < T <= max_steps."""
+    nd = np.ndim(inputs.detach() if hasattr(inputs, "detach") else inputs)
+    x = as_array(f"{where}: inputs", inputs, 1 if nd == 1 else 2, "(T, I): steps x input channels")
+    x = x[:, None] if x.ndim == 1 else x  # (T, I)
+    T, n_in = x.shape
+    if T == 0 or n_in == 0:
+        raise ValueError(f"{where}: inputs: expected shape (T>0, I>0), got {x.shape}")
+    if T > limits.max_steps:
+        raise ValueError(f"{where}: expected at most max_steps={limits.max_steps} steps (the page stays small and "
+                         f"the slider usable), got T={T}: run a shorter sequence")
+    return x
+
+
+def _prepare_memory(where: str, memory: Any, kind: str, T: int, limits: PageLimits) -> np.ndarray:
+    """The memory after each step's write as (T, N, W), within the page's slots and values."""
+    m = as_array(f"{where}: memory", memory, 3, "(T, N, W): steps x slots x slot width")
+    if m.shape[0] != T:
+        raise ValueError(
+            f"{where}: memory: expected T={T} steps like the inputs, got {m.shape[0]}"
+            + (" (was the model run more than once inside the trace?)" if m.shape[0] > T else "")
+        )
+    _, N, W = m.shape
+    if N == 0 or W == 0:
+        raise ValueError(f"{where}: memory: expected shape (T, N>0, W>0), got {m.shape}")
+    if N > limits.max_slots:
+        raise ValueError(f"{where}: expected at most max_slots={limits.max_slots} memory slots (a readable link "
+                         f"matrix, a small page), got N={N}: use a smaller memory")
+    values = T * N * W + (T * N * N if kind == "dnc" else 0)
+    max_values = limits.max_values
+    if values > max_values:
+        per_step = values // T
+        raise ValueError(
+            f"{where}: expected at most max_values={max_values} memory{' and link' if kind == 'dnc' else ''} "
+            f"values (about {max_values * 16 / 3 / 1e6:.1f} MB of page as base64 float32), got {values} "
+            f"(T={T}, N={N}, W={W}): "
+            f"use at most {max(max_values // per_step, 1)} steps, or a smaller memory"
+        )
+    return m
+
+
+def _prepare_weightings(where: str, kind: str, read_weights: Any, write_weights: Any, T: int,
+                        N: int) -> tuple[np.ndarray, np.ndarray]:
+    """The read (T, R, N) and write (T, N) weightings: summing to 1 (NTM) or to at most 1 (DNC)."""
+    rw = as_array(f"{where}: read_weights", read_weights, 3, "(T, R, N): steps x read heads x slots")
+    if rw.shape[0] != T or rw.shape[2] != N or not 1 <= rw.shape[1] <= MAX_HEADS:
+        raise ValueError(f"{where}: read_weights: expected shape (T, R, N) = ({T}, R, {N}) with 1 <= R <= "
+                         f"{MAX_HEADS}, got {rw.shape}")
+    ww = as_array(f"{where}: write_weights", write_weights, 2, "(T, N): steps x slots")
+    _check_shape(f"{where}: write_weights", ww, (T, N), "(T, N)")
+    paper = "Graves et al. 2014, eq. 1" if kind == "ntm" else "Graves et al. 2016, Methods"
+    _check_weighting(f"{where}: read_weights", rw, kind == "ntm", paper)
+    _check_weighting(f"{where}: write_weights", ww, kind == "ntm", paper)
+    return rw, ww
+
+
+def _prepare_outputs(where: str, outputs: Any, targets: Any, T: int) -> tuple[np.ndarray, np.ndarray]:
+    """Outputs and targets as (T, O) each, sharing O channels; NaN marks "not given" (and, for targets, "nothing
+    expected" before the last T' steps they cover)."""
+    y = tg = None
+    if outputs is not None:
+        y = as_array(f"{where}: outputs", outputs, 2, "(T, O): steps x output channels")
+        _check_shape(f"{where}: outputs", y, (T, y.shape[1]), "(T, O)", " (one row per input step)")
+    if targets is not None:
+        tg = as_array(f"{where}: targets", targets, 2, "(T', O): the last T' <= T steps x output channels")
+        if not 1 <= tg.shape[0] <= T:
+            raise ValueError(f"{where}: targets: expected shape (T', O) with 1 <= T' <= T={T} (aligned to the "
+                             f"last T' steps), got {tg.shape}")
+        if y is not None and tg.shape[1] != y.shape[1]:
+            raise ValueError(f"{where}: targets: expected O={y.shape[1]} channels like the outputs, "
+                             f"got {tg.shape[1]}")
+    n_out = y.shape[1] if y is not None else (tg.shape[1] if tg is not None else 0)
+    aligned = np.full((T, n_out), np.nan)
+    if tg is not None:
+        aligned[T - tg.shape[0]:] = tg
+    return (y if y is not None else np.full((T, n_out), np.nan)), aligned
+
+
+def _prepare_ntm(where: str, given: Mapping[str, Any], T: int, W: int) -> Prepared:
+    """The NTM's erase and add vectors, (T, W) each; erase in [0, 1]."""
+    out = {}
+    for name in NTM_ONLY:
+        arr = as_array(f"{where}: {name}", given[name], 2, "(T, W): steps x slot width")
+        _check_shape(f"{where}: {name}", arr, (T, W), "(T, W)")
+        out[name] = arr
+    _check_range(f"{where}: erase", out["erase"], 0, 1, "erase values (a sigmoid's output)")
+    return out
+
+
+def _prepare_dnc(where: str, given: Mapping[str, Any], T: int, N: int, R: int) -> Prepared:
+    """The DNC's usage and allocation (T, N), link (T, N, N), read modes (T, R, 3), and its gates (NaN when not
+    given): free gates (T, R), write and allocation gates (T,)."""
+    out = {}
+    for name in ("usage", "allocation"):
+        arr = as_array(f"{where}: {name}", given[name], 2, "(T, N): steps x slots")
+        _check_shape(f"{where}: {name}", arr, (T, N), "(T, N)")
+        out[name] = arr
+    _check_range(f"{where}: usage", out["usage"], 0, 1, "usage")
+    _check_weighting(f"{where}: allocation", out["allocation"], False, "Graves et al. 2016, Methods")
+    lk = as_array(f"{where}: link", given["link"], 3, "(T, N, N): steps x slots x slots")
+    _check_shape(f"{where}: link", lk, (T, N, N), "(T, N, N)")
+    _check_range(f"{where}: link", lk, 0, 1, "link weights")
+    out["link"] = lk
+    modes = as_array(f"{where}: read_modes", given["read_modes"], 3, "(T, R, 3): backward, content, forward")
+    _check_shape(f"{where}: read_modes", modes, (T, R, 3), "(T, R, 3)")
+    _check_weighting(f"{where}: read_modes", modes, True, "a softmax over backward, content, forward")
+    out["read_modes"] = modes
+    if given["free_gates"] is None:
+        out["free_gates"] = np.full((T, R), np.nan)
+    else:
+        out["free_gates"] = as_array(f"{where}: free_gates", given["free_gates"], 2, "(T, R): steps x read heads")
+        _check_shape(f"{where}: free_gates", out["free_gates"], (T, R), "(T, R)")
+        _check_range(f"{where}: free_gates", out["free_gates"], 0, 1, "free gates")
+    for name in ("write_gate", "allocation_gate"):
+        if given[name] is None:
+            out[name] = np.full(T, np.nan)
+        else:
+            out[name] = as_array(f"{where}: {name}", given[name], 1, "(T,): one gate per step")
+            _check_shape(f"{where}: {name}", out[name], (T,), "(T,)")
+            _check_range(f"{where}: {name}", out[name], 0, 1, f"the {name.replace('_', ' ')}")
+    return out
 
 
 class MemoryExplorer(Explorer):
@@ -151,122 +305,21 @@ class MemoryExplorer(Explorer):
         and nothing of the other kind.
         """
         where = "MemoryExplorer.prepare"
-        if kind not in KINDS:
-            raise ValueError(f"{where}: expected kind 'ntm' or 'dnc', got {kind!r}")
         given = {"erase": erase, "add": add, "usage": usage, "allocation": allocation, "link": link,
                  "read_modes": read_modes, "free_gates": free_gates, "write_gate": write_gate,
                  "allocation_gate": allocation_gate}
-        other = [name for name in (DNC_ONLY if kind == "ntm" else NTM_ONLY) if given[name] is not None]
-        if other:
-            raise ValueError(f"{where}: {other} belong to the other kind of memory: kind={kind!r} takes "
-                             f"{list(NTM_ONLY) if kind == 'ntm' else list(DNC_ONLY)}")
-        required = NTM_ONLY if kind == "ntm" else DNC_REQUIRED
-        missing = [name for name in required if given[name] is None]
-        if missing:
-            raise ValueError(f"{where}: kind={kind!r} needs {list(required)}, missing {missing}")
-        for label, value in (("max_steps", max_steps), ("max_slots", max_slots), ("max_values", max_values)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{where}: expected {label} a positive integer, got {value!r}")
-
-        nd = np.ndim(inputs.detach() if hasattr(inputs, "detach") else inputs)
-        x = as_array(f"{where}: inputs", inputs, 1 if nd == 1 else 2, "(T, I): steps x input channels")
-        x = x[:, None] if x.ndim == 1 else x  # (T, I)
-        T, n_in = x.shape
-        if T == 0 or n_in == 0:
-            raise ValueError(f"{where}: inputs: expected shape (T>0, I>0), got {x.shape}")
-        if T > max_steps:
-            raise ValueError(f"{where}: expected at most max_steps={max_steps} steps (the page stays small and "
-                             f"the slider usable), got T={T}: run a shorter sequence")
-        m = as_array(f"{where}: memory", memory, 3, "(T, N, W): steps x slots x slot width")
-        if m.shape[0] != T:
-            raise ValueError(
-                f"{where}: memory: expected T={T} steps like the inputs, got {m.shape[0]}"
-                + (" (was the model run more than once inside the trace?)" if m.shape[0] > T else "")
-            )
-        _, N, W = m.shape
-        if N == 0 or W == 0:
-            raise ValueError(f"{where}: memory: expected shape (T, N>0, W>0), got {m.shape}")
-        if N > max_slots:
-            raise ValueError(f"{where}: expected at most max_slots={max_slots} memory slots (a readable link "
-                             f"matrix, a small page), got N={N}: use a smaller memory")
-        values = T * N * W + (T * N * N if kind == "dnc" else 0)
-        if values > max_values:
-            per_step = values // T
-            raise ValueError(
-                f"{where}: expected at most max_values={max_values} memory{' and link' if kind == 'dnc' else ''} "
-                f"values (about {max_values * 16 / 3 / 1e6:.1f} MB of page as base64 float32), got {values} "
-                f"(T={T}, N={N}, W={W}): "
-                f"use at most {max(max_values // per_step, 1)} steps, or a smaller memory"
-            )
-
-        out: Prepared = {"kind": np.array(kind), "inputs": x, "memory": m}
-        rw = as_array(f"{where}: read_weights", read_weights, 3, "(T, R, N): steps x read heads x slots")
-        if rw.shape[0] != T or rw.shape[2] != N or not 1 <= rw.shape[1] <= MAX_HEADS:
-            raise ValueError(f"{where}: read_weights: expected shape (T, R, N) = ({T}, R, {N}) with 1 <= R <= "
-                             f"{MAX_HEADS}, got {rw.shape}")
-        R = rw.shape[1]
-        ww = as_array(f"{where}: write_weights", write_weights, 2, "(T, N): steps x slots")
-        _check_shape(f"{where}: write_weights", ww, (T, N), "(T, N)")
-        paper = "Graves et al. 2014, eq. 1" if kind == "ntm" else "Graves et al. 2016, Methods"
-        _check_weighting(f"{where}: read_weights", rw, kind == "ntm", paper)
-        _check_weighting(f"{where}: write_weights", ww, kind == "ntm", paper)
-        out["read_weights"], out["write_weights"] = rw, ww
-
-        # Outputs and targets share O channels; NaN marks "not given" (and, for targets, "nothing expected").
-        y = tg = None
-        if outputs is not None:
-            y = as_array(f"{where}: outputs", outputs, 2, "(T, O): steps x output channels")
-            _check_shape(f"{where}: outputs", y, (T, y.shape[1]), "(T, O)", " (one row per input step)")
-        if targets is not None:
-            tg = as_array(f"{where}: targets", targets, 2, "(T', O): the last T' <= T steps x output channels")
-            if not 1 <= tg.shape[0] <= T:
-                raise ValueError(f"{where}: targets: expected shape (T', O) with 1 <= T' <= T={T} (aligned to the "
-                                 f"last T' steps), got {tg.shape}")
-            if y is not None and tg.shape[1] != y.shape[1]:
-                raise ValueError(f"{where}: targets: expected O={y.shape[1]} channels like the outputs, "
-                                 f"got {tg.shape[1]}")
-        n_out = y.shape[1] if y is not None else (tg.shape[1] if tg is not None else 0)
-        out["outputs"] = y if y is not None else np.full((T, n_out), np.nan)
-        out["targets"] = np.full((T, n_out), np.nan)
-        if tg is not None:
-            out["targets"][T - tg.shape[0]:] = tg
-
+        _check_kind(where, kind, given)
+        limits = PageLimits.checked(where, max_steps=max_steps, max_slots=max_slots, max_values=max_values)
+        x = _prepare_inputs(where, inputs, limits)
+        T = x.shape[0]
+        m = _prepare_memory(where, memory, kind, T, limits)
+        rw, ww = _prepare_weightings(where, kind, read_weights, write_weights, T, m.shape[1])
+        y, tg = _prepare_outputs(where, outputs, targets, T)
+        out: Prepared = {"kind": np.array(kind), "inputs": x, "memory": m, "read_weights": rw, "write_weights": ww,
+                         "outputs": y, "targets": tg}
         if kind == "ntm":
-            for name in NTM_ONLY:
-                arr = as_array(f"{where}: {name}", given[name], 2, "(T, W): steps x slot width")
-                _check_shape(f"{where}: {name}", arr, (T, W), "(T, W)")
-                out[name] = arr
-            _check_range(f"{where}: erase", out["erase"], 0, 1, "erase values (a sigmoid's output)")
-            return out
-
-        for name in ("usage", "allocation"):
-            arr = as_array(f"{where}: {name}", given[name], 2, "(T, N): steps x slots")
-            _check_shape(f"{where}: {name}", arr, (T, N), "(T, N)")
-            out[name] = arr
-        _check_range(f"{where}: usage", out["usage"], 0, 1, "usage")
-        _check_weighting(f"{where}: allocation", out["allocation"], False, "Graves et al. 2016, Methods")
-        lk = as_array(f"{where}: link", link, 3, "(T, N, N): steps x slots x slots")
-        _check_shape(f"{where}: link", lk, (T, N, N), "(T, N, N)")
-        _check_range(f"{where}: link", lk, 0, 1, "link weights")
-        out["link"] = lk
-        modes = as_array(f"{where}: read_modes", read_modes, 3, "(T, R, 3): backward, content, forward")
-        _check_shape(f"{where}: read_modes", modes, (T, R, 3), "(T, R, 3)")
-        _check_weighting(f"{where}: read_modes", modes, True, "a softmax over backward, content, forward")
-        out["read_modes"] = modes
-        if free_gates is None:
-            out["free_gates"] = np.full((T, R), np.nan)
-        else:
-            out["free_gates"] = as_array(f"{where}: free_gates", free_gates, 2, "(T, R): steps x read heads")
-            _check_shape(f"{where}: free_gates", out["free_gates"], (T, R), "(T, R)")
-            _check_range(f"{where}: free_gates", out["free_gates"], 0, 1, "free gates")
-        for name in ("write_gate", "allocation_gate"):
-            if given[name] is None:
-                out[name] = np.full(T, np.nan)
-            else:
-                out[name] = as_array(f"{where}: {name}", given[name], 1, "(T,): one gate per step")
-                _check_shape(f"{where}: {name}", out[name], (T,), "(T,)")
-                _check_range(f"{where}: {name}", out[name], 0, 1, f"the {name.replace('_', ' ')}")
-        return out
+            return out | _prepare_ntm(where, given, T, m.shape[2])
+        return out | _prepare_dnc(where, given, T, m.shape[1], rw.shape[1])
 
     @staticmethod
     def from_trace(
