@@ -73,8 +73,10 @@ test: setup check-chromium
 lint:
 	$(BIN)/ruff check .
 
+# The unit tests, then every docstring example of memlib and widgets as a doctest (the API reference shows them).
 unit:
 	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q -p no:cacheprovider --doctest-modules memlib widgets --ignore=memlib/bench/__main__.py
 
 # Every page executed once by papermill in quick mode, then nbval's comparison of the cells tagged
 # nbval-check-output against the committed outputs (tests/chapters/test_papermill.py).

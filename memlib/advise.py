@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 from memlib.validate import check_int, is_int, is_number
 
+#: The measured costs the advisor reads from its table.
 METRICS = ("step_ms", "peak_mib", "latency_ms")
 METRIC_NAME = {"step_ms": "training step time", "peak_mib": "peak memory", "latency_ms": "latency"}
 UNIT = {"step_ms": "ms", "peak_mib": "MiB", "latency_ms": "ms"}
@@ -392,5 +393,6 @@ def advise(seq_len: int, dependency_range: int, memory_budget: float, latency: f
                   memory_budget, latency, t.batch)
 
 
-__all__ = ["Advice", "Candidate", "Check", "Prediction", "Series", "Table", "TableNotFoundError", "advise",
-           "check_question", "fitted_exponent", "load_table", "predict"]
+__all__ = ["METRICS", "Advice", "Candidate", "Check", "ModelRow", "Prediction", "Series", "Table", "TableNotFoundError",
+           "advise", "check_question", "fitted_exponent", "fmt", "interpretability_text", "load_table", "predict",
+           "question_text"]

@@ -46,6 +46,11 @@ def causal_mask(Tq: int, Tk: int | None = None, *, offset: int = 0, device=None)
 
     ``offset=0`` aligns query 0 with key 0 (as ``is_causal`` in torch). When the queries are the last ``Tq`` of
     ``Tk`` positions (a segment after ``Tk - Tq`` remembered steps), use ``offset=Tk - Tq``.
+
+    >>> causal_mask(3)
+    tensor([[False,  True,  True],
+            [False, False,  True],
+            [False, False, False]])
     """
     Tq = check_length("causal_mask", "Tq", Tq)
     Tk = Tq if Tk is None else check_length("causal_mask", "Tk", Tk)
@@ -55,7 +60,14 @@ def causal_mask(Tq: int, Tk: int | None = None, *, offset: int = 0, device=None)
 
 
 def window_mask(Tq: int, Tk: int | None = None, *, window: int, offset: int = 0, device=None) -> torch.Tensor:
-    """(Tq, Tk) boolean mask, True outside the band ``|j - (i + offset)| <= window`` (2 * window + 1 keys)."""
+    """(Tq, Tk) boolean mask, True outside the band ``|j - (i + offset)| <= window`` (2 * window + 1 keys).
+
+    >>> window_mask(4, window=1).int()
+    tensor([[0, 0, 1, 1],
+            [0, 0, 0, 1],
+            [1, 0, 0, 0],
+            [1, 1, 0, 0]], dtype=torch.int32)
+    """
     Tq = check_length("window_mask", "Tq", Tq)
     Tk = Tq if Tk is None else check_length("window_mask", "Tk", Tk)
     window = check_length("window_mask", "window", window, minimum=0)
@@ -68,6 +80,10 @@ def padding_mask(lengths: torch.Tensor, T: int | None = None) -> torch.Tensor:
     """(B, T) boolean mask from sequence lengths (B,): True at the padding, ``t >= lengths[b]``.
 
     ``T`` defaults to the longest length. The mask is made on ``lengths``' device. It is a ``key_padding_mask``.
+
+    >>> padding_mask(torch.tensor([2, 3]))
+    tensor([[False, False,  True],
+            [False, False, False]])
     """
     if not isinstance(lengths, torch.Tensor) or lengths.is_floating_point() or lengths.dim() != 1:
         got = f"{lengths.dtype} of shape {tuple(lengths.shape)}" if isinstance(lengths, torch.Tensor) else lengths
@@ -79,7 +95,11 @@ def padding_mask(lengths: torch.Tensor, T: int | None = None) -> torch.Tensor:
 
 
 def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The float form of a mask: a boolean mask becomes 0 (allowed) and -inf (blocked); a float mask is kept."""
+    """The float form of a mask: a boolean mask becomes 0 (allowed) and -inf (blocked); a float mask is kept.
+
+    >>> additive_mask(torch.tensor([False, True]), torch.float32)
+    tensor([0., -inf])
+    """
     if mask.dtype == torch.bool:
         return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(mask, float("-inf"))
     return mask.to(dtype)
@@ -238,6 +258,12 @@ class MultiHeadAttention(nn.Module):
     mask too; given both, the mask is used, as torch does); a query with every key blocked gets zero weights and
     output (torch's weights path gives NaN); the returned weights are taken before dropout (torch returns them
     after), so they sum to 1 in training too. Traced as ``attention.weights`` (B, H, Tq, Tk).
+
+    >>> mha = MultiHeadAttention(8, 2, batch_first=True)
+    >>> x = torch.zeros(3, 5, 8)
+    >>> out, weights = mha(x, x, x)
+    >>> out.shape, weights.shape  # weights averaged over the heads
+    (torch.Size([3, 5, 8]), torch.Size([3, 5, 5]))
     """
 
     def __init__(
@@ -473,6 +499,13 @@ class AdditiveAttention(nn.Module):
     ``forward(query (B, Tq, Dq) or (B, Dq), keys (B, Tk, Dk), values (B, Tk, Dv) = keys,
     key_padding_mask (B, Tk) = None) -> (context (B, Tq, Dv) or (B, Dv), weights (B, Tq, Tk) or (B, Tk))``.
     Traced as ``additive.weights``.
+
+    >>> attn = AdditiveAttention(query_dim=6, key_dim=4, hidden_size=8)
+    >>> context, weights = attn(torch.zeros(2, 6), torch.zeros(2, 5, 4))
+    >>> context.shape, weights.shape
+    (torch.Size([2, 4]), torch.Size([2, 5]))
+    >>> bool(torch.allclose(weights.sum(-1), torch.ones(2)))
+    True
     """
 
     def __init__(self, query_dim: int, key_dim: int, hidden_size: int, *, device=None, dtype=None):
@@ -524,6 +557,10 @@ class LuongAttention(nn.Module):
     Parameters: ``W_a`` (Linear Dk -> Dq, no bias) for ``"general"``; none for ``"dot"`` (needs Dq = Dk).
     ``forward(query (B, Tq, Dq) or (B, Dq), keys (B, Tk, Dk), values = keys, key_padding_mask (B, Tk) = None)
     -> (context, weights)`` shaped as :class:`AdditiveAttention`'s. Traced as ``luong.weights``.
+
+    >>> context, weights = LuongAttention(4, 4, score="dot")(torch.zeros(2, 4), torch.zeros(2, 5, 4))
+    >>> context.shape, weights.shape
+    (torch.Size([2, 4]), torch.Size([2, 5]))
     """
 
     def __init__(self, query_dim: int, key_dim: int, score: str = "general", *, device=None, dtype=None):
@@ -587,6 +624,11 @@ class LocalAttention(LuongAttention):
     (for a (B, Dq) query) are local-m's p_t, by default 0, 1, ..., Tq - 1; local-p ignores them. A window that holds
     no valid key gives zero weights. Scores are computed for all S positions and masked outside the window: the
     window limits what is attended, not the memory used. Traced as ``luong.weights`` and ``luong.position`` (p_t).
+
+    >>> attn = LocalAttention(4, 4, window=1, mode="local-m")
+    >>> context, weights = attn(torch.zeros(2, 4), torch.zeros(2, 6, 4), positions=torch.tensor([0, 3]))
+    >>> context.shape, weights.shape
+    (torch.Size([2, 4]), torch.Size([2, 6]))
     """
 
     def __init__(

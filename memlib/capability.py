@@ -33,6 +33,7 @@ from functools import cache
 import torch
 from torch import nn
 
+#: The fused kernels whose support is probed.
 KERNELS = ("lstm", "gru", "rnn", "attention")
 MODES = ("autocast", "weights")
 HALF_DTYPES = (torch.bfloat16, torch.float16)

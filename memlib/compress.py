@@ -56,6 +56,7 @@ from memlib.hardware import checkpoint_blocks
 from memlib.train import FitResult, fit
 from memlib.validate import check_float, check_int, is_int
 
+#: The techniques :func:`compress` applies, by name.
 TECHNIQUES = ("checkpointing", "pruning", "dynamic_quantization", "static_quantization", "low_rank")
 
 
@@ -387,7 +388,7 @@ def fine_tune(
     **fit_options: Any,
 ) -> FitResult:
     """Train a pruned model with its masks held (the pruned weights get no update and stay zero):
-    :func:`memlib.fit` with the same arguments."""
+    :func:`~memlib.train.fit` with the same arguments."""
     return fit(model, batches, loss_fn, steps=steps, lr=lr, **fit_options)
 
 
@@ -530,7 +531,7 @@ def quantize_static(model: nn.Module, calibration: Iterable[torch.Tensor], backe
 
 def prepare_qat(model: nn.Module, backend: str | None = None) -> nn.Module:
     """A copy of ``model`` ready for quantization-aware training: fused, with fake quantization of weights and
-    activations in the forward pass (straight-through gradients). Train it (e.g. :func:`memlib.fit`), then
+    activations in the forward pass (straight-through gradients). Train it (e.g. :func:`~memlib.train.fit`), then
     :func:`convert_qat`."""
     backend = _check_static("prepare_qat", model, backend)
     m = clone(model).cpu().float().train()
@@ -600,7 +601,7 @@ def distill(
     **fit_options: Any,
 ) -> FitResult:
     """Train ``student`` on :func:`distillation_loss` against the frozen ``teacher`` (in eval mode, no gradients):
-    :func:`memlib.fit` with ``batches(step) -> (x, targets)``."""
+    :func:`~memlib.train.fit` with ``batches(step) -> (x, targets)``."""
     _check_module("distill", student)
     _check_module("distill", teacher)
     teacher.eval()

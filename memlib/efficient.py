@@ -11,8 +11,8 @@ extra ``E`` and ``F``) and takes its call:
 ``attn(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None, average_attn_weights=True,
 is_causal=False) -> (output, weights or None)``, with (T, B, D) inputs, or (B, T, D) with ``batch_first``, and a
 boolean (True = padding) or float ``key_padding_mask`` (B, Tk). ``attn_mask`` and ``is_causal`` are accepted so that
-a module can replace ``self_attn`` in :class:`memlib.TransformerEncoderLayer`, and must stay None and False: the
-pattern is the mask. Only the pattern differs, and the weights come back in a
+a module can replace ``self_attn`` in :class:`~memlib.transformer.TransformerEncoderLayer`, and must stay None and
+False: the pattern is the mask. Only the pattern differs, and the weights come back in a
 compact form (a NamedTuple with ``to_dense()`` for small inputs), averaged over heads unless
 ``average_attn_weights=False``. The sparse patterns are computed without an n x n matrix: the sliding window in
 O(T w) memory, BigBird in O(T Kb b). ``mask(T)`` returns the pattern as a dense boolean mask (True = blocked) to
@@ -210,6 +210,12 @@ class SlidingWindowAttention(_ProjectedAttention):
     is about 6 times the band's weights (the projections included; 52 times with the band unfolded per query, as
     this class did before). Weights: :class:`WindowWeights`. Traced as ``sliding_window.band``,
     ``sliding_window.global_columns``, ``sliding_window.global_rows``.
+
+    >>> attn = SlidingWindowAttention(8, 2, window=1, global_tokens=[0], batch_first=True)
+    >>> x = torch.zeros(2, 6, 8)
+    >>> out, weights = attn(x, x, x, need_weights=False)
+    >>> out.shape
+    torch.Size([2, 6, 8])
     """
 
     def __init__(
@@ -359,6 +365,11 @@ class BigBirdAttention(_ProjectedAttention):
 
     Computed in O(T Kb b) memory by gathering each query block's key blocks. Weights: :class:`BlockWeights`.
     Traced as ``bigbird.blocks``, ``bigbird.key_blocks``, ``bigbird.global_rows``.
+
+    >>> attn = BigBirdAttention(8, 2, block_size=2, batch_first=True)
+    >>> x = torch.zeros(1, 12, 8)
+    >>> attn(x, x, x, need_weights=False)[0].shape
+    torch.Size([1, 12, 8])
     """
 
     def __init__(
@@ -497,6 +508,12 @@ class LinformerAttention(_ProjectedAttention):
     Parameters: MultiHeadAttention's, and ``E``, ``F`` (k, n). Outside a trace and with ``need_weights=False``
     it calls ``F.scaled_dot_product_attention`` on the projected keys and values. Weights (B, [H,] Tq, k).
     Traced as ``linformer.weights`` (B, H, Tq, k) and ``linformer.keys`` (B, H, k, E).
+
+    >>> attn = LinformerAttention(8, 2, seq_len=16, k=4, batch_first=True)
+    >>> x = torch.zeros(2, 16, 8)
+    >>> out, weights = attn(x, x, x)
+    >>> out.shape, weights.shape  # each query sees k projected keys
+    (torch.Size([2, 16, 8]), torch.Size([2, 16, 4]))
     """
 
     def __init__(

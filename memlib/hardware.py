@@ -604,6 +604,7 @@ class GPU(NamedTuple):
 # The GPUs the article names, then current data-centre GPUs. Bandwidths from NVIDIA's specifications
 # (A100 and H100 in their SXM form). The article's "Titan X" is taken as the 2015 GTX Titan X (Maxwell);
 # the 2016 Titan X (Pascal) also has 12 GB. The Tesla M40's 24 GB version came out in 2016.
+#: The GPU catalogue by name.
 GPUS: dict[str, GPU] = {
     g.name: g
     for g in (

@@ -446,8 +446,9 @@ class RecurrentTextClassifier(nn.Module):
 
 
 class TransformerTextClassifier(nn.Module):
-    """Embedding (scaled by sqrt(D)) + sinusoidal positions, a memlib :class:`TransformerEncoder` with the padding
-    masked out, the mean of the real tokens' outputs, a linear readout.
+    """Embedding (scaled by sqrt(D)) + sinusoidal positions, a memlib
+    :class:`~memlib.transformer.TransformerEncoder` with the padding masked out, the mean of the real tokens' outputs,
+    a linear readout.
 
     ``forward(tokens (B, T) long, lengths (B,) = None) -> (B, num_classes)``.
     """

@@ -53,6 +53,7 @@ from torch import nn
 
 from memlib.validate import check_int, is_int, is_number
 
+#: The attribution methods :func:`attribute` takes.
 METHODS = (
     "integrated_gradients",
     "saliency",

@@ -52,7 +52,7 @@ class ReplayState(NamedTuple):
 class ReplayBuffer:
     """A replay memory of at most ``capacity`` examples, filled by reservoir sampling (Vitter 1985).
 
-    The buffer holds only its capacity; the examples are in the :class:`ReplayState` that :meth:`add`
+    The buffer holds only its capacity; the examples are in the :class:`ReplayState` that ``add``
     takes and returns. A memory that grows is a new ``ReplayBuffer`` with a larger capacity applied to
     the same state: the new slots fill first, then reservoir sampling resumes.
     """
@@ -117,7 +117,7 @@ class ReplayBuffer:
     def sample(
         state: ReplayState, n: int, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Up to ``n`` stored examples drawn uniformly without replacement: (min(n, M), *) and (min(n, M),)."""
+        """Up to ``n`` stored examples drawn uniformly without replacement: ``(min(n, M), *)`` and ``(min(n, M),)``."""
         _check_count("ReplayBuffer.sample", "n", n)
         held = state.x.shape[0]
         pick = torch.randperm(held, generator=generator)[: min(n, held)].to(state.x.device)
@@ -269,7 +269,7 @@ def train_sequentially(
     examples drawn from a :class:`ReplayBuffer`, into which each task's training examples are streamed once
     the task is learned (``memory``: its capacity, an int, or one capacity per task for a memory that
     grows); ``"ewc"`` adds the :class:`EWC` penalty of strength ``lam`` with one anchor per finished task.
-    Each task gets a fresh Adam optimiser and ``epochs`` passes over its data, through :func:`memlib.fit`.
+    Each task gets a fresh Adam optimiser and ``epochs`` passes over its data, through :func:`~memlib.train.fit`.
     The model's output is scored by its argmax over all classes, so it must also tell tasks apart.
     """
     if method not in METHODS:

@@ -37,7 +37,7 @@ from torch import nn
 
 from memlib.validate import check_float, check_int
 
-# Energy per operation in picojoules, 45 nm CMOS (Horowitz, ISSCC 2014; Han et al. 2015, Table 1).
+#: Energy per operation in picojoules, 45 nm CMOS (Horowitz, ISSCC 2014; Han et al. 2015, Table 1).
 DIGITAL_PJ = {
     "fp32_add": 0.9,
     "fp32_mult": 3.7,
@@ -45,8 +45,8 @@ DIGITAL_PJ = {
     "dram_read_32bit": 640.0,  # a 32-bit read from off-chip DRAM
 }
 
-# Energy per MAC in picojoules of measured analog in-memory chips, from their reported TOPS/W,
-# counting one MAC as two operations (a multiply and an add).
+#: Energy per MAC in picojoules of measured analog in-memory chips, from their reported TOPS/W,
+#: counting one MAC as two operations (a multiply and an add).
 ANALOG_PJ_PER_MAC = {
     # Le Gallo et al. 2023 (14 nm, phase-change memory, 64 cores), 8-bit inputs and outputs
     "PCM chip, one-phase read (Le Gallo 2023)": 2 / 9.76,  # 9.76 TOPS/W
@@ -100,19 +100,20 @@ class CrossbarLinear(nn.Module):
     and the drift exponents; read noise is drawn at every forward call (from ``generator`` too).
 
     Args:
-        linear: the trained layer; its weight and bias are copied, not shared.
-        bits: conductance levels per device, ``2**bits``; ``None`` for full precision.
-        program_noise: standard deviation of the programming error, as a fraction of ``g_max``.
-        read_noise: standard deviation of each device's read error per operation, as a fraction of ``g_max``.
-        drift_nu: mean drift exponent ``nu``; ``drift_nu_std`` its spread across devices (clipped at 0).
-        t: seconds since programming at which the crossbar is read; ``t0`` the time at which the programmed
-            conductance is defined (drift acts only for ``t > t0``).
-        adc_bits: bits of the column ADC, ``None`` for an ideal read-out. Its full scale is the largest
-            ``|y|`` of the batch in each layer (an auto-ranging ADC: an optimistic assumption).
-        compensate_drift: rescale the output by the ratio of the array's total conductance at ``t0`` to that
-            at ``t`` (a global drift compensation, as Joshi et al. 2020 calibrate it); it undoes the mean
-            drift, not its spread across devices.
-        g_min, g_max: the devices' conductance range (any unit; only the ratio matters here).
+
+    - ``linear``: the trained layer; its weight and bias are copied, not shared.
+    - ``bits``: conductance levels per device, ``2**bits``; ``None`` for full precision.
+    - ``program_noise``: standard deviation of the programming error, as a fraction of ``g_max``.
+    - ``read_noise``: standard deviation of each device's read error per operation, as a fraction of ``g_max``.
+    - ``drift_nu``: mean drift exponent ``nu``; ``drift_nu_std`` its spread across devices (clipped at 0).
+    - ``t``: seconds since programming at which the crossbar is read; ``t0`` the time at which the programmed
+      conductance is defined (drift acts only for ``t > t0``).
+    - ``adc_bits``: bits of the column ADC, ``None`` for an ideal read-out. Its full scale is the largest
+      ``|y|`` of the batch in each layer (an auto-ranging ADC: an optimistic assumption).
+    - ``compensate_drift``: rescale the output by the ratio of the array's total conductance at ``t0`` to that
+      at ``t`` (a global drift compensation, as Joshi et al. 2020 calibrate it); it undoes the mean
+      drift, not its spread across devices.
+    - ``g_min``, ``g_max``: the devices' conductance range (any unit; only the ratio matters here).
     """
 
     def __init__(

@@ -5,6 +5,7 @@ Time and memory are measured in separate runs, because recording allocations slo
 - **time**: wall-clock seconds of each call after warm-up calls, waiting for queued GPU work
   before the clock stops; quote the median.
 - **peak memory**, one extra call:
+
   - on CUDA, from the caching allocator: ``max_memory_allocated`` after ``reset_peak_memory_stats``,
     minus what was allocated before the call (``method="cuda-allocator"``);
   - on the CPU, from torch's profiler with ``profile_memory=True``: every allocation and free of

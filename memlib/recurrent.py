@@ -243,6 +243,10 @@ class RNNCell(CellBase):
 
     Weights: ``weight_ih`` (H, I), ``weight_hh`` (H, H), ``bias_ih`` and ``bias_hh`` (H,).
     ``forward(input (B, I) or (I,), hx (B, H) or (H,) = zeros) -> h' (B, H) or (H,)``.
+
+    >>> cell = RNNCell(4, 8)
+    >>> cell(torch.zeros(2, 4)).shape  # h' (B, H)
+    torch.Size([2, 8])
     """
 
     _gates, _n_states = 1, 1
@@ -274,6 +278,10 @@ class LSTMCell(CellBase):
 
     Weights: ``weight_ih`` (4H, I), ``weight_hh`` (4H, H), ``bias_ih`` and ``bias_hh`` (4H,).
     ``forward(input (B, I) or (I,), hx (h, c) each (B, H) or (H,) = zeros) -> (h', c')``.
+
+    >>> h, c = LSTMCell(4, 8)(torch.zeros(2, 4))
+    >>> h.shape, c.shape
+    (torch.Size([2, 8]), torch.Size([2, 8]))
     """
 
     _gates, _n_states = 4, 2
@@ -293,6 +301,9 @@ class GRUCell(CellBase):
 
     Weights: ``weight_ih`` (3H, I), ``weight_hh`` (3H, H), ``bias_ih`` and ``bias_hh`` (3H,).
     ``forward(input (B, I) or (I,), hx (B, H) or (H,) = zeros) -> h' (B, H) or (H,)``.
+
+    >>> GRUCell(4, 8)(torch.zeros(2, 4)).shape
+    torch.Size([2, 8])
     """
 
     _gates, _n_states = 3, 1
@@ -499,6 +510,10 @@ class RNN(RecurrentBase):
     Weights per layer ``k`` (and ``_reverse``): ``weight_ih_lk`` (H, I or D*H), ``weight_hh_lk`` (H, H),
     ``bias_ih_lk`` and ``bias_hh_lk`` (H,).
     ``forward(input, hx (L*D, B, H) = zeros) -> (output (T, B, D*H), h_n (L*D, B, H))``; see the module docstring.
+
+    >>> out, h = RNN(4, 8, num_layers=2)(torch.zeros(5, 2, 4))  # (T, B, I)
+    >>> out.shape, h.shape
+    (torch.Size([5, 2, 8]), torch.Size([2, 2, 8]))
     """
 
     _gates, _n_states = 1, 1
@@ -557,6 +572,12 @@ class LSTM(RecurrentBase):
     Weights per layer ``k`` (and ``_reverse``): ``weight_ih_lk`` (4H, I or D*H), ``weight_hh_lk`` (4H, H),
     ``bias_ih_lk`` and ``bias_hh_lk`` (4H,).
     ``forward(input, (h0, c0) each (L*D, B, H) = zeros) -> (output (T, B, D*H), (h_n, c_n))``.
+
+    >>> lstm = LSTM(4, 8, batch_first=True)
+    >>> out, (h, c) = lstm(torch.zeros(2, 5, 4))
+    >>> out.shape, h.shape, c.shape
+    (torch.Size([2, 5, 8]), torch.Size([1, 2, 8]), torch.Size([1, 2, 8]))
+    >>> _ = lstm.load_state_dict(torch.nn.LSTM(4, 8, batch_first=True).state_dict())  # torch.nn's names and shapes
     """
 
     _gates, _n_states = 4, 2
@@ -581,6 +602,10 @@ class GRU(RecurrentBase):
     Weights per layer ``k`` (and ``_reverse``): ``weight_ih_lk`` (3H, I or D*H), ``weight_hh_lk`` (3H, H),
     ``bias_ih_lk`` and ``bias_hh_lk`` (3H,).
     ``forward(input, hx (L*D, B, H) = zeros) -> (output (T, B, D*H), h_n (L*D, B, H))``.
+
+    >>> out, h = GRU(4, 8, bidirectional=True)(torch.zeros(5, 2, 4))
+    >>> out.shape, h.shape
+    (torch.Size([5, 2, 16]), torch.Size([2, 2, 8]))
     """
 
     _gates, _n_states = 3, 1

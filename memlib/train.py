@@ -202,7 +202,7 @@ def train_classifier(
     on_epoch: Callable[[int], None] | None = None,
 ) -> FitResult:
     """Train with cross-entropy and one Adam optimiser for ``epochs`` passes of
-    :func:`memlib.tasks.text.batches`, through :func:`memlib.fit`. ``on_epoch(epoch)`` runs after each epoch (an
+    :func:`memlib.tasks.text.batches`, through :func:`~memlib.train.fit`. ``on_epoch(epoch)`` runs after each epoch (an
     evaluation), outside the timed training.
     Returns every step's loss and the seconds spent training."""
     check_int("train_classifier", "epochs", epochs, low=1, expected="a positive int epochs")

@@ -78,6 +78,9 @@ class SinusoidalPositionalEncoding(nn.Module):
 
     No parameters and no length limit: the sinusoids are computed on the input's device and dtype.
     ``forward(x (T, B, D), (B, T, D) with batch_first, or (T, D); offset = 0) -> same shape`` (then dropout).
+
+    >>> SinusoidalPositionalEncoding(8, batch_first=True)(torch.zeros(2, 5, 8)).shape
+    torch.Size([2, 5, 8])
     """
 
     def __init__(self, d_model: int, dropout: float = 0.0, batch_first: bool = False, base: float = 10000.0):
@@ -105,6 +108,9 @@ class LearnedPositionalEncoding(nn.Module):
     section 3.5, found it about as good as sinusoids). Positions beyond ``max_len`` have no vector: an error.
 
     Parameter: ``embedding.weight`` (max_len, D). ``forward`` as :class:`SinusoidalPositionalEncoding`'s.
+
+    >>> LearnedPositionalEncoding(max_len=16, d_model=8, batch_first=True)(torch.zeros(2, 5, 8)).shape
+    torch.Size([2, 5, 8])
     """
 
     def __init__(
@@ -152,6 +158,10 @@ class TransformerEncoderLayer(nn.Module):
     or (B*H, T, T), src_key_padding_mask (B, T), is_causal) -> same shape as src``. ``is_causal=True`` without
     ``src_mask`` applies the causal mask (torch requires the mask as well). torch's inference fast path (nested
     tensors) is not reproduced: outputs at padded positions are computed, not zeroed.
+
+    >>> layer = TransformerEncoderLayer(8, 2, dim_feedforward=16, batch_first=True)
+    >>> layer(torch.zeros(2, 5, 8)).shape
+    torch.Size([2, 5, 8])
     """
 
     def __init__(
@@ -234,6 +244,10 @@ class TransformerEncoder(nn.Module):
     ``forward(src, mask=None, src_key_padding_mask=None, is_causal=None) -> same shape as src``.
     ``enable_nested_tensor`` and ``mask_check`` are accepted for compatibility and change nothing: memlib has no
     nested-tensor fast path (so padded positions are computed, where torch's fast path returns zeros).
+
+    >>> layer = TransformerEncoderLayer(8, 2, dim_feedforward=16, batch_first=True)
+    >>> TransformerEncoder(layer, num_layers=2)(torch.zeros(2, 5, 8)).shape
+    torch.Size([2, 5, 8])
     """
 
     def __init__(
@@ -283,6 +297,13 @@ class CausalLM(nn.Module):
     Parameters: ``embedding`` (V, D), ``position`` (learned: ``position.embedding.weight`` (max_len, D)),
     ``encoder.layers.k....``, ``encoder.norm``, ``head`` (D -> V).
     ``forward(tokens (B, T) long) -> logits (B, T, V)``; ``generate(tokens, max_new_tokens) -> (B, T + new)``.
+
+    >>> lm = CausalLM(vocab_size=10, d_model=8, nhead=2, num_layers=1, dim_feedforward=16)
+    >>> tokens = torch.tensor([[1, 2, 3]])
+    >>> lm(tokens).shape  # (B, T, V)
+    torch.Size([1, 3, 10])
+    >>> lm.generate(tokens, max_new_tokens=2).shape
+    torch.Size([1, 5])
     """
 
     def __init__(
@@ -344,6 +365,10 @@ class RelativeMultiHeadAttention(nn.Module):
     W_{k,R}), ``u`` and ``v`` (H, E), ``out_proj`` (Linear D -> D, no bias).
     ``forward(x (B, T, D), memory (B, M, D)) -> (B, T, D)``: query i (step M + i of [memory; x]) sees keys 0..M + i.
     Traced as ``transformer_xl.weights`` (B, H, T, M + T).
+
+    >>> attn = RelativeMultiHeadAttention(8, 2)
+    >>> attn(torch.zeros(2, 3, 8), memory=torch.zeros(2, 4, 8)).shape  # 3 queries over 4 remembered + 3 steps
+    torch.Size([2, 3, 8])
     """
 
     def __init__(self, d_model: int, nhead: int, dropout: float = 0.0, *, device=None, dtype=None):
@@ -409,6 +434,9 @@ class TransformerXLLayer(nn.Module):
     o = LayerNorm(h + Linear(attention(h, memory))); h' = LayerNorm(o + FF(o)), FF(o) = W_2 relu(W_1 o).
 
     Parameters: ``self_attn`` (:class:`RelativeMultiHeadAttention`), ``linear1``, ``linear2``, ``norm1``, ``norm2``.
+
+    >>> TransformerXLLayer(8, 2, dim_feedforward=16)(torch.zeros(2, 3, 8), torch.zeros(2, 4, 8)).shape
+    torch.Size([2, 3, 8])
     """
 
     def __init__(
@@ -441,6 +469,12 @@ class TransformerXL(nn.Module):
     sequence of ``num_layers`` tensors (B, M, D), and ``new_mems`` a tuple of ``num_layers`` detached tensors
     (B, min(mem_len, M + T), D): the last steps of [mems[n]; input of layer n]. Pass them to the next segment.
     Traced as ``transformer_xl.weights``.
+
+    >>> xl = TransformerXL(8, 2, num_layers=2, dim_feedforward=16, mem_len=4)
+    >>> out, mems = xl(torch.zeros(2, 3, 8))
+    >>> out, mems = xl(torch.zeros(2, 3, 8), mems)  # the next segment sees the last one
+    >>> out.shape, len(mems), mems[0].shape
+    (torch.Size([2, 3, 8]), 2, torch.Size([2, 4, 8]))
     """
 
     def __init__(

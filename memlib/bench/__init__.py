@@ -6,6 +6,7 @@ Each suite is a module of this package with a ``run(repeats, quick) -> Report`` 
 interleaved within each repeat so they share the machine's noise; quote medians and ratios.
 
 Suites:
+
 - ``trace``: what recording costs (``memlib.bench.trace``).
 - ``recurrent``: torch.nn against memlib's fused and reference paths (``memlib.bench.recurrent``).
 - ``attention``: full, fused, sparse and low-rank attention against sequence length (``memlib.bench.attention``).

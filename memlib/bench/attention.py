@@ -3,15 +3,17 @@
 For every length ``n``, one training step (forward, ``sum`` of the output, backward; gradients reset to None
 each call) of self-attention on (B, n, D) input with D = 64, 4 heads, batch first, by:
 
-- ``materialised``: :class:`memlib.MultiHeadAttention` with ``need_weights=True`` (the reference path: the
+- ``materialised``: :class:`~memlib.attention.MultiHeadAttention` with ``need_weights=True`` (the reference path: the
   n x n weights are built, kept for backward and returned);
 - ``nn_materialised``: ``torch.nn.MultiheadAttention`` with ``need_weights=True``, the same weights;
-- ``fused``: :class:`memlib.MultiHeadAttention` with ``need_weights=False`` (``F.scaled_dot_product_attention``);
+- ``fused``: :class:`~memlib.attention.MultiHeadAttention` with ``need_weights=False``
+  (``F.scaled_dot_product_attention``);
 - ``nn_fused``: ``torch.nn.MultiheadAttention`` with ``need_weights=False``;
-- ``window``: :class:`memlib.SlidingWindowAttention`, radius ``WINDOW`` (2 * 64 + 1 keys) and token 0 global;
-- ``bigbird``: :class:`memlib.BigBirdAttention`, blocks of ``BLOCK`` tokens, 3 window, 1 global, 1 random block;
-- ``linformer_k64`` ... : :class:`memlib.LinformerAttention` with ``seq_len = n`` and k in ``KS``;
-- ``lstm``: :class:`memlib.LSTM` of the same width (D -> D, one layer, torch's fused kernel).
+- ``window``: :class:`~memlib.efficient.SlidingWindowAttention`, radius ``WINDOW`` (2 * 64 + 1 keys) and token 0 global;
+- ``bigbird``: :class:`~memlib.efficient.BigBirdAttention`, blocks of ``BLOCK`` tokens, 3 window, 1 global,
+  1 random block;
+- ``linformer_k64`` ... : :class:`~memlib.efficient.LinformerAttention` with ``seq_len = n`` and k in ``KS``;
+- ``lstm``: :class:`~memlib.recurrent.LSTM` of the same width (D -> D, one layer, torch's fused kernel).
 
 The attention modules hold the same projections (one state dict). Within each repeat the methods run
 interleaved, in a rotating order, so they share the machine's noise; a time ratio is the median of the

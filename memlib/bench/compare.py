@@ -8,15 +8,16 @@ width and about the same parameter count (the table prints each model's count):
 - ``rnn``, ``lstm``, ``gru``: one memlib recurrent layer of ``HIDDEN`` units and a linear readout;
 - ``transformer``: an input projection, sinusoidal positions, ``LAYERS`` memlib encoder layers (post-norm,
   ``D_MODEL`` wide, ``HEADS`` heads, feed-forward ``2 D_MODEL``, full bidirectional attention) and a readout;
-- ``linformer``: the same Transformer with :class:`memlib.LinformerAttention` (keys and values projected to
+- ``linformer``: the same Transformer with :class:`~memlib.efficient.LinformerAttention` (keys and values projected to
   ``min(LINFORMER_K, T)`` rows; Wang et al. 2020) in every layer;
-- ``ntm``: :class:`memlib.NTM` with an LSTM controller of ``HIDDEN`` units, ``NTM_SLOTS`` x ``NTM_WIDTH`` memory.
+- ``ntm``: :class:`~memlib.memory.ntm.NTM` with an LSTM controller of ``HIDDEN`` units, ``NTM_SLOTS`` x
+  ``NTM_WIDTH`` memory.
 
 Metrics (a ``Size`` fixes the sizes; :data:`SIZES` holds ``smoke``, ``quick`` and ``full``):
 
 1. **Long-term dependencies.** Each model trains from scratch for ``size.steps`` Adam steps of ``BATCH``
-   sequences on the adding problem (Hochreiter & Schmidhuber 1997; :func:`memlib.tasks.adding_batch`) at
-   each length of a ladder, and on copy (Graves et al. 2014; :func:`memlib.tasks.copy_batch`, ``COPY_BITS``
+   sequences on the adding problem (Hochreiter & Schmidhuber 1997; :func:`~memlib.tasks.sequences.adding_batch`) at
+   each length of a ladder, and on copy (Graves et al. 2014; :func:`~memlib.tasks.sequences.copy_batch`, ``COPY_BITS``
    bits) at each copy length. A rung is solved when the held-out metric meets the criterion: adding, test
    MSE <= ``ADDING_SOLVED`` (always answering 1.0 scores 1/6); copy, bit error <= ``COPY_SOLVED``. The ladder
    stops at a model's first failure. The *lag* of a rung is the number of steps between the earliest input
@@ -40,7 +41,7 @@ A ladder rung that runs out of ``size.cell_seconds`` of training before it is so
 spent is *capped*: the ladder stops and the largest lag is a lower bound. A speed or memory cell is skipped
 (with the reason under ``skipped``) when its time, projected from the model's own previous measurement,
 passes ``size.cell_seconds``. ``summary`` collects what
-:func:`memlib.advise` reads. Shapes: ``B`` batch, ``T`` steps, ``I`` input features, ``O`` outputs, ``L`` copy
+:func:`~memlib.advise.advise` reads. Shapes: ``B`` batch, ``T`` steps, ``I`` input features, ``O`` outputs, ``L`` copy
 length, ``K`` bits.
 """
 
@@ -69,6 +70,7 @@ from memlib.train import seed_everything
 from memlib.transformer import SinusoidalPositionalEncoding, TransformerEncoder, TransformerEncoderLayer
 from memlib.validate import check_int, is_int
 
+#: The compared models, in table order.
 MODELS = ("rnn", "lstm", "gru", "transformer", "ntm", "linformer")
 LABELS = dict(rnn="RNN", lstm="LSTM", gru="GRU", transformer="Transformer", ntm="NTM", linformer="Linformer")
 ARTICLE = ("rnn", "lstm", "gru", "transformer")  # the models the article rates; the others are extra rows
@@ -97,6 +99,7 @@ class Size(NamedTuple):
     repeats: int  # timed repeats of a training step
 
 
+#: The run sizes by name: full and quick.
 SIZES = {
     "smoke": Size(30, (10,), (2,), (25, 50), (25, 50), 10, 10.0, 2),
     "quick": Size(1000, (10, 25, 50, 100, 200), (4, 8, 16, 32), (50, 200, 1000), (50, 200, 500, 1000), 25, 40.0, 3),
@@ -130,7 +133,7 @@ class Recurrent(nn.Module):
 class Encoder(nn.Module):
     """Input projection, sinusoidal positions, memlib encoder layers, readout: ``x`` (B, T, I) -> (B, T, O).
 
-    ``linformer_length`` swaps every layer's attention for a :class:`memlib.LinformerAttention` built for
+    ``linformer_length`` swaps every layer's attention for a :class:`~memlib.efficient.LinformerAttention` built for
     sequences up to that length (keys and values projected to ``min(LINFORMER_K, length)`` rows).
     """
 
@@ -151,7 +154,7 @@ class Encoder(nn.Module):
 
 
 class MemoryModel(nn.Module):
-    """:class:`memlib.NTM` with its state dropped: ``x`` (B, T, I) -> (B, T, O)."""
+    """:class:`~memlib.memory.ntm.NTM` with its state dropped: ``x`` (B, T, I) -> (B, T, O)."""
 
     def __init__(self, input_size: int, output_size: int):
         super().__init__()
@@ -514,7 +517,7 @@ SECTIONS = ("long_term", "speed", "memory", "interpretability")
 
 
 def summary(data: dict) -> dict:
-    """What :func:`memlib.advise` reads: per model, the largest lags solved and [T, value] lists."""
+    """What :func:`~memlib.advise.advise` reads: per model, the largest lags solved and [T, value] lists."""
     models = {}
     for name in data["models"]:
         entry: dict[str, Any] = dict(label=LABELS[name], params=data["params"][name])
@@ -819,6 +822,7 @@ def diff(a: dict, b: dict) -> dict:
 # --- checking ratings against the measurements ------------------------------------------------------------------
 
 METRICS = ("long_term", "training_speed", "memory_footprint", "interpretability")
+#: Ratio bands within which two models count as comparable, per metric.
 TIE = dict(long_term=2.0, training_speed=1.25, memory_footprint=1.25, interpretability=0.1)  # "comparable" bands
 
 

@@ -9,7 +9,7 @@ scikit-learn, no download), one seeded split (450 test images; one accuracy poin
   model pruned (50% unstructured L1 of every weight matrix, with and without fine-tuning; 50% of the hidden
   layers' rows (units), structured, fine-tuned: zeros in a dense matrix, nothing removed),
   quantized to int8 (dynamic; static with calibration on training images; quantization-aware training
-  from the baseline), and factorised to low rank (the two hidden layers at each of :data:`RANKS`, without
+  from the baseline), and factorised to low rank (the two hidden layers at each of ``RANKS``, without
   fine-tuning: the accuracy-size curve);
 - ``student``: a 64-32-10 MLP trained by distillation from the baseline (Hinton et al. 2015, T = 4,
   alpha = 0.9), and the same student (same initial weights, steps and learning rate) trained on the labels

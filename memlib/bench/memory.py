@@ -5,10 +5,10 @@ One training step: forward over a copy batch (:func:`memlib.tasks.sequences.copy
 targets, backward; gradients reset to None each call, no optimizer step. The models, all with a controller
 of ``CONTROLLER`` LSTM units, input ``K + 2`` and output ``K``:
 
-- ``ntm``: :class:`memlib.NTM`, LSTM controller, ``W = 20`` and one read head (the paper's copy setting,
+- ``ntm``: :class:`~memlib.memory.ntm.NTM`, LSTM controller, ``W = 20`` and one read head (the paper's copy setting,
   Graves et al. 2014, section 4.1), shifts -1, 0, +1;
-- ``dnc``: :class:`memlib.DNC`, the module's ``W = 16`` and two read heads;
-- ``lstm``: :class:`memlib.LSTM` of the same width as the controllers, and a linear readout: the baseline
+- ``dnc``: :class:`~memlib.memory.dnc.DNC`, the module's ``W = 16`` and two read heads;
+- ``lstm``: :class:`~memlib.recurrent.LSTM` of the same width as the controllers, and a linear readout: the baseline
   has the controller without the memory and heads (same width, not the same parameter count: the tables
   print each model's parameters).
 
@@ -69,7 +69,8 @@ WARMUP = 1
 
 
 class LSTMReadout(nn.Module):
-    """The baseline: :class:`memlib.LSTM` (batch first) and a linear readout, ``x`` (B, T, I) -> ((B, T, O), state)."""
+    """The baseline: :class:`~memlib.recurrent.LSTM` (batch first) and a linear readout,
+    ``x`` (B, T, I) -> ((B, T, O), state)."""
 
     def __init__(self, input_size: int, output_size: int, hidden_size: int):
         super().__init__()

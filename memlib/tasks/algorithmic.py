@@ -55,6 +55,10 @@ def repeat_copy_batch(
       the end marker: ``targets`` has the data on channels ``0..K-1`` and the end marker on channel ``K``.
 
     The paper trains with lengths and repeats drawn from 1-10 each.
+
+    >>> b = repeat_copy_batch(2, seq_len=3, repeats=2, bits=4)
+    >>> tuple(b.inputs.shape), tuple(b.targets.shape)
+    ((2, 12, 6), (2, 7, 5))
     """
     _check_positive("repeat_copy_batch", batch_size=batch_size, seq_len=seq_len, repeats=repeats, bits=bits)
     _check_positive("repeat_copy_batch", max_repeats=max_repeats)
@@ -98,6 +102,10 @@ def associative_recall_batch(
     - the query: the query delimiter, a copy of item ``query`` (uniform in ``0 .. n-2``, so that a next item
       exists), the query delimiter again;
     - ``m`` blank steps, during which the model outputs item ``query + 1`` (``targets``).
+
+    >>> b = associative_recall_batch(2, items=3, bits=4)
+    >>> tuple(b.inputs.shape), tuple(b.targets.shape), tuple(b.query.shape)
+    ((2, 20, 6), (2, 3, 4), (2,))
     """
     _check_positive("associative_recall_batch", batch_size=batch_size, bits=bits, item_len=item_len)
     check_int("associative_recall_batch", "items", items, low=2, expected="items >= 2 (a query and its successor)")
@@ -142,6 +150,10 @@ def priority_sort_batch(
     Input layout (channels ``0..K-1`` data, ``K`` priority, ``K + 1`` start, ``K + 2`` end delimiter):
     step 0 start delimiter; steps ``1 .. L`` a vector and its priority; step ``L + 1`` end delimiter;
     then ``out_len`` blank steps, during which the model outputs ``targets``.
+
+    >>> b = priority_sort_batch(2, seq_len=4, bits=3)
+    >>> tuple(b.inputs.shape), tuple(b.targets.shape), tuple(b.priorities.shape)
+    ((2, 10, 6), (2, 4, 3), (2, 4))
     """
     _check_positive("priority_sort_batch", batch_size=batch_size, seq_len=seq_len, bits=bits)
     out_len = seq_len if out_len is None else out_len

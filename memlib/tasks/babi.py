@@ -17,11 +17,11 @@ files (whose question lines carry a space before the tab) load the same way.
 
 Tasks generated (numbered as in Weston et al. 2016, section 3):
 
-1. single supporting fact: ``Where is Ada?`` after some moves;
-2. two supporting facts: ``Where is the kettle?``: who holds it, and where that actor went;
-3. three supporting facts: ``Where was the kettle before the porch?``: the object's path;
-4. two argument relations: ``What is north of the attic?`` from two ``The X is north of the Y.`` facts;
-6. yes/no questions: ``Is Ada in the attic?``.
+- task 1, single supporting fact: ``Where is Ada?`` after some moves;
+- task 2, two supporting facts: ``Where is the kettle?``: who holds it, and where that actor went;
+- task 3, three supporting facts: ``Where was the kettle before the porch?``: the object's path;
+- task 4, two argument relations: ``What is north of the attic?`` from two ``The X is north of the Y.`` facts;
+- task 6, yes/no questions: ``Is Ada in the attic?``.
 
 From stories to tensors: :func:`babi_samples` turns each question into a sample (the story's statements
 before it, the question, the answer, the supporting statements), :func:`build_vocab` collects the words and
@@ -42,6 +42,7 @@ import torch
 
 from memlib.validate import check_int
 
+#: The task numbers (as in Weston et al. 2016) this module generates, with their names.
 TASKS = {
     1: "single supporting fact",
     2: "two supporting facts",
@@ -263,6 +264,12 @@ def generate_babi(task: int, n_stories: int, *, seed: int = 0) -> list[Story]:
 
     Every question's answer follows from its supporting statements, which precede it in its story.
     Stories hold five questions (task 3: one to five, task 4: one), as in Weston et al. (2016).
+
+    >>> stories = generate_babi(1, 2, seed=0)
+    >>> len(stories)
+    2
+    >>> generate_babi(1, 2, seed=0) == stories  # the same seed, the same stories
+    True
     """
     if task not in TASKS:
         raise ValueError(f"generate_babi: expected task in {sorted(TASKS)}, got {task!r}")
@@ -284,7 +291,11 @@ def generate_babi(task: int, n_stories: int, *, seed: int = 0) -> list[Story]:
 
 
 def format_babi(stories: Iterable[Story]) -> str:
-    """The stories as bAbI file text (one line per statement or question, ending with a newline)."""
+    """The stories as bAbI file text (one line per statement or question, ending with a newline).
+
+    >>> print(format_babi(generate_babi(1, 1, seed=0)).splitlines()[0])
+    1 Farid went to the attic.
+    """
     out = []
     for story in stories:
         for i, line in enumerate(story, start=1):
@@ -349,7 +360,12 @@ def write_babi(path: str | PathLike, stories: Iterable[Story]) -> None:
 
 
 def babi_samples(stories: Iterable[Story]) -> list[BabiSample]:
-    """One sample per question: the statements before it in its story (questions left out), and so on."""
+    """One sample per question: the statements before it in its story (questions left out), and so on.
+
+    >>> samples = babi_samples(generate_babi(1, 2, seed=0))
+    >>> samples[0].question, samples[0].answer
+    ('Where is Farid?', 'garage')
+    """
     samples = []
     for n, story in enumerate(stories):
         sentences: list[str] = []
@@ -376,7 +392,11 @@ def babi_samples(stories: Iterable[Story]) -> list[BabiSample]:
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-case words; punctuation dropped (``"Where is Ada?"`` -> ``["where", "is", "ada"]``)."""
+    """Lower-case words; punctuation dropped (``"Where is Ada?"`` -> ``["where", "is", "ada"]``).
+
+    >>> tokenize("Where is Ada?")
+    ['where', 'is', 'ada']
+    """
     return re.findall(r"\w+", text.lower())
 
 
@@ -408,7 +428,11 @@ class Vocab:
 
 
 def build_vocab(samples: Iterable[BabiSample]) -> Vocab:
-    """Every word of the sentences and questions, and every answer."""
+    """Every word of the sentences and questions, and every answer.
+
+    >>> build_vocab(babi_samples(generate_babi(1, 2, seed=0)))
+    Vocab(21 words)
+    """
     words: set[str] = set()
     for sample in samples:
         for sentence in sample.sentences:
@@ -438,6 +462,11 @@ def vectorize_babi(
     ``L`` is ``sentence_length``, or the longest sentence or question when None. A story with more
     sentences than ``memory_size`` is an error (MemN2N kept only the most recent 50: trim the samples'
     sentences to do the same).
+
+    >>> samples = babi_samples(generate_babi(1, 2, seed=0))
+    >>> batch = vectorize_babi(samples, build_vocab(samples), memory_size=10)
+    >>> tuple(batch.stories.shape), tuple(batch.questions.shape), tuple(batch.answers.shape)
+    ((10, 10, 5), (10, 5), (10,))
     """
     check_int("vectorize_babi", "memory_size", memory_size, low=1)
     if not samples:

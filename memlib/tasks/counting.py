@@ -35,6 +35,12 @@ def counting_batch(
     """A batch of random bit strings with lengths uniform in ``[min_len, max_len]``.
 
     The batch depends only on ``(seed, step)``: training step ``k`` always sees the same data.
+
+    >>> b = counting_batch(2, min_len=3, max_len=5)
+    >>> tuple(b.bits.shape), b.lengths.dtype
+    ((2, 5), torch.int64)
+    >>> bool((b.counts == (b.bits.sum(1))).all())  # padding bits are 0
+    True
     """
     if batch_size < 1:
         raise ValueError(f"counting_batch: expected batch_size >= 1, got {batch_size}")
@@ -52,7 +58,11 @@ def counting_batch(
 
 
 def encode_bits(text: str, device: torch.device | str = "cpu") -> torch.Tensor:
-    """``"0110"`` -> tensor([0., 1., 1., 0.]) of shape (T,); spaces are ignored."""
+    """``"0110"`` -> tensor([0., 1., 1., 0.]) of shape (T,); spaces are ignored.
+
+    >>> encode_bits("0110")
+    tensor([0., 1., 1., 0.])
+    """
     if not isinstance(text, str):
         raise TypeError(f"encode_bits: expected a str of 0s and 1s, got {type(text).__name__}")
     cleaned = text.replace(" ", "")
@@ -65,5 +75,9 @@ def encode_bits(text: str, device: torch.device | str = "cpu") -> torch.Tensor:
 
 
 def decode_bits(bits: torch.Tensor) -> str:
-    """Inverse of :func:`encode_bits` for a (T,) tensor of 0/1."""
+    """Inverse of :func:`encode_bits` for a (T,) tensor of 0/1.
+
+    >>> decode_bits(torch.tensor([0.0, 1.0, 1.0]))
+    '011'
+    """
     return "".join("1" if b > 0.5 else "0" for b in bits.tolist())

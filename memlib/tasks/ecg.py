@@ -58,6 +58,7 @@ import torch
 
 from memlib.validate import check_int
 
+#: The simulated rhythm classes, in label order.
 ECG_CLASSES = ("normal", "tachycardia", "bradycardia", "af_like", "irregular_rr", "wide_qrs", "ectopic")
 
 _TI = (-70.0, -15.0, 0.0, 15.0, 100.0)  # P, Q, R, S, T angles (degrees), ECGSYN's defaults

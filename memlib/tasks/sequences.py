@@ -44,6 +44,12 @@ def adding_batch(
     MSE 1/6 ≈ 0.167. A model must beat that to show it remembers the marked values.
 
     The batch depends only on ``(seed, step)``.
+
+    >>> b = adding_batch(2, 5)
+    >>> tuple(b.inputs.shape), tuple(b.target.shape)
+    ((2, 5, 2), (2,))
+    >>> b.inputs[..., 1].sum(1).tolist()  # two marked positions per sequence
+    [2.0, 2.0]
     """
     if batch_size < 1:
         raise ValueError(f"adding_batch: expected batch_size >= 1, got {batch_size}")
@@ -90,6 +96,12 @@ def copy_batch(
       model's outputs over the last ``seq_len`` steps are scored against ``targets``.
 
     The length is fixed per batch. The batch depends only on ``(seed, step)``.
+
+    >>> b = copy_batch(2, seq_len=3, bits=4, seed=0)
+    >>> tuple(b.inputs.shape), tuple(b.targets.shape)
+    ((2, 8, 6), (2, 3, 4))
+    >>> torch.equal(b.targets, copy_batch(2, seq_len=3, bits=4, seed=0).targets)  # a function of (seed, step)
+    True
     """
     if batch_size < 1:
         raise ValueError(f"copy_batch: expected batch_size >= 1, got {batch_size}")
@@ -134,6 +146,10 @@ def temporal_order_batch(
     Channels (8, one per symbol, as the paper's 8 input units): 0 ``a``, 1 ``b``, 2 ``c``,
     3 ``d``, 4 ``X``, 5 ``Y``, 6 ``E`` (start), 7 ``B`` (end, trigger); see
     ``TEMPORAL_ORDER_SYMBOLS``. The batch depends only on ``(seed, step)``.
+
+    >>> b = temporal_order_batch(2, 10)
+    >>> tuple(b.inputs.shape), b.labels.dtype
+    ((2, 10, 8), torch.int64)
     """
     if batch_size < 1:
         raise ValueError(f"temporal_order_batch: expected batch_size >= 1, got {batch_size}")

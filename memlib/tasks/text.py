@@ -161,7 +161,7 @@ def batches(
     seed: int = 0,
     device: torch.device | str | None = None,
 ) -> Callable[[int], TextBatch]:
-    """``batch(step) -> TextBatch`` for :func:`memlib.fit`: epoch ``step // n`` (``n`` batches per epoch) visits
+    """``batch(step) -> TextBatch`` for :func:`~memlib.train.fit`: epoch ``step // n`` (``n`` batches per epoch) visits
     every snippet once in an order fixed by ``(seed, epoch)``; the last batch of an epoch may be smaller."""
     if len(encoded) != len(labels):
         raise ValueError(f"batches: expected as many labels as snippets, got {len(labels)} and {len(encoded)}")
