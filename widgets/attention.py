@@ -624,12 +624,13 @@ class AttentionExplorer(Explorer):
             widget.js_on_change("value", self.callback)
         self._built = True
         self._apply_linformer(data)
+        note = self._note()
         return column(
             row(self.layer_select, self.head_select, self.query_slider), self.caption,
             row(self.pattern_select, self.n_select, self.k_slider),
             row(self.window_slider, self.global_slider, self.random_slider, self.block_select, self.seed_slider),
             row(self.weights_fig, self.mask_fig, self.lin_panel, self.lin_missing),
-            self.memory, self.row_fig, self._note(), name="attention_explorer",
+            self.memory, self.row_fig, note, name="attention_explorer",
         )
 
     def _selection_widgets(self, data: Prepared, layer: int, head: str, q: int) -> None:

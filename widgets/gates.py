@@ -34,6 +34,7 @@ from bokeh.models import (
     BoxAnnotation,
     CDSView,
     ColorBar,
+    CustomJS,
     DataRange1d,
     Div,
     FactorRange,
@@ -377,10 +378,10 @@ class GateExplorer(Explorer):
             self.unit_boxes.append(box)
 
     def build(self):
-        data, s = self.data, self.sources
+        data = self.data
         v, t, u = self._selection(data)
         self._t, self._u, self._m = t, u, int(data["marked"][v])
-        V, T, H = data["retention"].shape
+        T, H = data["retention"].shape[1:]
         kind = str(data["kinds"][v])
         self.time_spans: list[Span] = []
         self.mark_spans: list[Span] = []
@@ -388,7 +389,26 @@ class GateExplorer(Explorer):
         self.filter = GroupFilter(column_name="variant", group=str(data["names"][v]))
         self.x_range = Range1d(0.5, T + 0.5)
         self.unit_range = Range1d(-0.5, H - 0.5)
+        self._controls(data, v, t, u)
+        self._input_figure()
+        self.blocks = self._gate_blocks(kind)
+        retention = self._retention_figures()
+        lines = self._unit_figures(data, v, u, kind)
+        callback = self._callback()
+        for widget in (self.select, self.time_slider, self.unit_slider):
+            widget.js_on_change("value", callback)
+        self._built = True
+        self._apply_ranges(data)
+        note = Div(text="Maps: rows are units, columns are steps. Solid line: chosen step; dashed red: marked step; "
+                        "box: chosen unit.", width=WIDTH, styles={"font-size": "85%", "color": "#555"})
+        return column(
+            row(self.select, self.time_slider, self.unit_slider), self.caption, self.input_fig, note,
+            self.blocks["lstm"], self.blocks["gru"], row(*retention), row(lines, self.bars), name="gate_explorer",
+        )
 
+    def _controls(self, data: Prepared, v: int, t: int, u: int) -> None:
+        """The variant selector, the step and unit sliders, and the caption under them."""
+        V, T, H = data["retention"].shape
         self.select = Select(title="variant", options=[str(n) for n in data["names"]], value=str(data["names"][v]),
                              width=200, name="gate_variant_select", visible=V > 1)
         # Bokeh needs end > start: a 1-step input gets a 2-step slider (and 1 unit a 2-unit one), clamped in JS.
@@ -398,7 +418,9 @@ class GateExplorer(Explorer):
                                   name="gate_unit_select")
         self.caption = Div(text=self._caption(data, v, t, u), width=WIDTH, name="gate_caption")
 
-        # The input: lines (few channels) or an image (many), step labels (tokens) on top.
+    def _input_figure(self) -> None:
+        """The input: lines (few channels) or an image (many), step labels (tokens) on top."""
+        s = self.sources
         self.input_fig = figure(width=WIDTH, height=170, title="input x_t", x_range=self.x_range,
                                 y_range=Range1d(0, 1), tools="", toolbar_location=None, min_border_left=30)
         self.input_fig.multi_line(xs="xs", ys="ys", color="color", legend_field="channel", line_width=1.5,
@@ -417,6 +439,8 @@ class GateExplorer(Explorer):
         self.input_fig.yaxis.ticker.desired_num_ticks = 4
         self._cursors(self.input_fig, unit_box=False)
 
+    def _gate_blocks(self, kind: str) -> dict[str, Any]:
+        """One block of heatmaps per kind (LSTM, GRU), the chosen variant's kind visible."""
         self.gate_mapper = LinearColorMapper(palette=Viridis256, low=0, high=1, nan_color=(0, 0, 0, 0))
         diverging = list(reversed(interp_palette(RdBu11, 256)))
         self.tanh_mapper = LinearColorMapper(palette=diverging, low=-1, high=1)
@@ -429,8 +453,11 @@ class GateExplorer(Explorer):
             figs = [self._heatmap(TITLE[k][g], g, mappers.get(g, self.gate_mapper)) for g in gates]
             blocks[k] = column(*[row(*figs[i:i + 2]) for i in range(0, len(figs), 2)], visible=kind == k,
                                name=f"{k}_gate_heatmaps")
-        self.blocks = blocks
+        return blocks
 
+    def _retention_figures(self) -> tuple[Any, Any]:
+        """The retention of every unit (a heatmap) and of the chosen unit (a line, the chosen step marked)."""
+        s = self.sources
         ret_heat = self._heatmap("retention r_t (kept since the mark)", "retention", self.gate_mapper)
         ret_line = figure(width=WIDTH // 2, height=140, title="retention of the chosen unit", x_range=self.x_range,
                           y_range=(-0.03, 1.05), tools="", toolbar_location=None, min_border_left=30)
@@ -439,7 +466,11 @@ class GateExplorer(Explorer):
         ret_line.scatter(x="step", y="retention", source=s["retention_cursor"], size=8, color="black")
         ret_line.add_layout(Span(location=0.5, dimension="width", line_color="#888888", line_dash="dotted"))
         self._cursors(ret_line, unit_box=False)
+        return ret_heat, ret_line
 
+    def _unit_figures(self, data: Prepared, v: int, u: int, kind: str):
+        """The chosen unit's gates over time (returned) and at the chosen step (``self.bars``)."""
+        s = self.sources
         lines = figure(width=470, height=210, title="every gate of the chosen unit over time", x_range=self.x_range,
                        y_range=DataRange1d(), tools="", toolbar_location=None, min_border_left=30)
         lines.multi_line(xs="xs", ys="ys", color="color", legend_field="gate", line_width=1.5,
@@ -454,28 +485,21 @@ class GateExplorer(Explorer):
                            y_range=Range1d(*self._bar_bounds(data, v, u)), tools="", toolbar_location=None)
         self.bars.vbar(x="gate", top="value", width=0.8, color="color", source=s["gates_at_time"])
         self.bars.add_layout(Span(location=0, dimension="width", line_color="#888888"))
+        return lines
 
-        callback = custom_js(
+    def _callback(self) -> CustomJS:
+        """The page's JavaScript (widgets/js/gates.js) over the store, the controls and the figures built above."""
+        s = self.sources
+        return custom_js(
             "gates",
             store=s["gate_variants"], select=self.select, time=self.time_slider, unit=self.unit_slider,
-            filter=self.filter, lstm_block=blocks["lstm"], gru_block=blocks["gru"], caption=self.caption,
+            filter=self.filter, lstm_block=self.blocks["lstm"], gru_block=self.blocks["gru"], caption=self.caption,
             bars_range=self.bars_range, bars_y=self.bars.y_range, mark_spans=self.mark_spans,
             time_spans=self.time_spans, unit_boxes=self.unit_boxes, inputs=s["gate_inputs"],
             bars=s["gates_at_time"], lines=s["unit_over_time"], retention=s["retention_of_unit"],
             cursor=s["retention_cursor"], labels=s["gate_labels"],
             GATES=KIND_GATES, SYMBOL=SYMBOL, TITLE=TITLE, COLOR=COLOR,
             KEEP={k: SYMBOL[k][g] for k, g in KEEP_GATE.items()}, CHANNEL_COLOR=list(Category10_4),
-        )
-        self.select.js_on_change("value", callback)
-        self.time_slider.js_on_change("value", callback)
-        self.unit_slider.js_on_change("value", callback)
-        self._built = True
-        self._apply_ranges(data)
-        note = Div(text="Maps: rows are units, columns are steps. Solid line: chosen step; dashed red: marked step; "
-                        "box: chosen unit.", width=WIDTH, styles={"font-size": "85%", "color": "#555"})
-        return column(
-            row(self.select, self.time_slider, self.unit_slider), self.caption, self.input_fig, note,
-            blocks["lstm"], blocks["gru"], row(ret_heat, ret_line), row(lines, self.bars), name="gate_explorer",
         )
 
     @staticmethod

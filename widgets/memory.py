@@ -531,83 +531,10 @@ class MemoryExplorer(Explorer):
                              name="memory_time_slider")
         self.caption_div = Div(text=self.caption(data, t), width=WIDTH - 2 * MARGIN, name="memory_caption",
                                styles={"font-size": "90%"})
-
-        # Input, target, output: channels x steps.
-        self.input_mapper = LinearColorMapper(palette=INK)
-        self.output_mapper = LinearColorMapper(palette=INK, nan_color="#d9e4f2")  # pale blue: nothing expected
-        self.io_figs = {}
-        for name, title, mapper, rows in (("inputs", "input x_t (rows: channels)", self.input_mapper, "I"),
-                                          ("targets", "target (pale blue: nothing expected)", self.output_mapper, "O"),
-                                          ("outputs", "model output", self.output_mapper, "O")):
-            self.io_figs[name] = self._over_time(title, name, mapper, rows, WIDTH, 100, "channel",
-                                                 self.channel_ranges[rows])
-
-        self.weight_mapper = LinearColorMapper(palette=Viridis256, low=0, high=1)
-        slot_map = {"rows": "N", "width": WIDTH // 2, "height": 170, "y_label": "slot", "y_range": self.slot_range}
-        self.write_map = self._over_time("write weighting w^w_t (slots x steps)", "write", self.weight_mapper,
-                                         **slot_map)
-        self.read_maps = [self._over_time(f"read weighting w^r_t, head {r + 1}", f"read_{r}", self.weight_mapper,
-                                          **slot_map) for r in range(MAX_HEADS)]
-        self.usage_map = self._over_time("DNC usage u_t", "usage", self.weight_mapper, **slot_map)
-        self.alloc_map = self._over_time("DNC allocation a_t", "allocation", self.weight_mapper, **slot_map)
-
-        # At the chosen step: the memory matrix, and the weightings as bars beside its rows.
-        self.memory_mapper = LinearColorMapper(palette=DIVERGING)
-        mem = self._plain("memory M_t (slots x width)", 260, 300, grid=False, x_range=self.col_range,
-                          y_range=self.slot_range)
-        mem.rect(x="col", y="slot", width=1, height=1, source=s["memory_at_step"], line_color=None, dilate=True,
-                 fill_color={"field": "value", "transform": self.memory_mapper})
-        mem.add_layout(ColorBar(color_mapper=self.memory_mapper, width=7, padding=2,
-                                major_label_text_font_size="7pt"), "right")
-        mem.yaxis.axis_label = "slot"
-        mem.xaxis.ticker.min_interval = mem.yaxis.ticker.min_interval = 1
-        bars = self._plain("weightings at step t", 210, 300, y_range=self.slot_range, x_range=Range1d(0, 1.02))
-        self.weight_bars = bars.hbar(y="y", right="weight", left=0, height=0.8 / (R + 1), color="color",
-                                     legend_field="head", source=s["weights_at_step"])
-        self._legend_outside(bars, "right")
-        bars.yaxis.ticker.min_interval = 1
-
-        # NTM: the erase and add vectors under the memory's columns.
-        erase_add = self._plain("erase e_t and add a_t (per column)", 260, 160, x_range=self.col_range,
-                                y_range=Range1d(-1.05, 1.05))
-        erase_add.vbar(x=dodge("col", -0.2), top="erase", width=0.38, color="#7f7f7f",
-                       legend_label="erase", source=s["erase_add_at_step"])
-        erase_add.vbar(x=dodge("col", 0.2), top="add", width=0.38, color="#2166ac",
-                       legend_label="add", source=s["erase_add_at_step"])
-        self._legend_outside(erase_add, "above")
-        # the memory's axis label and colour bar take these borders: columns line up under the memory's columns
-        mem.min_border_left = erase_add.min_border_left = 60
-        erase_add.min_border_right = 36
-        erase_add.add_layout(Span(location=0, dimension="width", line_color="#888888"))
-        erase_add.xaxis.ticker.min_interval = 1
-        ntm_note = Div(text="Write: M_t(i) = M_{t-1}(i) [1 - w_t(i) e_t] + w_t(i) a_t (Graves et al. 2014, eqs. 3-4).",
-                       width=WIDTH - 260 - 2 * MARGIN, styles={"font-size": "85%", "color": "#555"})
-        self.ntm_block = row(erase_add, ntm_note, name="ntm_panels", visible=kind == "ntm")
-
-        # DNC: usage and allocation beside the memory's rows; the link matrix.
-        usage = self._plain("usage / allocation", 190, 300, y_range=self.slot_range, x_range=Range1d(0, 1.02))
-        usage.hbar(y=dodge("slot", 0.2), right="usage", left=0, height=0.38,
-                   color="#666666", legend_label="usage", source=s["usage_at_step"])
-        usage.hbar(y=dodge("slot", -0.2), right="allocation", left=0, height=0.38,
-                   color="#e7298a", legend_label="allocation", source=s["usage_at_step"])
-        self._legend_outside(usage, "right")
-        self.usage_bars = column(usage, visible=kind == "dnc", name="dnc_usage_panel")
-        self.link_mapper = LinearColorMapper(palette=Viridis256, low=0, high=1)
-        link = self._plain("link L_t[i, j]: slot i written right after slot j", 330, 320, grid=False,
-                           x_range=Range1d(-0.5, N - 0.5), y_range=Range1d(-0.5, N - 0.5))
-        link.rect(x="j", y="i", width=1, height=1, source=s["link_at_step"], line_color=None, dilate=True,
-                  fill_color={"field": "value", "transform": self.link_mapper})
-        link.add_layout(ColorBar(color_mapper=self.link_mapper, width=7, padding=2,
-                                 major_label_text_font_size="7pt"), "right")
-        link.xaxis.axis_label, link.yaxis.axis_label = "j (written before)", "i (written after)"
-        link.xaxis.ticker.min_interval = link.yaxis.ticker.min_interval = 1
-        self.link_fig = link
-        dnc_note = Div(text="The link matrix lets a read head step forward (w^f = L w^r) or backward "
-                            "(w^b = L<sup>T</sup> w^r) through the order of writing; usage frees slots that were "
-                            "read with a free gate near 1, and allocation points at the least-used slot "
-                            "(Graves et al. 2016, Methods).", width=WIDTH - 330 - 2 * MARGIN,
-                       styles={"font-size": "85%", "color": "#555"})
-        self.dnc_block = row(link, dnc_note, name="dnc_panels", visible=kind == "dnc")
+        self._maps_over_time()
+        mem, bars = self._step_figures(R)
+        self.ntm_block = self._ntm_block(kind, mem)
+        self.usage_bars, self.dnc_block = self._dnc_blocks(kind, N)
 
         callback = custom_js(
             "memory_step", store=s["memory_trace"], slider=self.slider, memory_at_step=s["memory_at_step"],
@@ -626,6 +553,91 @@ class MemoryExplorer(Explorer):
             self.slider, self.caption_div, *self.io_figs.values(), note, *self.map_rows,
             row(mem, bars, self.usage_bars), self.ntm_block, self.dnc_block, name="memory_explorer",
         )
+
+    def _maps_over_time(self) -> None:
+        """Input, target and output (channels x steps); the write, read, usage and allocation maps (slots x steps)."""
+        self.input_mapper = LinearColorMapper(palette=INK)
+        self.output_mapper = LinearColorMapper(palette=INK, nan_color="#d9e4f2")  # pale blue: nothing expected
+        self.io_figs = {}
+        for name, title, mapper, rows in (("inputs", "input x_t (rows: channels)", self.input_mapper, "I"),
+                                          ("targets", "target (pale blue: nothing expected)", self.output_mapper, "O"),
+                                          ("outputs", "model output", self.output_mapper, "O")):
+            self.io_figs[name] = self._over_time(title, name, mapper, rows, WIDTH, 100, "channel",
+                                                 self.channel_ranges[rows])
+
+        self.weight_mapper = LinearColorMapper(palette=Viridis256, low=0, high=1)
+        slot_map = {"rows": "N", "width": WIDTH // 2, "height": 170, "y_label": "slot", "y_range": self.slot_range}
+        self.write_map = self._over_time("write weighting w^w_t (slots x steps)", "write", self.weight_mapper,
+                                         **slot_map)
+        self.read_maps = [self._over_time(f"read weighting w^r_t, head {r + 1}", f"read_{r}", self.weight_mapper,
+                                          **slot_map) for r in range(MAX_HEADS)]
+        self.usage_map = self._over_time("DNC usage u_t", "usage", self.weight_mapper, **slot_map)
+        self.alloc_map = self._over_time("DNC allocation a_t", "allocation", self.weight_mapper, **slot_map)
+
+    def _step_figures(self, R: int):
+        """At the chosen step: the memory matrix, and the weightings as bars beside its rows."""
+        s = self.sources
+        self.memory_mapper = LinearColorMapper(palette=DIVERGING)
+        mem = self._plain("memory M_t (slots x width)", 260, 300, grid=False, x_range=self.col_range,
+                          y_range=self.slot_range)
+        mem.rect(x="col", y="slot", width=1, height=1, source=s["memory_at_step"], line_color=None, dilate=True,
+                 fill_color={"field": "value", "transform": self.memory_mapper})
+        mem.add_layout(ColorBar(color_mapper=self.memory_mapper, width=7, padding=2,
+                                major_label_text_font_size="7pt"), "right")
+        mem.yaxis.axis_label = "slot"
+        mem.xaxis.ticker.min_interval = mem.yaxis.ticker.min_interval = 1
+        bars = self._plain("weightings at step t", 210, 300, y_range=self.slot_range, x_range=Range1d(0, 1.02))
+        self.weight_bars = bars.hbar(y="y", right="weight", left=0, height=0.8 / (R + 1), color="color",
+                                     legend_field="head", source=s["weights_at_step"])
+        self._legend_outside(bars, "right")
+        bars.yaxis.ticker.min_interval = 1
+        return mem, bars
+
+    def _ntm_block(self, kind: str, mem):
+        """NTM: the erase and add vectors under the memory's (``mem``'s) columns, and the write equation."""
+        s = self.sources
+        erase_add = self._plain("erase e_t and add a_t (per column)", 260, 160, x_range=self.col_range,
+                                y_range=Range1d(-1.05, 1.05))
+        erase_add.vbar(x=dodge("col", -0.2), top="erase", width=0.38, color="#7f7f7f",
+                       legend_label="erase", source=s["erase_add_at_step"])
+        erase_add.vbar(x=dodge("col", 0.2), top="add", width=0.38, color="#2166ac",
+                       legend_label="add", source=s["erase_add_at_step"])
+        self._legend_outside(erase_add, "above")
+        # the memory's axis label and colour bar take these borders: columns line up under the memory's columns
+        mem.min_border_left = erase_add.min_border_left = 60
+        erase_add.min_border_right = 36
+        erase_add.add_layout(Span(location=0, dimension="width", line_color="#888888"))
+        erase_add.xaxis.ticker.min_interval = 1
+        ntm_note = Div(text="Write: M_t(i) = M_{t-1}(i) [1 - w_t(i) e_t] + w_t(i) a_t (Graves et al. 2014, eqs. 3-4).",
+                       width=WIDTH - 260 - 2 * MARGIN, styles={"font-size": "85%", "color": "#555"})
+        return row(erase_add, ntm_note, name="ntm_panels", visible=kind == "ntm")
+
+    def _dnc_blocks(self, kind: str, N: int):
+        """DNC: usage and allocation beside the memory's rows; the link matrix and what it does."""
+        s = self.sources
+        usage = self._plain("usage / allocation", 190, 300, y_range=self.slot_range, x_range=Range1d(0, 1.02))
+        usage.hbar(y=dodge("slot", 0.2), right="usage", left=0, height=0.38,
+                   color="#666666", legend_label="usage", source=s["usage_at_step"])
+        usage.hbar(y=dodge("slot", -0.2), right="allocation", left=0, height=0.38,
+                   color="#e7298a", legend_label="allocation", source=s["usage_at_step"])
+        self._legend_outside(usage, "right")
+        usage_bars = column(usage, visible=kind == "dnc", name="dnc_usage_panel")
+        self.link_mapper = LinearColorMapper(palette=Viridis256, low=0, high=1)
+        link = self._plain("link L_t[i, j]: slot i written right after slot j", 330, 320, grid=False,
+                           x_range=Range1d(-0.5, N - 0.5), y_range=Range1d(-0.5, N - 0.5))
+        link.rect(x="j", y="i", width=1, height=1, source=s["link_at_step"], line_color=None, dilate=True,
+                  fill_color={"field": "value", "transform": self.link_mapper})
+        link.add_layout(ColorBar(color_mapper=self.link_mapper, width=7, padding=2,
+                                 major_label_text_font_size="7pt"), "right")
+        link.xaxis.axis_label, link.yaxis.axis_label = "j (written before)", "i (written after)"
+        link.xaxis.ticker.min_interval = link.yaxis.ticker.min_interval = 1
+        self.link_fig = link
+        dnc_note = Div(text="The link matrix lets a read head step forward (w^f = L w^r) or backward "
+                            "(w^b = L<sup>T</sup> w^r) through the order of writing; usage frees slots that were "
+                            "read with a free gate near 1, and allocation points at the least-used slot "
+                            "(Graves et al. 2016, Methods).", width=WIDTH - 330 - 2 * MARGIN,
+                       styles={"font-size": "85%", "color": "#555"})
+        return usage_bars, row(link, dnc_note, name="dnc_panels", visible=kind == "dnc")
 
     def _apply(self, data: Prepared) -> None:
         """Visibility, colour scales and ranges that follow the data's kind and sizes."""
