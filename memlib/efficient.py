@@ -200,7 +200,7 @@ class WindowWeights(NamedTuple):
 class SlidingWindowAttention(_ProjectedAttention):
     """Longformer attention (Beltagy, Peters & Cohan 2020, section 3.1): a sliding window plus global tokens.
 
-    Query i attends to keys |i - j| <= ``window`` (2 * window + 1 keys; the paper's window size w is this full
+    Query i attends to keys ``|i - j|`` <= ``window`` (2 * window + 1 keys; the paper's window size w is this full
     width); a global token attends to every key, and every query attends to it. One set of projections serves both
     (the paper learns separate ones for global attention, initialised equal to these). Self-attention: Tq = Tk = T.
 

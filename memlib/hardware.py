@@ -175,6 +175,9 @@ def default_loss(output: object) -> torch.Tensor:
     """Mean square of the first floating tensor of the output (the prediction of every memlib model).
 
     A stand-in for a real loss: it keeps the prediction for the backward pass, as a real loss does.
+
+    >>> default_loss(torch.ones(2, 3)).shape
+    torch.Size([])
     """
     y = _first_float(output)
     if y is None:
@@ -205,6 +208,9 @@ def checkpoint_blocks(model: nn.Module) -> list[nn.Module]:
     """The blocks ``torch.utils.checkpoint`` would wrap: the entries of the longest ModuleList or Sequential.
 
     (A TransformerEncoder's layers, an MLP's layers.) Empty when the model has no such list, as a memlib LSTM.
+
+    >>> len(checkpoint_blocks(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(), torch.nn.Linear(2, 2))))
+    3
     """
     lists = [m for m in model.modules() if isinstance(m, (nn.ModuleList, nn.Sequential)) and len(m) > 1]
     return list(max(lists, key=len)) if lists else []
@@ -350,6 +356,13 @@ def estimate_training_memory(
     ``checkpointing``: ``torch.utils.checkpoint`` over each of :func:`checkpoint_blocks` (the entries of the
     model's longest ModuleList or Sequential), keeping each block's input and, in the backward pass, one
     block's saved tensors at a time (Chen et al. 2016). The workspace is left as without checkpointing.
+
+    >>> model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+    >>> estimate = estimate_training_memory(model, (4, 8), optimizer="adam")
+    >>> estimate.parameters == (8 * 16 + 16 + 16 + 1) * 4  # float32 bytes
+    True
+    >>> estimate.optimizer_state >= 2 * estimate.parameters  # Adam: two moments per weight
+    True
     """
     where = "estimate_training_memory"
     inputs, dim, example_batch, batch = _checked_example(
@@ -623,7 +636,12 @@ GPUS: dict[str, GPU] = {
 
 
 def gpu(name: str | GPU) -> GPU:
-    """A GPU of the catalogue by name (case and spaces ignored), or the GPU given."""
+    """A GPU of the catalogue by name (case and spaces ignored), or the GPU given.
+
+    >>> card = gpu("RTX 3090")
+    >>> card.name, card.memory // 2**30
+    ('RTX 3090', 24)
+    """
     if isinstance(name, GPU):
         return name
     if isinstance(name, str):
@@ -657,7 +675,12 @@ def _usable(where: str, device: str | GPU, reserve: float) -> int:
 
 
 def fits(estimate: MemoryEstimate, device: str | GPU, reserve: float = DEFAULT_RESERVE) -> bool:
-    """Whether ``estimate.total`` fits in the GPU's memory less the ``reserve`` fraction."""
+    """Whether ``estimate.total`` fits in the GPU's memory less the ``reserve`` fraction.
+
+    >>> estimate = estimate_training_memory(torch.nn.Linear(8, 1), (4, 8))
+    >>> fits(estimate, "RTX 3090")
+    True
+    """
     return estimate.total <= usable_memory(device, reserve, where="fits")
 
 
@@ -672,6 +695,9 @@ def largest_batch(
 
     Give a model and an example input (``options`` go to :func:`estimate_training_memory`), or an estimate.
     The estimate is fixed + per-sample x batch, so the batch is solved for, then checked by the estimate.
+
+    >>> largest_batch(torch.nn.Linear(8, 1), (4, 8), device="RTX 3090") > 1000
+    True
     """
     where = "largest_batch"
     if isinstance(model, MemoryEstimate):
@@ -726,6 +752,10 @@ def recommended_ram(device: str | GPU | int, gpus: int = 1) -> RamRecommendation
     that fits in RAM is read from there rather than from disk. On top of that each process keeps the CUDA
     context and the libraries' code in host memory, and the operating system its file cache. The 25% is the
     margin for those.
+
+    >>> ram = recommended_ram("RTX 3090")
+    >>> ram.minimum == gpu("RTX 3090").memory, ram.recommended > ram.minimum
+    (True, True)
     """
     where = "recommended_ram"
     if is_int(device):

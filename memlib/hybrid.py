@@ -56,6 +56,9 @@ class WindowCNN(nn.Module):
 
     Shorter inputs are zero padded and longer ones truncated to the window: the only ways a
     fixed-size model can take them. What lies past the window never reaches the output.
+
+    >>> WindowCNN(window=8, channels=4)(torch.zeros(2, 20)).shape
+    torch.Size([2])
     """
 
     def __init__(self, window: int = 20, channels: int = 32, kernel_size: int = 3):
@@ -131,6 +134,9 @@ class SequenceRegressor(_RecurrentReader):
     answer at each step (traced as ``"readout"``); the output is the answer at each sequence's end (B,).
 
     Trace names: ``"hidden"`` (B, T, D) hidden states, ``"readout"`` (B, T) running answers.
+
+    >>> SequenceRegressor("lstm", hidden_size=8)(torch.zeros(2, 20, 1)).shape
+    torch.Size([2])
     """
 
     def __init__(self, cell: str = "gru", hidden_size: int = 32, num_layers: int = 1, input_size: int = 1):
@@ -150,6 +156,10 @@ class SequenceClassifier(_RecurrentReader):
     Returns logits (B, C) read from the hidden state after each sequence's last step.
 
     Trace names: ``"hidden"`` (B, T, D) hidden states, ``"logits"`` (B, T, C) the running logits.
+
+    >>> classifier = SequenceClassifier("gru", input_size=4, hidden_size=8, num_classes=3)
+    >>> classifier(torch.zeros(2, 6, 4), lengths=torch.tensor([6, 2])).shape
+    torch.Size([2, 3])
     """
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_classes: int, num_layers: int = 1):
@@ -174,6 +184,9 @@ class CNNLSTM(nn.Module):
     for ECG: the CNN describes beats, the LSTM compares them over time.
 
     Input (B, T) or (B, T, I); ``T`` must be at least ``pool ** blocks`` (one CNN step). Returns logits (B, K).
+
+    >>> CNNLSTM(num_classes=3, channels=4, hidden_size=8)(torch.zeros(2, 64)).shape
+    torch.Size([2, 3])
     """
 
     def __init__(
@@ -268,6 +281,10 @@ class Seq2Seq(nn.Module):
     ``forward(src (B, S), tgt (B, T), src_lengths (B,) = None, teacher_forcing = 1.0) -> logits (B, T, V)``: step t
     reads tgt[:, t - 1] with probability ``teacher_forcing``, else its own previous prediction.
     ``generate(src, max_len, src_lengths=None) -> (B, max_len)`` greedy tokens. Traced as ``seq2seq.attention``.
+
+    >>> model = Seq2Seq(src_vocab=10, tgt_vocab=12, embed_dim=8, hidden_size=16, attention="bahdanau")
+    >>> model(torch.randint(1, 10, (2, 5)), torch.randint(1, 12, (2, 4))).shape  # logits (B, T, V)
+    torch.Size([2, 4, 12])
     """
 
     def __init__(
@@ -424,6 +441,9 @@ class RecurrentTextClassifier(nn.Module):
     (``cell`` "lstm" or "gru"): logits (B, 2) from the hidden state after each snippet's last token.
 
     ``forward(tokens (B, T) long, lengths (B,) = None) -> (B, num_classes)``.
+
+    >>> RecurrentTextClassifier(vocab_size=20, embed_dim=8, hidden_size=8)(torch.randint(1, 20, (2, 5))).shape
+    torch.Size([2, 2])
     """
 
     def __init__(
@@ -451,6 +471,10 @@ class TransformerTextClassifier(nn.Module):
     a linear readout.
 
     ``forward(tokens (B, T) long, lengths (B,) = None) -> (B, num_classes)``.
+
+    >>> model = TransformerTextClassifier(vocab_size=20, d_model=8, nhead=2, dim_feedforward=16)
+    >>> model(torch.randint(1, 20, (2, 5)), lengths=torch.tensor([5, 3])).shape
+    torch.Size([2, 2])
     """
 
     def __init__(

@@ -15,9 +15,9 @@ Shapes: ``B`` batch, ``T`` time, ``F`` features per step, ``D`` a layer's width,
   (int or (B,) tensor) for logits (B, C); a tuple ``(t, v)`` for outputs (B, T, V) (a language model).
 - Models that return a tuple: ``output_index`` selects the element explained (default 0). Further model
   arguments (``lengths``) go in ``forward_args``.
-- Scores: :func:`top_k_steps` ranks steps by |per_step| (a step's net contribution: its features' signed
+- Scores: :func:`top_k_steps` ranks steps by ``|per_step|`` (a step's net contribution: its features' signed
   attributions may cancel; on the adding problem, against the zero baseline, a marked step's value and marker
-  often do) or, with ``reduce="l1"``, by the sum of its features' |attribution|. :func:`ground_truth_score` and
+  often do) or, with ``reduce="l1"``, by the sum of its features' ``|attribution|``. :func:`ground_truth_score` and
   :func:`deletion_curve` rank the same way.
 
 Known pitfalls, handled here:
@@ -82,7 +82,7 @@ class Attribution(NamedTuple):
 
 
 class DeletionCurve(NamedTuple):
-    """What :func:`deletion_curve` returns: for each k in ``steps``, the mean |output change| over the batch
+    """What :func:`deletion_curve` returns: for each k in ``steps``, the mean ``|output change|`` over the batch
     when the k most attributed steps (``attributed``) or k random steps (``random``) are set to the baseline."""
 
     steps: list[int]
@@ -348,7 +348,7 @@ def attribute(
     token id, or a tensor of ids). ``layer``: for the layer methods (defaults: the model's ``nn.Embedding`` for
     tokens, its recurrent layer for ``layer_conductance``). ``forward_args``: further arguments the model takes
     after the inputs (e.g. ``lengths``). ``n_steps``: integral steps of the path methods. ``absolute``: saliency
-    returns |gradient| (else the signed gradient). See the module docstring for the pitfalls handled.
+    returns ``|gradient|`` (else the signed gradient). See the module docstring for the pitfalls handled.
     """
     model = _check_model(model)
     method = _check_method(method)
@@ -514,7 +514,8 @@ def _check_attribution(name: str, attribution: object) -> torch.Tensor:
 
 
 def _step_scores(name: str, attribution: object, absolute: bool, reduce: str) -> torch.Tensor:
-    """(B, T) how much each step counts: |per_step| (``"sum"``), or the sum of |values| over features (``"l1"``)."""
+    """(B, T) how much each step counts: ``|per_step|`` (``"sum"``), or the sum of ``|values|`` over features
+    (``"l1"``)."""
     per_step = _check_attribution(name, attribution)
     if reduce not in _REDUCE:
         raise ValueError(f"{name}: expected reduce in {_REDUCE}, got {reduce!r}")
@@ -528,7 +529,7 @@ def top_k_steps(attribution: Attribution, k: int, *, absolute: bool = True, redu
     """(B, k) the time steps with the largest attribution, largest first.
 
     ``reduce="sum"`` ranks steps by ``per_step`` (its absolute value when ``absolute``): a step's net
-    contribution, where features of one step may cancel. ``reduce="l1"`` ranks them by the sum of |values| over
+    contribution, where features of one step may cancel. ``reduce="l1"`` ranks them by the sum of ``|values|`` over
     the step's features: how much the step's features matter, whatever their signs.
     """
     scores = _step_scores("top_k_steps", attribution, absolute, reduce)
@@ -603,7 +604,7 @@ def deletion_curve(
     """Faithfulness: the output change when the most attributed steps are deleted, against random deletion.
 
     For each k in ``steps``, the k most attributed steps of each sequence (ranked as :func:`top_k_steps` ranks
-    them, by ``reduce``) are set to the baseline (as :func:`attribute` builds it), and the mean |output change|
+    them, by ``reduce``) are set to the baseline (as :func:`attribute` builds it), and the mean ``|output change|``
     over the batch is recorded; the same for k steps drawn at random (``repeats`` draws, seeded by ``seed``).
     A faithful attribution changes the output more, and sooner, than random deletion.
     """

@@ -20,7 +20,14 @@ _ACTIVE: ContextVar[Trace | None] = ContextVar("memlib_trace", default=None)
 
 
 class Trace:
-    """Named, detached tensors recorded while the trace was active."""
+    """Named, detached tensors recorded while the trace was active.
+
+    >>> import memlib
+    >>> with memlib.trace() as tr:
+    ...     _ = memlib.LSTM(4, 8)(torch.zeros(3, 2, 4))
+    >>> tr.stack("lstm.forget_gate.l0").shape  # (T, B, H): one record per step
+    torch.Size([3, 2, 8])
+    """
 
     def __init__(self) -> None:
         self._records: dict[str, list[torch.Tensor]] = {}
@@ -67,6 +74,11 @@ def trace() -> Iterator[Trace]:
     """Record the internals of every memlib module run inside the ``with`` block.
 
     Traces nest: an inner trace records only what runs inside it.
+
+    >>> with trace() as tr:
+    ...     record("x", torch.ones(2))
+    >>> tr.names(), tr.last("x")
+    (['x'], tensor([1., 1.]))
     """
     tr = Trace()
     token = _ACTIVE.set(tr)
@@ -77,12 +89,26 @@ def trace() -> Iterator[Trace]:
 
 
 def tracing() -> bool:
-    """True inside ``memlib.trace()``: modules use it to take their readable reference path."""
+    """True inside ``memlib.trace()``: modules use it to take their readable reference path.
+
+    >>> tracing()
+    False
+    >>> with trace():
+    ...     tracing()
+    True
+    """
     return _ACTIVE.get() is not None
 
 
 def record(name: str, value: torch.Tensor) -> None:
-    """Store a detached copy of ``value`` under ``name`` in the active trace, if any."""
+    """Store a detached copy of ``value`` under ``name`` in the active trace, if any.
+
+    >>> record("ignored", torch.zeros(1))  # outside a trace: nothing is kept, nothing is spent
+    >>> with trace() as tr:
+    ...     record("kept", torch.zeros(1))
+    >>> "kept" in tr, "ignored" in tr
+    (True, False)
+    """
     tr = _ACTIVE.get()
     if tr is not None:
         tr.add(name, value)
@@ -97,6 +123,12 @@ def reference_path() -> Iterator[None]:
 
     Modules keep ``torch.nn``'s signatures, so the choice between a fused kernel and the explicit
     equations lives here (and in :func:`trace`, which implies it) rather than in an argument.
+
+    >>> use_reference()
+    False
+    >>> with reference_path():
+    ...     use_reference()
+    True
     """
     token = _REFERENCE.set(True)
     try:
@@ -106,5 +138,9 @@ def reference_path() -> Iterator[None]:
 
 
 def use_reference() -> bool:
-    """True inside :func:`trace` or :func:`reference_path`: modules then skip their fused kernels."""
+    """True inside :func:`trace` or :func:`reference_path`: modules then skip their fused kernels.
+
+    >>> use_reference()
+    False
+    """
     return tracing() or _REFERENCE.get()

@@ -31,6 +31,11 @@ def device(spec: str | torch.device = "auto") -> torch.device:
     """The device to run on: ``"auto"`` picks CUDA when present, else the CPU.
 
     ``spec`` may also be ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
+
+    >>> device("cpu")
+    device(type='cpu')
+    >>> device("auto").type in ("cpu", "cuda")
+    True
     """
     if isinstance(spec, torch.device):
         return device(str(spec))
@@ -57,7 +62,12 @@ def device(spec: str | torch.device = "auto") -> torch.device:
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch (CPU and CUDA); return a CPU generator seeded the same way."""
+    """Seed Python, NumPy and torch (CPU and CUDA); return a CPU generator seeded the same way.
+
+    >>> _ = seed_everything(0); a = torch.rand(2)
+    >>> _ = seed_everything(0); torch.equal(a, torch.rand(2))
+    True
+    """
     check_int("seed_everything", "seed", seed, expected="an int seed", got=type(seed).__name__, error=TypeError)
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -103,6 +113,13 @@ def fit(
     ``batches(step)`` returns the batch for a step (tasks are seeded by step, so a resumed run
     sees the same data); ``loss_fn(model, batch)`` returns a scalar loss. ``progress=None``
     shows a tqdm bar only on a terminal, so notebooks run by papermill stay quiet.
+
+    >>> model = torch.nn.Linear(1, 1)
+    >>> x = torch.linspace(-1, 1, 16)[:, None]
+    >>> result = fit(model, lambda step: (x, 2 * x), lambda m, b: ((m(b[0]) - b[1]) ** 2).mean(),
+    ...              steps=200, lr=0.1, progress=False)
+    >>> len(result.losses), result.losses[-1] < result.losses[0]
+    (200, True)
     """
     check_int("fit", "steps", steps, low=1, expected="steps to be a positive int")
     if optimizer is None:
@@ -161,7 +178,14 @@ def fit(
 
 
 def save_checkpoint(path: str | os.PathLike, **state: Any) -> None:
-    """Write ``state`` with torch.save through a temporary file, so a crash never leaves half a file."""
+    """Write ``state`` with torch.save through a temporary file, so a crash never leaves half a file.
+
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "run.pt")
+    >>> save_checkpoint(path, step=3, model=torch.nn.Linear(1, 1).state_dict())
+    >>> torch.load(path)["step"]
+    3
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -178,7 +202,14 @@ def save_checkpoint(path: str | os.PathLike, **state: Any) -> None:
 def predict_proba(
     model: nn.Module, encoded: Sequence[Sequence[int]], batch_size: int = 256, device: torch.device | str | None = None
 ) -> torch.Tensor:
-    """P(fresh) for each snippet (N,), in eval mode (the model's train/eval state is restored)."""
+    """P(fresh) for each snippet (N,), in eval mode (the model's train/eval state is restored).
+
+    >>> from memlib.hybrid import RecurrentTextClassifier
+    >>> model = RecurrentTextClassifier(vocab_size=10, embed_dim=4, hidden_size=4)
+    >>> p = predict_proba(model, [[1, 2, 3], [4, 5]])
+    >>> p.shape, bool(((p >= 0) & (p <= 1)).all())
+    (torch.Size([2]), True)
+    """
     was_training = model.training
     model.eval()
     out = []

@@ -53,6 +53,10 @@ def cosine_similarity(memory: torch.Tensor, key: torch.Tensor, eps: float = COSI
     """Cosine similarity between each head's key and each memory slot (Graves et al. 2014, eq. 6).
 
     ``memory`` (B, N, W), ``key`` (B, H, W) -> (B, H, N), each entry in [-1, 1].
+
+    >>> memory = torch.eye(3)[None]  # (1, 3 slots, 3 wide)
+    >>> cosine_similarity(memory, torch.tensor([[[0.0, 2.0, 0.0]]])).round(decimals=3)
+    tensor([[[0., 1., 0.]]])
     """
     _expect_memory("cosine_similarity", memory)
     B, N, W = memory.shape
@@ -73,6 +77,11 @@ def content_weighting(
     uniform weighting; larger values focus on the most similar slot) -> weighting (B, H, N).
     The DNC uses the same lookup (Graves et al. 2016, Methods, "Content-based addressing"), and the
     MANN with ``beta = 1`` (Santoro et al. 2016, section 3).
+
+    >>> memory = torch.eye(3)[None]
+    >>> w = content_weighting(memory, torch.tensor([[[0.0, 1.0, 0.0]]]), beta=torch.tensor([[50.0]]))
+    >>> w.shape, w.argmax(-1)
+    (torch.Size([1, 1, 3]), tensor([[1]]))
     """
     _expect_memory("content_weighting", memory)
     B = memory.shape[0]
@@ -103,6 +112,9 @@ def shift(weights: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     ``weights`` (..., N); ``s`` (..., S) with ``S`` odd, a distribution over the offsets
     ``-(S // 2) .. S // 2`` (entry ``S // 2`` is "stay"). A kernel with all its mass on offset ``+1``
     moves the weight of slot ``i`` to slot ``i + 1`` (mod N). Returns (..., N).
+
+    >>> shift(torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[0.0, 0.0, 1.0]]))  # shift by +1, circular
+    tensor([[0., 1., 0.]])
     """
     _expect_weights("shift", "weights", weights)
     _expect("shift", "s", s, "(..., S)", (*weights.shape[:-1], None))
@@ -165,6 +177,10 @@ def read(memory: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Read vectors: the weighted sum of the slots (Graves et al. 2014, section 3.1, eq. 2).
 
     ``memory`` (B, N, W), ``weights`` (B, R, N) -> (B, R, W).
+
+    >>> memory = torch.arange(6.0).view(1, 3, 2)  # (B, N, W)
+    >>> read(memory, torch.tensor([[[0.0, 1.0, 0.0]]]))  # one head reading slot 1
+    tensor([[[2., 3.]]])
     """
     _expect_memory("read", memory)
     B, N, _ = memory.shape

@@ -127,6 +127,10 @@ class DMN(nn.Module):
     trained bAbI with it), the stop-pass criterion, and dropout.
 
     ``forward(stories (B, S, L), questions (B, L')) -> logits (B, V)``.
+
+    >>> model = DMN(DMNConfig(vocab_size=10, embedding_dim=8, hidden_size=8, passes=2))
+    >>> model(torch.randint(1, 10, (2, 3, 5)), torch.randint(1, 10, (2, 5))).shape
+    torch.Size([2, 10])
     """
 
     def __init__(self, config: DMNConfig):

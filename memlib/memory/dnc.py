@@ -257,6 +257,11 @@ class DNC(MemoryAugmented):
 
     ``forward(x (B, T, I), state = zeros) -> (y (B, T, O), state)``; ``step(x (B, I), state) -> (y (B, O),
     state)``. See the module docstring for the trace names.
+
+    >>> dnc = DNC(input_size=6, output_size=4, controller_size=16, memory_slots=8, memory_width=5, read_heads=2)
+    >>> y, state = dnc(torch.zeros(2, 3, 6))
+    >>> y.shape, state.memory.shape, state.link.shape
+    (torch.Size([2, 3, 4]), torch.Size([2, 8, 5]), torch.Size([2, 8, 8]))
     """
 
     state_type = DNCState

@@ -53,6 +53,10 @@ def hebbian_weights(patterns: torch.Tensor) -> torch.Tensor:
     """Hebbian storage (Hopfield 1982, with states +-1), scaled by ``1 / D`` (which changes no update).
 
     ``patterns`` (P, D) or (B, P, D) of +-1 -> weights (D, D) or (B, D, D), symmetric, zero diagonal.
+
+    >>> W = hebbian_weights(torch.tensor([[1.0, -1.0, 1.0, -1.0]]))
+    >>> W.shape, bool((W.diagonal() == 0).all())
+    (torch.Size([4, 4]), True)
     """
     if not isinstance(patterns, torch.Tensor) or patterns.dim() not in (2, 3):
         got = tuple(patterns.shape) if isinstance(patterns, torch.Tensor) else type(patterns).__name__
@@ -142,6 +146,12 @@ def recall(
     ``generator`` (in order ``0 .. D-1`` without one), or synchronous updates.
 
     Records ``hopfield.state`` and ``hopfield.energy`` for the initial state and after each sweep.
+
+    >>> pattern = torch.tensor([[1.0, -1.0, 1.0, -1.0, 1.0, -1.0]])
+    >>> noisy = pattern.clone()
+    >>> noisy[0, 0] = -1.0  # one flipped unit
+    >>> torch.equal(recall(hebbian_weights(pattern), noisy).state, pattern)
+    True
     """
     _check_classic("recall", weights, state)
     check_sizes("recall", max_sweeps=max_sweeps)
@@ -220,6 +230,10 @@ def modern_retrieve(patterns: torch.Tensor, state: torch.Tensor, beta: float, st
     """``steps`` updates of :func:`modern_update` (one usually suffices: Ramsauer et al., section 2).
 
     Records ``hopfield.modern.attention`` (..., P) and ``hopfield.modern.state`` (..., D) per update.
+
+    >>> patterns = torch.eye(4)  # four stored patterns (P, D)
+    >>> modern_retrieve(patterns, torch.tensor([[0.9, 0.1, 0.0, 0.0]]), beta=8.0).argmax(-1)
+    tensor([0])
     """
     _check_modern("modern_retrieve", patterns, state, beta)
     check_sizes("modern_retrieve", steps=steps)
@@ -239,6 +253,10 @@ class HopfieldLayer(nn.Module):
     ``Y W_K W_V``, learned directly). After ``steps - 1`` updates ``xi <- softmax(beta xi Y_K^T) Y_K`` in
     key space, the output is ``softmax(beta xi Y_K^T) Y_V`` (B, S, O). ``beta`` defaults to ``1/sqrt(K)``,
     the Transformer's scale.
+
+    >>> layer = HopfieldLayer(input_size=6, output_size=4, num_patterns=8, pattern_size=5)
+    >>> layer(torch.zeros(2, 3, 6)).shape
+    torch.Size([2, 3, 4])
     """
 
     def __init__(

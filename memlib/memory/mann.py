@@ -124,6 +124,11 @@ class MANN(MemoryAugmented):
 
     ``forward(x (B, T, I), state = zeros) -> (y (B, T, O), state)``; ``step(x (B, I), state) -> (y (B, O),
     state)``. See the module docstring for the step order and the trace names.
+
+    >>> mann = MANN(input_size=6, output_size=4, controller_size=16, memory_slots=8, memory_width=5, read_heads=2)
+    >>> y, state = mann(torch.zeros(2, 3, 6))
+    >>> y.shape, state.usage.shape
+    (torch.Size([2, 3, 4]), torch.Size([2, 8]))
     """
 
     state_type = MANNState

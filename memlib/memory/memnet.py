@@ -91,6 +91,12 @@ class MemN2N(nn.Module):
     no random noise (RN, sec. 4.1: empty memories added in training); initial weights N(0, 0.1) as in sec. 4.2.
 
     ``forward(stories (B, S, L), questions (B, L')) -> logits (B, V)`` (the answer softmax is left to the loss).
+
+    >>> model = MemN2N(MemN2NConfig(vocab_size=10, embedding_dim=8, memory_size=4, hops=2))
+    >>> stories = torch.randint(1, 10, (2, 3, 5))  # (B, S sentences, W words)
+    >>> questions = torch.randint(1, 10, (2, 5))
+    >>> model(stories, questions).shape  # answer logits (B, V)
+    torch.Size([2, 10])
     """
 
     def __init__(self, config: MemN2NConfig):

@@ -233,7 +233,13 @@ class NSMCell(nn.Module):
 
 
 class NSM(nn.Module):
-    """:class:`NSMCell` over a sequence: ``forward(x (B, T, I), state=None) -> (y (B, T, O), state)``."""
+    """:class:`NSMCell` over a sequence: ``forward(x (B, T, I), state=None) -> (y (B, T, O), state)``.
+
+    >>> nsm = NSM(NSMConfig(input_size=6, output_size=4, hidden_size=16, memory_slots=8, slot_size=5))
+    >>> y, state = nsm(torch.zeros(2, 3, 6))
+    >>> y.shape
+    torch.Size([2, 3, 4])
+    """
 
     def __init__(self, config: NSMConfig):
         super().__init__()

@@ -83,6 +83,12 @@ class NTM(MemoryAugmented):
 
     ``forward(x (B, T, I), state = initial) -> (y (B, T, O), state)``; ``step(x (B, I), state) -> (y (B, O),
     state)``. See the module docstring for the step order, the initial state and the trace names.
+
+    >>> ntm = NTM(input_size=6, output_size=4, controller_size=16, memory_slots=8, memory_width=5)
+    >>> y, state = ntm(torch.zeros(2, 3, 6))  # (B, T, I)
+    >>> y.shape, state.memory.shape
+    (torch.Size([2, 3, 4]), torch.Size([2, 8, 5]))
+    >>> y, state = ntm(torch.zeros(2, 3, 6), state)  # state in, state out
     """
 
     state_type = NTMState

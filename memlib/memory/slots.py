@@ -185,6 +185,11 @@ class SlotMemory(nn.Module):
 
     ``y_t = W_o [x_t; r_t] + b_o``.
     ``forward(x (B, T, I), state=None) -> (y (B, T, O), state)``; see :class:`SlotMemoryCell`.
+
+    >>> memory = SlotMemory(input_size=6, output_size=4, slots=5, slot_size=3, policy="lrw")
+    >>> y, state = memory(torch.zeros(2, 7, 6))
+    >>> y.shape, state.memory.shape, state.recency.shape
+    (torch.Size([2, 7, 4]), torch.Size([2, 5, 3]), torch.Size([2, 5]))
     """
 
     def __init__(
