@@ -154,7 +154,11 @@ class Advice(NamedTuple):
 
 
 def fmt(x: float | None) -> str:
-    """A measured or predicted number, to three significant digits (no exponent below 1000)."""
+    """A measured or predicted number, to three significant digits (no exponent below 1000).
+
+    >>> fmt(1234.5), fmt(0.5), fmt(None)
+    ('1234', '0.5', '?')
+    """
     if x is None:
         return "?"
     if math.isinf(x):
@@ -211,7 +215,11 @@ def _check_limit(name: str, value: Any, unit: str) -> float:
 
 def check_question(seq_len: Any, dependency_range: Any, memory_budget: Any, latency: Any) -> tuple[int, int, float,
                                                                                                     float]:
-    """The four inputs of :func:`advise`, checked (the explorer checks its grids with it)."""
+    """The four inputs of :func:`advise`, checked (the explorer checks its grids with it).
+
+    >>> check_question(512, 100, 1024, float("inf"))
+    (512, 100, 1024.0, inf)
+    """
     seq_len = _check_int("seq_len", seq_len, 1)
     dependency_range = _check_int("dependency_range", dependency_range, 0)
     if dependency_range > seq_len:
@@ -313,7 +321,12 @@ def fitted_exponent(points: Series) -> float | None:
 
 
 def predict(points: Series | Sequence[Sequence[float]], seq_len: int) -> Prediction:
-    """A measured curve's value at ``seq_len`` (see the module docstring for the rule)."""
+    """A measured curve's value at ``seq_len`` (see the module docstring for the rule).
+
+    >>> p = predict([[100, 1.0], [200, 4.0]], 400)  # time ~ T^2
+    >>> round(p.value, 1)
+    16.0
+    """
     if not isinstance(points, Series):
         points = _series(points, "points")
     seq_len = _check_int("seq_len", seq_len, 1)

@@ -256,6 +256,10 @@ class SensoryRegister:
 
     Each item's trace is lost at a random time, exponentially distributed with mean ``decay`` steps, so
     the chance that it is still there after ``t`` steps is ``exp(-t / decay)``.
+
+    >>> register = SensoryRegister(decay=2.0)
+    >>> register.retention(0.0), round(register.retention(2.0), 3)
+    (1.0, 0.368)
     """
 
     def __init__(self, decay: float):
@@ -289,6 +293,10 @@ class MultiStoreModel:
     enters the buffer each step (and list items are not rehearsed, unless ``rehearse_during_delay``).
     Free recall reports every list item still in the buffer, then each other item with its
     long-term retrieval probability.
+
+    >>> model = MultiStoreModel(MultiStoreConfig(buffer_slots=4))
+    >>> model.config.buffer_slots
+    4
     """
 
     def __init__(self, config: MultiStoreConfig | None = None):

@@ -107,7 +107,11 @@ def probe(kernel: str, device_type: str = "cpu", dtype: torch.dtype = torch.bflo
 def supported(
     kernel: str, device_type: str = "cpu", dtype: torch.dtype = torch.bfloat16, mode: str = "autocast"
 ) -> bool:
-    """:func:`probe`'s answer, unless ``MEMLIB_HALF_PRECISION`` forces one for ``kernel``."""
+    """:func:`probe`'s answer, unless ``MEMLIB_HALF_PRECISION`` forces one for ``kernel``.
+
+    >>> supported("lstm", "cpu", torch.bfloat16) in (True, False)
+    True
+    """
     _check("supported", kernel, mode, dtype)
     answer = forced().get(kernel)
     return probe(kernel, device_type, dtype, mode) if answer is None else answer
@@ -182,7 +186,11 @@ def fallback_message(kernel: str, x: torch.Tensor) -> str:
 
 
 def describe(device_type: str = "cpu") -> str:
-    """One line per kernel and half dtype: what runs here, probed or forced."""
+    """One line per kernel and half dtype: what runs here, probed or forced.
+
+    >>> isinstance(describe("cpu"), str)
+    True
+    """
     force = forced()
     lines = []
     for dtype in HALF_DTYPES:

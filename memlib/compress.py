@@ -72,7 +72,11 @@ def _is_quantized_module(module: nn.Module) -> bool:
 
 def named_weights(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     """Every weight ``model`` computes with, by name: its parameters, where a pruned weight is the masked one
-    (``weight``, not ``weight_orig``), and the int8 weights (with their float biases) of quantized modules."""
+    (``weight``, not ``weight_orig``), and the int8 weights (with their float biases) of quantized modules.
+
+    >>> [name for name, _ in named_weights(torch.nn.Linear(3, 2))]
+    ['weight', 'bias']
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"named_weights: expected an nn.Module, got {type(model).__name__}")
     for prefix, module in model.named_modules():
@@ -98,7 +102,11 @@ def named_weights(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
 
 
 def count_parameters(model: nn.Module, *, nonzero: bool = False) -> int:
-    """Number of weights in ``model`` (see :func:`named_weights`); ``nonzero=True`` counts only those not zero."""
+    """Number of weights in ``model`` (see :func:`named_weights`); ``nonzero=True`` counts only those not zero.
+
+    >>> count_parameters(torch.nn.Linear(3, 2))
+    8
+    """
     total = 0
     for _, t in named_weights(model):
         if nonzero:
@@ -113,6 +121,9 @@ def size_on_disk(model: nn.Module) -> int:
 
     A pruned model that is not yet :func:`make_permanent` saves both ``weight_orig`` and ``weight_mask``; a dense
     file does not shrink with zeros either way.
+
+    >>> size_on_disk(torch.nn.Linear(100, 100)) > 100 * 100 * 4
+    True
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"size_on_disk: expected an nn.Module, got {type(model).__name__}")
@@ -129,7 +140,13 @@ def size_on_disk(model: nn.Module) -> int:
 def clone(model: nn.Module) -> nn.Module:
     """``copy.deepcopy(model)``, which also works on a pruned model that still holds its masks (torch cannot
     deepcopy the masked weight a forward pass left behind: it is computed, not a leaf; here it is recomputed
-    without a graph first, as the next forward pass would)."""
+    without a graph first, as the next forward pass would).
+
+    >>> a = torch.nn.Linear(2, 2)
+    >>> b = clone(a)
+    >>> b is a, torch.equal(a.weight, b.weight)
+    (False, True)
+    """
     _check_module("clone", model)
     with torch.no_grad():
         for module in model.modules():
@@ -249,7 +266,11 @@ def disable_checkpointing(model: nn.Module) -> nn.Module:
 
 
 def autocast_dtype(device: torch.device | str) -> torch.dtype:
-    """The half precision autocast uses here: bfloat16 on the CPU, float16 on CUDA."""
+    """The half precision autocast uses here: bfloat16 on the CPU, float16 on CUDA.
+
+    >>> autocast_dtype("cpu")
+    torch.bfloat16
+    """
     dev = torch.device(device)
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"autocast: expected a cpu or cuda device, got {dev}")
@@ -329,6 +350,10 @@ def prune(
     scope only). Pruning a weight that still holds its mask takes ``amount`` of the weights it kept (a weight
     made permanent starts afresh, its zeros counted among the smallest). ``weights``: (module, name) pairs (default
     :func:`prunable_weights`). The masks stay until :func:`make_permanent`.
+
+    >>> model = prune(torch.nn.Linear(10, 10), 0.5)
+    >>> round(sparsity(model), 2)
+    0.5
     """
     where = "prune"
     _check_module(where, model)
@@ -352,7 +377,11 @@ def prune(
 
 
 def sparsity(model: nn.Module) -> float:
-    """Fraction of zeros among ``model``'s weight matrices (:func:`prunable_weights`), masks applied."""
+    """Fraction of zeros among ``model``'s weight matrices (:func:`prunable_weights`), masks applied.
+
+    >>> sparsity(torch.nn.Linear(4, 4))
+    0.0
+    """
     _check_module("sparsity", model)
     zeros = total = 0
     for module, name in prunable_weights(model):
@@ -445,6 +474,10 @@ def quantize_dynamic(model: nn.Module, dtype: torch.dtype = torch.qint8) -> nn.M
     """A copy of ``model`` (in eval mode, on the CPU) with its Linear, LSTM and GRU layers (and cells)
     dynamically quantized: weights stored in int8 (or float16 with ``dtype=torch.float16``), activations
     quantized on the fly at each product. memlib's LSTM / GRU become their torch.nn twins first (same weights).
+
+    >>> q = quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(8, 4)))
+    >>> q(torch.zeros(2, 8)).shape
+    torch.Size([2, 4])
     """
     where = "quantize_dynamic"
     _check_module(where, model)
@@ -464,6 +497,9 @@ class QuantizableMLP(nn.Module):
 
     ``sizes``: input features, hidden widths..., outputs. Input (B, ...) is flattened to (B, sizes[0]).
     Parameters ``layers.k.0.weight`` (hidden k) and ``layers.{last}.weight``. In float the stubs do nothing.
+
+    >>> QuantizableMLP([8, 16, 3])(torch.zeros(2, 8)).shape
+    torch.Size([2, 3])
     """
 
     def __init__(self, sizes: Sequence[int]):
@@ -569,6 +605,11 @@ def distillation_loss(
 
     Logits (B, C), targets (B,) class indices. The T^2 keeps the soft term's gradients on the scale of the hard
     term's as T changes (their section 2).
+
+    >>> logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
+    >>> loss = distillation_loss(logits, logits, torch.tensor([0, 1]))
+    >>> loss.shape, bool(loss > 0)
+    (torch.Size([]), True)
     """
     where = "distillation_loss"
     check_float(where, "temperature", temperature, low=0, low_open=True, expected="a positive temperature")
@@ -622,7 +663,11 @@ def distill(
 
 def rank_for_energy(weight: torch.Tensor, energy: float) -> int:
     """The smallest rank r whose truncated SVD keeps ``energy`` of the matrix's squared singular values
-    (``sum(s[:r]**2) >= energy * sum(s**2)``, the Frobenius norm kept)."""
+    (``sum(s[:r]**2) >= energy * sum(s**2)``, the Frobenius norm kept).
+
+    >>> rank_for_energy(torch.diag(torch.tensor([3.0, 1.0, 0.0])), 0.9)  # 9 / 10 of the energy in one direction
+    1
+    """
     check_float("rank_for_energy", "energy", energy, low=0, high=1, low_open=True, expected="energy in (0, 1]")
     s = torch.linalg.svdvals(weight.detach().double())
     cumulative = (s**2).cumsum(0) / (s**2).sum().clamp_min(torch.finfo(torch.float64).tiny)
@@ -647,7 +692,12 @@ def _factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tenso
 
 def low_rank_linear(linear: nn.Linear, rank: int) -> nn.Sequential:
     """Two Linears, ``in -> rank`` (no bias) then ``rank -> out`` (the original bias), whose product is the
-    rank-``rank`` truncated SVD of ``linear.weight``: ``rank * (in + out)`` weights instead of ``in * out``."""
+    rank-``rank`` truncated SVD of ``linear.weight``: ``rank * (in + out)`` weights instead of ``in * out``.
+
+    >>> factored = low_rank_linear(torch.nn.Linear(8, 6), rank=2)
+    >>> [tuple(m.weight.shape) for m in factored]  # (r, I) then (O, r)
+    [(2, 8), (6, 2)]
+    """
     where = "low_rank_linear"
     if not isinstance(linear, nn.Linear):
         raise TypeError(f"{where}: expected an nn.Linear, got {type(linear).__name__}")

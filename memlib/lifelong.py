@@ -55,6 +55,11 @@ class ReplayBuffer:
     The buffer holds only its capacity; the examples are in the :class:`ReplayState` that ``add``
     takes and returns. A memory that grows is a new ``ReplayBuffer`` with a larger capacity applied to
     the same state: the new slots fill first, then reservoir sampling resumes.
+
+    >>> buffer = ReplayBuffer(capacity=3)
+    >>> state = buffer.add(buffer.empty(torch.zeros(1, 2), torch.zeros(1)), torch.zeros(5, 2), torch.arange(5))
+    >>> state.x.shape, int(state.seen)
+    (torch.Size([3, 2]), 5)
     """
 
     def __init__(self, capacity: int):
@@ -246,7 +251,12 @@ class SequentialResult(NamedTuple):
 
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Fraction of ``x`` (B, D) that ``model`` labels ``y`` (B,), taking the argmax over all C classes."""
+    """Fraction of ``x`` (B, D) that ``model`` labels ``y`` (B,), taking the argmax over all C classes.
+
+    >>> model = torch.nn.Linear(2, 2)
+    >>> 0.0 <= accuracy(model, torch.zeros(4, 2), torch.zeros(4, dtype=torch.long)) <= 1.0
+    True
+    """
     model.eval()
     return float((model(x).argmax(dim=-1) == y).float().mean())
 
@@ -358,7 +368,12 @@ def _check_matrix(where: str, R: np.ndarray) -> np.ndarray:
 
 
 def average_accuracy(R: np.ndarray) -> float:
-    """ACC = (1/T) sum_j R[T-1, j]: mean accuracy over all tasks after the last one is learned."""
+    """ACC = (1/T) sum_j R[T-1, j]: mean accuracy over all tasks after the last one is learned.
+
+    >>> import numpy as np
+    >>> average_accuracy(np.array([[0.9, 0.0], [0.7, 0.8]]))  # the last row: accuracy on each task at the end
+    0.75
+    """
     R = _check_matrix("average_accuracy", R)
     return float(R[-1].mean())
 
@@ -367,6 +382,10 @@ def backward_transfer(R: np.ndarray) -> float:
     """BWT = 1/(T-1) sum_{j<T-1} (R[T-1, j] - R[j, j]): how learning later tasks changed earlier ones.
 
     Negative values are forgetting. Needs at least two tasks.
+
+    >>> import numpy as np
+    >>> round(backward_transfer(np.array([[0.9, 0.0], [0.7, 0.8]])), 2)  # task 1 lost 0.2
+    -0.2
     """
     R = _check_matrix("backward_transfer", R)
     if R.shape[0] < 2:

@@ -173,6 +173,9 @@ def accuracy_by_instance(correct: torch.Tensor, instance: torch.Tensor, max_inst
 
     ``correct`` (B, T) bool (or 0/1), ``instance`` (B, T) from :class:`EpisodeBatch` -> (max_instance,) float,
     entry ``k - 1`` the accuracy over steps showing their class for the k-th time (NaN where there are none).
+
+    >>> accuracy_by_instance(torch.tensor([[1.0, 0.0, 1.0]]), torch.tensor([[1, 1, 2]]), max_instance=2)
+    tensor([0.5000, 1.0000])
     """
     if not isinstance(correct, torch.Tensor) or not isinstance(instance, torch.Tensor):
         raise TypeError("accuracy_by_instance: expected correct and instance as tensors")

@@ -50,6 +50,10 @@ class TMaze:
     probability 1/2) from ``(seed, episode)`` alone, so episode ``k`` of a run is the same on every
     device; ``step(action (B,)) -> TMazeStep``. Like a gym environment, the maze keeps its place
     (``t``, ``cue``) between calls.
+
+    >>> maze = TMaze(length=3, batch_size=2)
+    >>> maze.reset(seed=0).shape
+    torch.Size([2, 4])
     """
 
     def __init__(

@@ -88,6 +88,9 @@ def tokenize_text(text: str) -> list[str]:
     """Lower-case word tokens: ``"It isn't bad, it's GREAT!"`` -> ``["it", "isn't", "bad", "it's", "great", "!"]``.
 
     Other punctuation is dropped; curly apostrophes count as straight ones.
+
+    >>> tokenize_text("It isn't bad at all!")
+    ['it', "isn't", 'bad', 'at', 'all', '!']
     """
     if not isinstance(text, str):
         raise TypeError(f"tokenize_text: expected a str, got {type(text).__name__}")
@@ -97,6 +100,10 @@ def tokenize_text(text: str) -> list[str]:
 class Vocabulary:
     """Token ids: 0 is ``<pad>``, 1 is ``<unk>`` (words seen fewer than ``min_count`` times, or never), then the
     kept words by decreasing count (ties alphabetical). Build it on the training side only, so no test word leaks.
+
+    >>> vocab = Vocabulary([["a", "b"], ["a", "c"]], min_count=2)
+    >>> len(vocab), vocab.encode(["a", "b"])  # <pad>, <unk>, a; b is rarer than min_count
+    (3, [2, 1])
     """
 
     pad_index, unk_index = 0, 1
@@ -138,7 +145,13 @@ class Vocabulary:
 
 
 def pad_batch(sequences: Sequence[Sequence[int]], pad_index: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad id lists to the longest: ``(tokens (B, T) long, lengths (B,) long)``. Empty lists get one pad."""
+    """Right-pad id lists to the longest: ``(tokens (B, T) long, lengths (B,) long)``. Empty lists get one pad.
+
+    >>> tokens, lengths = pad_batch([[5, 6, 7], [8]])
+    >>> tokens, lengths
+    (tensor([[5, 6, 7],
+            [8, 0, 0]]), tensor([3, 1]))
+    """
     if len(sequences) == 0:
         raise ValueError("pad_batch: expected at least one sequence, got none")
     lengths = torch.tensor([max(1, len(s)) for s in sequences], dtype=torch.long)
@@ -162,7 +175,13 @@ def batches(
     device: torch.device | str | None = None,
 ) -> Callable[[int], TextBatch]:
     """``batch(step) -> TextBatch`` for :func:`~memlib.train.fit`: epoch ``step // n`` (``n`` batches per epoch) visits
-    every snippet once in an order fixed by ``(seed, epoch)``; the last batch of an epoch may be smaller."""
+    every snippet once in an order fixed by ``(seed, epoch)``; the last batch of an epoch may be smaller.
+
+    >>> batch = batches([[1, 2], [3], [4, 5, 6]], [0, 1, 0], batch_size=2)
+    >>> b = batch(0)
+    >>> b.tokens.shape[0], b.labels.dtype
+    (2, torch.int64)
+    """
     if len(encoded) != len(labels):
         raise ValueError(f"batches: expected as many labels as snippets, got {len(labels)} and {len(encoded)}")
     check_int("batches", "batch_size", batch_size, low=1, expected="a positive int batch_size")

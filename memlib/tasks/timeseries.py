@@ -93,6 +93,11 @@ def windows(series, length: int, horizon: int = 1) -> Windows:
     """All windows of ``length`` consecutive values, each with the value ``horizon`` steps after its end.
 
     ``inputs[k] = series[k : k + length]`` and ``targets[k] = series[k + length + horizon - 1]``.
+
+    >>> import numpy as np
+    >>> w = windows(np.arange(10.0), length=3, horizon=1)
+    >>> w.inputs.shape, w.targets.shape
+    ((7, 3), (7,))
     """
     series = np.asarray(series)
     if series.ndim != 1:
@@ -117,6 +122,9 @@ def walk_forward(n: int, train: int, test: int, step: int | None = None, gap: in
     ``gap`` samples later (a gap keeps targets that reach ``gap`` steps ahead out of the test period),
     so every training index precedes every test index. ``step`` defaults to ``test``: test periods
     tile the data without overlap. Folds stop when a full test period no longer fits.
+
+    >>> [(s.train.tolist(), s.test.tolist()) for s in walk_forward(10, train=4, test=3)]
+    [([0, 1, 2, 3], [4, 5, 6]), ([3, 4, 5, 6], [7, 8, 9])]
     """
     step = test if step is None else step
     for name, value in (("n", n), ("train", train), ("test", test), ("step", step)):
