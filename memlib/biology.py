@@ -236,7 +236,11 @@ class Perceptron(nn.Module):
 
 @dataclass(frozen=True)
 class MultiStoreConfig:
-    """Parameters of :class:`MultiStoreModel`; time is counted in presentation steps (one item each)."""
+    """Parameters of :class:`MultiStoreModel`; time is counted in presentation steps (one item each).
+
+    >>> MultiStoreConfig().buffer_slots  # Atkinson and Shiffrin's small rehearsal buffer
+    4
+    """
 
     sensory_decay: float = 0.25  # time constant of a sensory trace, in steps: iconic traces last well under a second
     buffer_slots: int = 4  # K: the short-term store holds a few items (Miller 1956; Cowan 2001)

@@ -319,7 +319,11 @@ def amp_step(
 def prunable_weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
     """(module, name) of every weight matrix in ``model``: parameters of two or more dimensions (Linear and
     convolution weights, a recurrent stack's ``weight_ih_l*`` and ``weight_hh_l*``, embeddings); a weight already
-    pruned is listed under its own name."""
+    pruned is listed under its own name.
+
+    >>> [name for _, name in prunable_weights(torch.nn.Sequential(torch.nn.Linear(2, 2)))]
+    ['weight']
+    """
     found = []
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
@@ -398,6 +402,10 @@ def make_permanent(model: nn.Module) -> nn.Module:
 
     The zeros stay; the masks, the ``*_orig`` copies and the forward pre-hooks go, so the ``state_dict`` has
     its original keys and size.
+
+    >>> model = make_permanent(prune(torch.nn.Linear(10, 10), 0.5))
+    >>> [name for name, _ in model.named_parameters()], round(sparsity(model), 2)
+    (['bias', 'weight'], 0.5)
     """
     _check_module("make_permanent", model)
     for module in model.modules():
@@ -726,6 +734,10 @@ def low_rank(
     Give ``rank`` (the same for every layer; an error for a layer whose ``min(in, out)`` is below it) or
     ``energy`` (each layer's rank from :func:`rank_for_energy`; a layer is left whole when its factors would not
     be smaller than it). ``layers``: names of the Linear modules (default: all of them).
+
+    >>> model = low_rank(torch.nn.Sequential(torch.nn.Linear(8, 8)), rank=2)
+    >>> model(torch.zeros(1, 8)).shape, count_parameters(model) < 8 * 8 + 8
+    (torch.Size([1, 8]), True)
     """
     where = "low_rank"
     _check_module(where, model)

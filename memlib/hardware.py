@@ -64,7 +64,12 @@ _HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Bytes of one training step, by part (see the module docstring for what each part holds)."""
+    """Bytes of one training step, by part (see the module docstring for what each part holds).
+
+    >>> e = estimate_training_memory(torch.nn.Linear(8, 1), (4, 8), optimizer="sgd")
+    >>> e.total >= e.parameters + e.gradients, e.at_batch(64).batch_size
+    (True, 64)
+    """
 
     parameters: int
     gradients: int

@@ -73,6 +73,9 @@ class Attribution(NamedTuple):
     ``per_step``: (B, T), ``values`` summed over everything after the time axis.
     ``method``: the method that ran. ``convergence_delta``: (B,) for the methods that give one (integrated
     gradients, deeplift, the layer methods): the sum of the attributions minus (output - baseline output).
+
+    >>> Attribution._fields
+    ('values', 'per_step', 'method', 'convergence_delta')
     """
 
     values: torch.Tensor

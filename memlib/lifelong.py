@@ -143,6 +143,10 @@ def diagonal_fisher(model: nn.Module, x: torch.Tensor, batch_size: int = 64) -> 
     ``F_i = mean_x sum_c p(c|x) (d log p(c|x) / d theta_i)^2``: the expectation over the model's own
     predictive distribution is taken exactly over the ``C`` classes, not with the data's labels (that would
     be the "empirical" Fisher). Non-negative by construction. Computed per example with ``torch.func``.
+
+    >>> fisher = diagonal_fisher(torch.nn.Linear(2, 3), torch.randn(8, 2))
+    >>> sorted(fisher), fisher["weight"].shape
+    (['bias', 'weight'], torch.Size([3, 2]))
     """
     if x.shape[0] == 0:
         raise ValueError("diagonal_fisher: expected at least one example, got x of shape (0, ...)")
@@ -172,6 +176,12 @@ class EWC:
 
     :meth:`anchor` records ``theta*`` and the diagonal Fisher after a task; :meth:`penalty` is the quadratic
     pull back toward every anchor given, ``sum_k lam/2 sum_i F_k,i (theta_i - theta*_k,i)^2``.
+
+    >>> model = torch.nn.Linear(2, 2)
+    >>> ewc = EWC(lam=10.0)
+    >>> anchor = ewc.anchor(model, torch.randn(8, 2))
+    >>> float(ewc.penalty(model, [anchor]).detach())  # no change since the anchor: no penalty
+    0.0
     """
 
     def __init__(self, lam: float):

@@ -86,6 +86,9 @@ def quantize_adc(y: torch.Tensor, full_scale: torch.Tensor | float, bits: int) -
     """A ``bits``-bit ADC with ``2**bits`` evenly spaced levels over ``[-full_scale, full_scale]``.
 
     Values outside the range saturate at its ends.
+
+    >>> quantize_adc(torch.tensor([0.26, -0.9]), full_scale=1.0, bits=2)
+    tensor([ 0.3333, -1.0000])
     """
     _check_bits("quantize_adc", "bits", bits)
     step = 2 * full_scale / (2**bits - 1)
@@ -244,6 +247,10 @@ def to_crossbar(model: nn.Module, generator: torch.Generator | None = None, **op
 
     ``options`` are :class:`CrossbarLinear`'s (``bits``, ``program_noise``, ...); the layers draw their
     devices from ``generator`` in the order ``model.named_modules()`` lists them.
+
+    >>> model = to_crossbar(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2)))
+    >>> [type(m).__name__ for m in model]
+    ['CrossbarLinear', 'ReLU', 'CrossbarLinear']
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"to_crossbar: expected an nn.Module, got {type(model).__name__}")

@@ -120,7 +120,12 @@ def native_stderr_silenced() -> Iterator[None]:
 def measure(
     fn: Callable[[], Any], device: torch.device | str = "cpu", *, repeats: int = 5, warmup: int = 1
 ) -> Measurement:
-    """Time ``repeats`` calls of ``fn`` (after ``warmup`` untimed ones), then measure one call's peak memory."""
+    """Time ``repeats`` calls of ``fn`` (after ``warmup`` untimed ones), then measure one call's peak memory.
+
+    >>> m = measure(lambda: torch.ones(1000).sum(), repeats=2)
+    >>> len(m.seconds), m.method  # one time per call
+    (2, 'cpu-profiler')
+    """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"measure: expected repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
     for _ in range(warmup):

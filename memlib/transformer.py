@@ -49,6 +49,10 @@ def sinusoidal_encoding(positions: torch.Tensor, d_model: int, base: float = 100
 
     PE(pos, 2i) = sin(pos / base^(2i / D)), PE(pos, 2i + 1) = cos(pos / base^(2i / D)) (Vaswani et al. 2017, 3.5).
     Positions may be any real numbers: Transformer-XL encodes relative distances with it.
+
+    >>> pe = sinusoidal_encoding(torch.arange(4.0), d_model=6)
+    >>> pe.shape, pe[0].tolist()  # position 0: sin 0 = 0, cos 0 = 1
+    (torch.Size([4, 6]), [0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
     """
     check_tensor("sinusoidal_encoding", "positions", positions, "(T,)")
     if positions.dim() != 1:

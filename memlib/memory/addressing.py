@@ -98,6 +98,9 @@ def interpolate(content: torch.Tensor, previous: torch.Tensor, g: torch.Tensor) 
     ``content`` and ``previous`` (..., N), typically (B, H, N); gate ``g`` (...) in [0, 1]:
     1 takes the content weighting, 0 keeps the previous one (so that location addressing can step on
     from it). Returns (..., N).
+
+    >>> interpolate(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]), torch.tensor(0.25))
+    tensor([0.2500, 0.7500])
     """
     _expect_weights("interpolate", "content", content)
     _expect("interpolate", "previous", previous, "(..., N)", tuple(content.shape))
@@ -133,6 +136,9 @@ def sharpen(weights: torch.Tensor, gamma: torch.Tensor, eps: float = SHARPEN_EPS
 
     ``weights`` (..., N) non-negative, ``gamma`` (...) with ``gamma >= 1``: the largest weight never
     decreases and the entropy never increases. Returns (..., N), summing to 1.
+
+    >>> sharpen(torch.tensor([0.5, 0.25, 0.25]), torch.tensor(2.0))  # w^gamma, renormalised
+    tensor([0.6667, 0.1667, 0.1667])
     """
     _expect_weights("sharpen", "weights", weights)
     _expect("sharpen", "gamma", gamma, "(...)", tuple(weights.shape[:-1]))
@@ -163,6 +169,13 @@ def address(
 
     ``memory`` (B, N, W), ``previous`` weighting (B, H, N), ``key`` (B, H, W), ``beta`` (B, H),
     ``g`` (B, H), ``s`` (B, H, S), ``gamma`` (B, H) -> :class:`Addressing` with four (B, H, N) stages.
+
+    >>> memory = torch.eye(4)[None]  # (B=1, N=4, W=4)
+    >>> a = address(memory, previous=torch.full((1, 1, 4), 0.25), key=torch.eye(4)[None, 2:3],
+    ...             beta=torch.tensor([[20.0]]), g=torch.tensor([[1.0]]),
+    ...             s=torch.tensor([[[0.0, 1.0, 0.0]]]), gamma=torch.tensor([[1.0]]))
+    >>> a.sharpened.argmax(-1)  # content finds slot 2; no shift
+    tensor([[2]])
     """
     _expect_memory("address", memory)
     B, N, _ = memory.shape

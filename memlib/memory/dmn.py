@@ -68,6 +68,10 @@ class AttentionGRUCell(nn.Module):
     Weights (PyTorch's GRU form, gates stacked r, n): ``weight_ih`` (2H, I), ``weight_hh`` (2H, H),
     ``bias_ih`` and ``bias_hh`` (2H,).
     ``forward(x (B, I), h (B, H), g (B,)) -> h' (B, H)``.
+
+    >>> cell = AttentionGRUCell(4, 8)
+    >>> cell(torch.zeros(2, 4), torch.zeros(2, 8), torch.ones(2)).shape  # g = 1: a full GRU update
+    torch.Size([2, 8])
     """
 
     def __init__(self, input_size: int, hidden_size: int):

@@ -85,7 +85,12 @@ def _field(weights: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
 
 
 def energy(weights: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-    """Energy (Hopfield 1982): ``weights`` (D, D) or (B, D, D), ``state`` (B, D) -> (B,)."""
+    """Energy (Hopfield 1982): ``weights`` (D, D) or (B, D, D), ``state`` (B, D) -> (B,).
+
+    >>> W = hebbian_weights(torch.tensor([[1.0, -1.0, 1.0]]))
+    >>> bool(energy(W, torch.tensor([[1.0, -1.0, 1.0]])) < energy(W, torch.tensor([[1.0, 1.0, 1.0]])))
+    True
+    """
     _check_classic("energy", weights, state)
     # E = -1/2 sum_i sum_j T_ij s_i s_j
     return -0.5 * (state * _field(weights, state)).sum(dim=-1)
@@ -101,6 +106,10 @@ def sync_update(weights: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
 
     Not Hopfield's dynamics (his units update at random times), and the energy can oscillate:
     the contrast is the point of offering it.
+
+    >>> pattern = torch.tensor([[1.0, -1.0, 1.0, -1.0]])
+    >>> torch.equal(sync_update(hebbian_weights(pattern), pattern), pattern)  # a stored pattern is a fixed point
+    True
     """
     _check_classic("sync_update", weights, state)
     return _sign_keeping_ties(_field(weights, state), state)
@@ -112,6 +121,10 @@ def async_update(weights: torch.Tensor, state: torch.Tensor, order: Sequence[int
     ``weights`` (D, D) or (B, D, D), ``state`` (B, D); ``order`` the units to visit (default ``0 .. D-1``;
     pass a permutation for Hopfield's random order) -> (B, D). Each single-unit update lowers the energy
     or leaves it unchanged.
+
+    >>> pattern = torch.tensor([[1.0, -1.0, 1.0, -1.0]])
+    >>> torch.equal(async_update(hebbian_weights(pattern), pattern), pattern)
+    True
     """
     _check_classic("async_update", weights, state)
     D = state.shape[1]
@@ -194,7 +207,12 @@ def _check_modern(fn: str, patterns: object, state: object, beta: float) -> None
 
 
 def modern_attention(patterns: torch.Tensor, state: torch.Tensor, beta: float) -> torch.Tensor:
-    """How much each stored pattern gets: ``softmax(beta X xi)``. Shapes as :func:`modern_update`, -> (..., P)."""
+    """How much each stored pattern gets: ``softmax(beta X xi)``. Shapes as :func:`modern_update`, -> (..., P).
+
+    >>> p = modern_attention(torch.eye(3), torch.tensor([[1.0, 0.0, 0.0]]), beta=1.0)
+    >>> p.shape, bool(torch.allclose(p.sum(-1), torch.ones(1)))
+    (torch.Size([1, 3]), True)
+    """
     _check_modern("modern_attention", patterns, state, beta)
     return torch.softmax(beta * state @ patterns.mT, dim=-1)
 
@@ -205,6 +223,9 @@ def modern_update(patterns: torch.Tensor, state: torch.Tensor, beta: float) -> t
     ``patterns`` X (P, D) shared by the batch with ``state`` (..., D), or (B, P, D) with ``state`` (B, S, D);
     ``beta`` > 0 the inverse temperature -> new state, same shape as ``state``. Equal to
     ``F.scaled_dot_product_attention(state, patterns, patterns, scale=beta)``.
+
+    >>> modern_update(torch.eye(3), torch.tensor([[1.0, 0.0, 0.0]]), beta=20.0).round()
+    tensor([[1., 0., 0.]])
     """
     _check_modern("modern_update", patterns, state, beta)
     # xi_new = X^T softmax(beta X xi)   (patterns as rows of X)
@@ -216,6 +237,10 @@ def modern_energy(patterns: torch.Tensor, state: torch.Tensor, beta: float) -> t
 
     ``E = -lse(beta, X xi) + xi^T xi / 2 + log(P) / beta + M^2 / 2`` with ``M`` the largest pattern norm
     and ``lse(beta, z) = log(sum_i exp(beta z_i)) / beta``; :func:`modern_update` never raises it.
+
+    >>> patterns = torch.eye(3)
+    >>> bool(modern_energy(patterns, patterns[:1], beta=4.0) < modern_energy(patterns, torch.zeros(1, 3), beta=4.0))
+    True
     """
     _check_modern("modern_energy", patterns, state, beta)
     P = patterns.shape[-2]

@@ -59,6 +59,9 @@ def position_encoding(lengths: torch.Tensor, max_len: int, d: int, dtype: torch.
 
     ``l_kj = (1 - j/J) - (k/d)(1 - 2j/J)`` for word ``j = 1..J`` of a sentence of ``J`` words and embedding
     component ``k = 1..d``; zero past each sentence's last word. On the device of ``lengths``.
+
+    >>> position_encoding(torch.tensor([3]), max_len=4, d=2).shape  # (B, J, d); padding positions are 0
+    torch.Size([1, 4, 2])
     """
     j = torch.arange(1, max_len + 1, device=lengths.device, dtype=dtype)[:, None]  # (max_len, 1)
     k = torch.arange(1, d + 1, device=lengths.device, dtype=dtype)  # (d,)

@@ -106,6 +106,11 @@ class NSMCell(nn.Module):
 
     ``forward(x (B, I), state=None) -> (y (B, O), state)``; ``state=None`` starts on ``x``'s device and dtype
     with a memory of 1e-6 everywhere, zero controller state and read, and both heads on slot 0.
+
+    >>> cell = NSMCell(NSMConfig(input_size=6, output_size=4, hidden_size=16, memory_slots=8, slot_size=5))
+    >>> y, state = cell(torch.zeros(2, 6))  # one step (B, I)
+    >>> y.shape
+    torch.Size([2, 4])
     """
 
     def __init__(self, config: NSMConfig):

@@ -82,6 +82,11 @@ class SlotMemoryCell(nn.Module):
 
     Read: key ``k_t = W_k x_t + b_k``, strength ``beta_t = softplus(w_beta . x_t + b_beta)``,
     ``w^r_t = softmax_i(beta_t cos(k_t, M_{t-1,i}))``, ``r_t = sum_i w^r_t,i M_{t-1,i}``.
+
+    >>> cell = SlotMemoryCell(input_size=6, slots=4, slot_size=3, policy="lrw")
+    >>> read, state = cell(torch.zeros(2, 6))
+    >>> read.shape, state.memory.shape
+    (torch.Size([2, 3]), torch.Size([2, 4, 3]))
     """
 
     def __init__(

@@ -311,6 +311,10 @@ def parse_babi(text: str) -> list[Story]:
 
     A line id of 1 starts a story; any other id must follow the previous one. Whitespace around a
     question (real files have a space before the tab) is dropped. Supporting ids must name earlier lines.
+
+    >>> stories = parse_babi("1 Ada went to the attic.\\n2 Where is Ada?\\tattic\\t1\\n")
+    >>> len(stories), format_babi(stories) == format_babi(parse_babi(format_babi(stories)))
+    (1, True)
     """
     if not isinstance(text, str):
         raise TypeError(f"parse_babi: expected the file's text as a str, got {type(text).__name__}")

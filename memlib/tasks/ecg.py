@@ -218,10 +218,6 @@ def ecg_dataset(
     The same arguments give the same windows (the beat libraries use fixed random states; the rhythms, gains,
     wander and noise come from a NumPy generator seeded by ``seed``). See the module docstring for how each
     class is made; the data are simulated, not clinical.
-
-    >>> data = ecg_dataset(2, seconds=3.0, classes=("normal", "tachycardia"))
-    >>> tuple(data.signals.shape), sorted(data.labels.tolist())
-    ((4, 300), [0, 0, 1, 1])
     """
     check_int("ecg_dataset", "n_per_class", n_per_class, low=1, expected="n_per_class to be a positive int")
     if isinstance(classes, str):
