@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import shutil
 import tempfile
 import threading
@@ -19,7 +20,9 @@ from urllib.parse import urlparse
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HTML = ROOT / "_build" / "html"
+# BOOK_HTML points the browser checks at another built book (e.g. an older commit's, to show that a
+# check fails on it); by default they read this checkout's build.
+HTML = Path(os.environ["BOOK_HTML"]) if os.environ.get("BOOK_HTML") else ROOT / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
