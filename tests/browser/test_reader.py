@@ -52,22 +52,23 @@ _READY = """
 }
 """
 
-# The text a reader sees: all of it (for scaffolding, which shows in outputs too), and the prose
-# alone (for raw TeX: code is shown as written, and TeX inside it is not a rendering fault).
+# The text a reader sees: in the notebook cells (for scaffolding: prose may name BOOK_QUICK when it
+# explains how to run a page, a cell's visible code or output may not), and in the prose alone (for raw
+# TeX: code is shown as written, and TeX inside it is not a rendering fault).
 _VISIBLE_TEXT = """
 () => {
   const article = document.querySelector('article.bd-article') || document.querySelector('main');
-  const text = (drop) => {
+  const text = (drop, within) => {
     const clone = article.cloneNode(true);
     clone.querySelectorAll(drop).forEach(e => e.remove());
     clone.style.position = 'absolute'; clone.style.left = '-99999px';
     document.body.appendChild(clone);
-    const t = clone.innerText;
+    const t = within ? Array.from(clone.querySelectorAll(within), e => e.innerText).join('\\n') : clone.innerText;
     clone.remove();
     return t;
   };
   const hidden = 'script, style, mjx-container, details:not([open]) > :not(summary)';
-  return {all: text(hidden), prose: text(hidden + ', pre, code, .highlight')};
+  return {cells: text(hidden, 'div.cell'), prose: text(hidden + ', pre, code, .highlight')};
 }
 """
 
@@ -257,7 +258,7 @@ def test_page_reads_as_a_book(name, pages):
     text = page.evaluate(_VISIBLE_TEXT)
     tex = sorted({m.group(0) for m in RAW_TEX.finditer(text["prose"])})
     problems += _summary("raw TeX on the page", tex)
-    problems += _summary("scaffolding on the page", [s for s in SCAFFOLDING if s in text["all"]])
+    problems += _summary("scaffolding on the page", [s for s in SCAFFOLDING if s in text["cells"]])
     parameters = page.locator("div.cell.tag_parameters, div.cell.tag_injected-parameters")
     if parameters.count():
         problems.append(f"papermill parameters cells shown: {parameters.count()}")
