@@ -352,6 +352,12 @@ def attribute(
     tokens, its recurrent layer for ``layer_conductance``). ``forward_args``: further arguments the model takes
     after the inputs (e.g. ``lengths``). ``n_steps``: integral steps of the path methods. ``absolute``: saliency
     returns ``|gradient|`` (else the signed gradient). See the module docstring for the pitfalls handled.
+
+    >>> import memlib
+    >>> model = memlib.SequenceClassifier("lstm", input_size=3, hidden_size=8, num_classes=2)
+    >>> a = attribute(model, torch.randn(2, 5, 3), "integrated_gradients", target=0, n_steps=8)
+    >>> a.values.shape, a.per_step.shape, a.method  # per feature, and summed per time step
+    (torch.Size([2, 5, 3]), torch.Size([2, 5]), 'integrated_gradients')
     """
     model = _check_model(model)
     method = _check_method(method)
@@ -534,6 +540,10 @@ def top_k_steps(attribution: Attribution, k: int, *, absolute: bool = True, redu
     ``reduce="sum"`` ranks steps by ``per_step`` (its absolute value when ``absolute``): a step's net
     contribution, where features of one step may cancel. ``reduce="l1"`` ranks them by the sum of ``|values|`` over
     the step's features: how much the step's features matter, whatever their signs.
+
+    >>> a = Attribution(torch.zeros(1, 4, 1), torch.tensor([[0.1, -3.0, 2.0, 0.0]]), "saliency", None)
+    >>> top_k_steps(a, 2)
+    tensor([[1, 2]])
     """
     scores = _step_scores("top_k_steps", attribution, absolute, reduce)
     T = scores.shape[1]
@@ -548,6 +558,10 @@ def ground_truth_score(
 
     ``marker_positions``: (B, k) step indices, or a (B, T) 0/1 mask with k ones per row (for the adding problem,
     ``inputs[..., 1]``).
+
+    >>> a = Attribution(torch.zeros(1, 4, 1), torch.tensor([[0.0, 3.0, 0.0, 1.0]]), "saliency", None)
+    >>> ground_truth_score(a, torch.tensor([[1]]))  # the marked step holds the largest score
+    1.0
     """
     per_step = _check_attribution("ground_truth_score", attribution)
     B, T = per_step.shape

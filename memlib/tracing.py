@@ -109,6 +109,8 @@ def record(name: str, value: torch.Tensor) -> None:
     >>> "kept" in tr, "ignored" in tr
     (True, False)
     """
+    if torch.compiler.is_compiling():
+        return  # memlib.memory.fast compiles a step only outside a trace: there is nothing to record
     tr = _ACTIVE.get()
     if tr is not None:
         tr.add(name, value)

@@ -63,6 +63,9 @@ def retention(free_gates: torch.Tensor, read_weights: torch.Tensor) -> torch.Ten
     """Memory retention: how much of each slot the read heads did not free (Methods, "Dynamic memory allocation").
 
     ``free_gates`` (B, R) in [0, 1], the previous ``read_weights`` (B, R, N) -> psi (B, N) in [0, 1].
+
+    >>> retention(torch.tensor([[1.0]]), torch.tensor([[[1.0, 0.0]]]))  # slot 0 read and freed
+    tensor([[0., 1.]])
     """
     _expect("retention", "read_weights", read_weights, "(B, R, N)", (None, None, None))
     _expect("retention", "free_gates", free_gates, "(B, R)", tuple(read_weights.shape[:2]))
@@ -75,6 +78,9 @@ def update_usage(usage: torch.Tensor, write_weights: torch.Tensor, retention: to
 
     The previous ``usage`` (B, N), the previous ``write_weights`` (B, N), ``retention`` (B, N) -> (B, N);
     stays in [0, 1] when its inputs are.
+
+    >>> update_usage(torch.tensor([[0.5, 0.0]]), torch.tensor([[0.0, 1.0]]), torch.ones(1, 2))
+    tensor([[0.5000, 1.0000]])
     """
     _expect("update_usage", "usage", usage, "(B, N)", (None, None))
     _expect("update_usage", "write_weights", write_weights, "(B, N)", tuple(usage.shape))
@@ -89,6 +95,9 @@ def allocation_weighting(usage: torch.Tensor) -> torch.Tensor:
     ``usage`` (B, N) in [0, 1] -> (B, N), non-negative, summing to ``1 - prod_i u[i] <= 1``. The slot with
     the lowest usage gets ``1 - u``; each next one gets its own ``1 - u`` times the usage of all before it.
     Ties sort by slot index. As in the paper, no gradient flows through the sorting itself.
+
+    >>> allocation_weighting(torch.tensor([[1.0, 0.0, 1.0]]))  # the one free slot
+    tensor([[0., 1., 0.]])
     """
     _expect("allocation_weighting", "usage", usage, "(B, N)", (None, None))
     # phi_t: the slot indices sorted by ascending usage
@@ -107,6 +116,10 @@ def write_weighting(
     ``allocation`` (B, N), write ``content`` weighting (B, N), ``write_gate`` (B,) and ``allocation_gate``
     (B,) in [0, 1] -> (B, N): the write gate says whether to write at all, the allocation gate whether to a
     free slot (1) or to the slot the write key finds (0).
+
+    >>> allocation, content = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    >>> write_weighting(allocation, content, write_gate=torch.tensor([1.0]), allocation_gate=torch.tensor([1.0]))
+    tensor([[1., 0.]])
     """
     _expect("write_weighting", "allocation", allocation, "(B, N)", (None, None))
     _expect("write_weighting", "content", content, "(B, N)", tuple(allocation.shape))
@@ -121,6 +134,9 @@ def update_precedence(precedence: torch.Tensor, write_weights: torch.Tensor) -> 
     """Precedence: where the last write went (Methods, "Temporal memory linkage").
 
     The previous ``precedence`` (B, N) and this step's ``write_weights`` (B, N) -> (B, N), summing to <= 1.
+
+    >>> update_precedence(torch.zeros(1, 3), torch.tensor([[0.0, 1.0, 0.0]]))
+    tensor([[0., 1., 0.]])
     """
     _expect("update_precedence", "precedence", precedence, "(B, N)", (None, None))
     _expect("update_precedence", "write_weights", write_weights, "(B, N)", tuple(precedence.shape))
@@ -134,6 +150,11 @@ def update_link(link: torch.Tensor, precedence: torch.Tensor, write_weights: tor
     The previous ``link`` (B, N, N), the previous ``precedence`` (B, N) and this step's ``write_weights``
     (B, N) -> (B, N, N) with a zero diagonal, rows and columns summing to <= 1. ``L[i, j]`` near 1 means
     slot ``i`` was written right after slot ``j``.
+
+    >>> L = update_link(torch.zeros(1, 2, 2), torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]]))
+    >>> L  # slot 1 was written after slot 0; the diagonal stays 0
+    tensor([[[0., 0.],
+             [1., 0.]]])
     """
     _expect("update_link", "link", link, "(B, N, N)", (None, None, None))
     B, N = link.shape[0], link.shape[1]
@@ -197,6 +218,11 @@ def directional_weightings(link: torch.Tensor, read_weights: torch.Tensor) -> tu
 
     ``link`` (B, N, N), the previous ``read_weights`` (B, R, N) -> (forward, backward), each (B, R, N):
     forward moves each read focus to the slot written after it, backward to the one written before.
+
+    >>> link = torch.tensor([[[0.0, 0.0], [1.0, 0.0]]])  # slot 1 follows slot 0
+    >>> forward, backward = directional_weightings(link, torch.tensor([[[1.0, 0.0]]]))
+    >>> forward
+    tensor([[[0., 1.]]])
     """
     _expect("directional_weightings", "link", link, "(B, N, N)", (None, None, None))
     B, N = link.shape[:2]
@@ -215,6 +241,10 @@ def read_weighting(
 
     ``backward``, ``content``, ``forward`` (B, R, N) and read ``modes`` (B, R, 3), a distribution over
     (backward, content, forward) per head -> (B, R, N).
+
+    >>> modes = torch.tensor([[[0.0, 1.0, 0.0]]])  # backward, content, forward: all content
+    >>> read_weighting(torch.zeros(1, 1, 2), torch.tensor([[[0.3, 0.7]]]), torch.zeros(1, 1, 2), modes)
+    tensor([[[0.3000, 0.7000]]])
     """
     _expect("read_weighting", "content", content, "(B, R, N)", (None, None, None))
     _expect("read_weighting", "backward", backward, "(B, R, N)", tuple(content.shape))

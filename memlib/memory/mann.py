@@ -63,6 +63,9 @@ def update_usage(
 
     The previous ``usage`` (B, N), this step's ``read_weights`` and ``write_weights`` (B, R, N), decay
     ``gamma`` in [0, 1] -> (B, N), non-negative.
+
+    >>> update_usage(torch.tensor([[1.0, 0.0]]), torch.tensor([[[0.0, 1.0]]]), torch.zeros(1, 1, 2), gamma=0.5)
+    tensor([[0.5000, 1.0000]])
     """
     _expect("update_usage", "usage", usage, "(B, N)", (None, None))
     B, N = usage.shape
@@ -78,6 +81,9 @@ def least_used(usage: torch.Tensor, n: int) -> torch.Tensor:
     """Least-used weights (Santoro et al. 2016, section 3.2): 1 at the ``n`` least-used slots, else 0.
 
     ``usage`` (B, N) -> (B, N) of 0/1 with exactly ``n`` ones (ties go to the lower slot index).
+
+    >>> least_used(torch.tensor([[0.9, 0.1, 0.5]]), n=1)
+    tensor([[0., 1., 0.]])
     """
     _expect("least_used", "usage", usage, "(B, N)", (None, None))
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= usage.shape[1]:
@@ -92,6 +98,9 @@ def lrua_write_weights(read_weights: torch.Tensor, least_used: torch.Tensor, gat
 
     The previous ``read_weights`` (B, R, N), the previous ``least_used`` weights (B, N), ``gate``
     ``sigmoid(alpha)`` (B, R) in [0, 1] -> (B, R, N).
+
+    >>> lrua_write_weights(torch.tensor([[[1.0, 0.0]]]), torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0]]))
+    tensor([[[1., 0.]]])
     """
     _expect("lrua_write_weights", "read_weights", read_weights, "(B, R, N)", (None, None, None))
     B, R, N = read_weights.shape
