@@ -169,7 +169,11 @@ def fmt(x: float | None) -> str:
 
 
 def question_text(memory_budget: float, latency: float, batch: int) -> str:
-    """The two limits of a question, in words."""
+    """The two limits of a question, in words.
+
+    >>> question_text(1024, float("inf"), 32)
+    'a memory budget of 1024 MiB per training step of 32 sequences, no latency limit'
+    """
     memory = ("no memory budget" if math.isinf(memory_budget)
               else f"a memory budget of {fmt(memory_budget)} MiB per training step of {batch} sequences")
     return memory + (", no latency limit" if math.isinf(latency)
@@ -311,7 +315,11 @@ def load_table(table: Any) -> Table:
 
 
 def fitted_exponent(points: Series) -> float | None:
-    """The least-squares slope of ``log value`` on ``log T`` (None with fewer than two points)."""
+    """The least-squares slope of ``log value`` on ``log T`` (None with fewer than two points).
+
+    >>> round(fitted_exponent(Series((100, 200), (1.0, 4.0))), 2)  # value ~ T^2
+    2.0
+    """
     if len(points.lengths) < 2:
         return None
     xs = [math.log(t) for t in points.lengths]

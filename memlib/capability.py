@@ -52,7 +52,11 @@ def _check(where: str, kernel: str, mode: str, dtype: torch.dtype) -> None:
 
 
 def forced() -> dict[str, bool]:
-    """The answers forced by ``MEMLIB_HALF_PRECISION`` (kernel -> supported); empty when it is unset."""
+    """The answers forced by ``MEMLIB_HALF_PRECISION`` (kernel -> supported); empty when it is unset.
+
+    >>> all(kernel in KERNELS for kernel in forced())
+    True
+    """
     value = os.environ.get(FORCE_VARIABLE, "").strip().lower()
     if value in ("", "probe"):
         return {}
@@ -159,7 +163,13 @@ def note_fallback(message: str) -> None:
 
 @contextmanager
 def fallbacks() -> Iterator[list[str]]:
-    """Collect, in a list, what :func:`note_fallback` says inside the block (nested blocks each see it all)."""
+    """Collect, in a list, what :func:`note_fallback` says inside the block (nested blocks each see it all).
+
+    >>> with fallbacks() as notes:
+    ...     note_fallback("a kernel was replaced")
+    >>> notes
+    ['a kernel was replaced']
+    """
     outer = _NOTES.get()
     notes: list[str] = []
     token = _NOTES.set(notes)

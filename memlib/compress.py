@@ -221,6 +221,11 @@ def enable_checkpointing(
     across (packed sequences are not supported). Gradients equal the plain model's (up to float rounding); with
     dropout between recurrent layers the chunks draw different masks. Outside ``torch.enable_grad`` (evaluation)
     the model runs as before. Undo with :func:`disable_checkpointing`.
+
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    >>> model = enable_checkpointing(model, blocks=list(model))
+    >>> model(torch.randn(2, 4, requires_grad=True)).sum().backward()  # activations recomputed in backward
+    >>> model = disable_checkpointing(model)
     """
     where = "enable_checkpointing"
     _check_module(where, model)
@@ -278,7 +283,13 @@ def autocast_dtype(device: torch.device | str) -> torch.dtype:
 
 
 def autocast(device: torch.device | str, enabled: bool = True) -> torch.autocast:
-    """``torch.autocast`` with :func:`autocast_dtype`: matrix products in half precision, reductions in float32."""
+    """``torch.autocast`` with :func:`autocast_dtype`: matrix products in half precision, reductions in float32.
+
+    >>> with autocast("cpu"):
+    ...     y = torch.nn.Linear(4, 4)(torch.randn(2, 4))
+    >>> y.dtype
+    torch.bfloat16
+    """
     dev = torch.device(device)
     return torch.autocast(dev.type, dtype=autocast_dtype(dev), enabled=enabled)
 
@@ -813,7 +824,12 @@ def compress(model: nn.Module, technique: str, **options: Any) -> nn.Module:
     """Apply one of :data:`TECHNIQUES` with its options: ``checkpointing`` -> :func:`enable_checkpointing`
     (in place), ``pruning`` -> :func:`prune` (in place), ``dynamic_quantization`` -> :func:`quantize_dynamic`,
     ``static_quantization`` -> :func:`quantize_static`, ``low_rank`` -> :func:`low_rank` (copies).
-    Distillation and mixed precision change training, not a model: see :func:`distill` and :func:`amp_step`."""
+    Distillation and mixed precision change training, not a model: see :func:`distill` and :func:`amp_step`.
+
+    >>> model = compress(torch.nn.Sequential(torch.nn.Linear(10, 10)), "pruning", amount=0.5)
+    >>> round(sparsity(model), 2)
+    0.5
+    """
     functions = {
         "checkpointing": enable_checkpointing,
         "pruning": prune,

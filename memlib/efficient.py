@@ -177,6 +177,12 @@ class WindowWeights(NamedTuple):
     which have their own column); ``global_columns`` (..., T, G): every query's weight on each global key;
     ``global_rows`` (..., G, T): the global queries' weights on every key (these rows replace the other two);
     ``global_tokens`` (G,): the global positions.
+
+    >>> attn = SlidingWindowAttention(8, 2, window=1, batch_first=True)
+    >>> x = torch.zeros(1, 5, 8)
+    >>> weights = attn(x, x, x)[1]
+    >>> weights.to_dense().shape, bool(torch.allclose(weights.to_dense().sum(-1), torch.ones(1, 5)))
+    (torch.Size([1, 5, 5]), True)
     """
 
     band: torch.Tensor
@@ -332,6 +338,11 @@ class BlockWeights(NamedTuple):
     ``blocks`` (..., nb, b, Kb * b): query block n's weights on the keys of its key blocks ``key_blocks[n]``, block
     after block; ``key_blocks`` (nb, Kb): the key block indices, -1 where unused (zero weight); ``global_rows``
     (..., g b, T): the global queries' weights on every key (these rows replace the block rows).
+
+    >>> attn = BigBirdAttention(8, 2, block_size=2, num_random_blocks=0, batch_first=True)
+    >>> x = torch.zeros(1, 8, 8)
+    >>> attn(x, x, x)[1].to_dense().shape
+    torch.Size([1, 8, 8])
     """
 
     blocks: torch.Tensor

@@ -420,6 +420,9 @@ def slot_reuse(keep: torch.Tensor, slots: int, policy: str) -> SlotReuse:
     points (Graves et al. 2016, Methods, "Dynamic memory allocation", with write and allocation gates at 1,
     and free gate 1 on the read of a released item), so released slots are reused and a full memory stops
     writing; ``policy="ring"`` writes slot ``t mod slots`` whatever it holds, a fixed, oblivious allocation.
+
+    >>> slot_reuse(torch.tensor([[True, False, True, True]]), slots=2, policy="ring")._fields
+    ('kept', 'wanted', 'dropped')
     """
     from memlib.memory.dnc import allocation_weighting, retention, update_usage
 

@@ -191,7 +191,11 @@ def _reset_uniform(module: nn.Module, hidden_size: int) -> None:
 
 
 class CellBase(nn.Module):
-    """What RNNCell, LSTMCell and GRUCell share: sizes, parameters in torch.nn's layout, and validation."""
+    """What RNNCell, LSTMCell and GRUCell share: sizes, parameters in torch.nn's layout, and validation.
+
+    >>> isinstance(GRUCell(2, 3), CellBase)
+    True
+    """
 
     _gates: int
     _n_states: int
@@ -321,7 +325,11 @@ class GRUCell(CellBase):
 
 
 class RecurrentBase(nn.Module):
-    """What RNN, LSTM and GRU share: parameters, validation, and the choice of path."""
+    """What RNN, LSTM and GRU share: parameters, validation, and the choice of path.
+
+    >>> isinstance(LSTM(2, 3), RecurrentBase), isinstance(LSTMCell(2, 3), RecurrentBase)
+    (True, False)
+    """
 
     _gates: int
     _n_states: int

@@ -235,7 +235,14 @@ def train_classifier(
     """Train with cross-entropy and one Adam optimiser for ``epochs`` passes of
     :func:`memlib.tasks.text.batches`, through :func:`~memlib.train.fit`. ``on_epoch(epoch)`` runs after each epoch (an
     evaluation), outside the timed training.
-    Returns every step's loss and the seconds spent training."""
+    Returns every step's loss and the seconds spent training.
+
+    >>> from memlib.hybrid import RecurrentTextClassifier
+    >>> model = RecurrentTextClassifier(vocab_size=10, embed_dim=4, hidden_size=4)
+    >>> result = train_classifier(model, [[1, 2], [3, 4, 5], [6]], [0, 1, 0], epochs=2, batch_size=2)
+    >>> len(result.losses)  # two batches per epoch
+    4
+    """
     check_int("train_classifier", "epochs", epochs, low=1, expected="a positive int epochs")
     batch = batches(encoded, labels, batch_size, seed=seed, device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)

@@ -47,6 +47,10 @@ def rotate_classes(images: torch.Tensor, labels: torch.Tensor, num_labels: int) 
 
     ``images`` (S, H, W) square, ``labels`` (S,) in ``[0, num_labels)`` -> :class:`ImageClasses` with
     4 S flattened images; the class of label ``c`` turned ``k`` quarter turns is ``c + num_labels * k``.
+
+    >>> data = rotate_classes(torch.rand(8, 4, 4), torch.arange(8) % 2, num_labels=2)
+    >>> data.images.shape, data.classes.unique().tolist()  # 4 turns x 2 labels = 8 classes
+    (torch.Size([32, 16]), [0, 1, 2, 3, 4, 5, 6, 7])
     """
     if not isinstance(images, torch.Tensor) or images.dim() != 3 or images.shape[1] != images.shape[2]:
         got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
@@ -94,6 +98,10 @@ def digit_class_split(test_digits: Sequence[int] = (3, 7)) -> ClassSplit:
 
     The default keeps 8 test classes (3 and 7 in four rotations; neither is another digit turned, as 6 and 9 are)
     and 32 training classes.
+
+    >>> split = digit_class_split()
+    >>> len(split.train), len(split.test)  # 40 classes (10 digits x 4 turns): 32 to train on, 8 held out
+    (32, 8)
     """
     test_digits = sorted(set(test_digits))
     if not test_digits or any(not isinstance(d, int) or not 0 <= d < DIGITS for d in test_digits):
@@ -129,6 +137,11 @@ def episode_batch(
 
     Santoro et al. used 5 classes and episodes of 50 steps (about 10 presentations per class): here each class
     comes exactly ``shots`` times, so ``T = n_way * shots``. The batch depends only on ``(seed, step)``.
+
+    >>> data = rotate_classes(torch.rand(8, 4, 4), torch.arange(8) % 2, num_labels=2)
+    >>> b = episode_batch(data, range(8), batch_size=2, n_way=2, shots=1)
+    >>> b.inputs.shape, b.labels.shape  # (B, n_way * shots, image + one-hot previous label)
+    (torch.Size([2, 2, 18]), torch.Size([2, 2]))
     """
     if not isinstance(data, ImageClasses):
         raise TypeError(f"episode_batch: expected data as an ImageClasses, got {type(data).__name__}")
