@@ -71,6 +71,12 @@ def _check_features(fn: str, label: str, x: object, size: int | None = None) -> 
 
 
 class PerceptronFit(NamedTuple):
+    """What :func:`perceptron_rule` returns: the learned weight and bias, the errors per epoch, the mistakes made, and
+    whether it converged.
+
+    >>> PerceptronFit._fields
+    ('weight', 'bias', 'errors', 'mistakes', 'converged')
+    """
     weight: torch.Tensor  # (F,) the R-unit's weights
     bias: torch.Tensor  # () the R-unit's bias (minus its threshold)
     errors: list[int]  # misclassified examples at the start of each epoch, then after the last
@@ -122,6 +128,12 @@ def perceptron_rule(
 
 
 class MistakeBound(NamedTuple):
+    """What :func:`mistake_bound` returns: the data's radius, its margin along a direction, and Novikoff's bound (radius
+    / margin)^2.
+
+    >>> MistakeBound._fields
+    ('radius', 'margin', 'bound')
+    """
     radius: float  # R = max ||x~||, with x~ = [x, 1]
     margin: float  # gamma = min y u . x~, for the unit vector u along ``direction``
     bound: float  # (R / gamma)^2: no more mistakes than this, in any order, for any number of epochs
@@ -281,6 +293,12 @@ class SensoryRegister:
 
 
 class FreeRecall(NamedTuple):
+    """What :meth:`MultiStoreModel.free_recall` returns: the items recalled, those still in the short-term store, and
+    each item's long-term strength.
+
+    >>> FreeRecall._fields
+    ('recalled', 'in_short_term', 'strength')
+    """
     recalled: torch.Tensor  # (N, L) bool: item at serial position j recalled in trial n
     in_short_term: torch.Tensor  # (N, L) bool: in the buffer when recall began
     strength: torch.Tensor  # (N, L) long-term strength; recall from it with probability 1 - exp(-strength)

@@ -515,6 +515,12 @@ def _count_activations(
 
 
 class Validation(NamedTuple):
+    """What :func:`validate` returns: the estimate, the measured peak of a training step, the part a step adds, and how
+    it was measured.
+
+    >>> Validation._fields
+    ('estimate', 'measured', 'step_peak', 'method')
+    """
     estimate: MemoryEstimate  # made from the first estimate_batch samples, scaled to the measured batch
     measured: int  # parameters + optimizer state (counted on the optimizer) + the step's measured peak
     step_peak: int  # what the step added at its peak (memlib.profiling.peak_memory)
@@ -609,6 +615,11 @@ def validate(
 
 
 class GPU(NamedTuple):
+    """A card of the catalogue (:data:`GPUS`): its name, memory in bytes, year and memory bandwidth.
+
+    >>> gpu("RTX 3090")._fields
+    ('name', 'memory', 'year', 'bandwidth')
+    """
     name: str
     memory: int  # bytes: the vendor's "GB" of GPU memory read as GiB (2**30), as nvidia-smi's MiB show
     year: int  # of release
@@ -740,6 +751,11 @@ def largest_batch(
 
 
 class RamRecommendation(NamedTuple):
+    """What :func:`recommended_ram` returns: the minimum system memory (bytes) and the recommended one.
+
+    >>> RamRecommendation._fields
+    ('minimum', 'recommended')
+    """
     minimum: int  # bytes: at least the GPUs' memory
     recommended: int  # bytes: 25% more than that
 

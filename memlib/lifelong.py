@@ -44,6 +44,11 @@ def _check_count(where: str, name: str, value: object) -> int:
 
 
 class ReplayState(NamedTuple):
+    """The examples a :class:`ReplayBuffer` holds (``x``, ``y``) and how many it has seen.
+
+    >>> ReplayBuffer(2).empty(torch.zeros(1, 3), torch.zeros(1)).x.shape
+    torch.Size([0, 3])
+    """
     x: torch.Tensor  # (M, *) stored inputs, M <= capacity
     y: torch.Tensor  # (M,) stored labels
     seen: int  # examples streamed past the memory so far (held or not)
@@ -133,6 +138,11 @@ class ReplayBuffer:
 
 
 class EWCAnchor(NamedTuple):
+    """What :meth:`EWC.anchor` returns: the parameters after a task and their Fisher diagonal.
+
+    >>> EWCAnchor._fields
+    ('params', 'fisher')
+    """
     params: dict[str, torch.Tensor]  # theta*_k: the weights after task k
     fisher: dict[str, torch.Tensor]  # F_k: the diagonal of the Fisher information at theta*_k
 
@@ -216,6 +226,11 @@ class EWC:
 
 
 class Task(NamedTuple):
+    """One task of :func:`split_digits`: its train and test examples.
+
+    >>> Task._fields
+    ('x_train', 'y_train', 'x_test', 'y_test')
+    """
     x_train: torch.Tensor  # (B_train, D)
     y_train: torch.Tensor  # (B_train,)
     x_test: torch.Tensor  # (B_test, D)
@@ -254,6 +269,12 @@ def split_digits(
 
 
 class SequentialResult(NamedTuple):
+    """What :func:`train_sequentially` returns: the accuracy matrix, the memory held after each task, and the seconds
+    spent.
+
+    >>> SequentialResult._fields
+    ('accuracy', 'memory_held', 'seconds')
+    """
     accuracy: np.ndarray  # (T, T): R[i, j], accuracy on task j's test set after training task i
     memory_held: tuple[int, ...]  # (T,): replay examples held while training each task
     seconds: float  # wall time of the whole sequence
@@ -407,6 +428,11 @@ def backward_transfer(R: np.ndarray) -> float:
 
 
 class SlotReuse(NamedTuple):
+    """What :func:`slot_reuse` returns: the items kept, wanted and dropped.
+
+    >>> SlotReuse._fields
+    ('kept', 'wanted', 'dropped')
+    """
     kept: torch.Tensor  # (B,) items marked keep that are still in memory at the end
     wanted: torch.Tensor  # (B,) items marked keep
     dropped: torch.Tensor  # (B,) writes that found no free slot (allocation only; a ring never drops)

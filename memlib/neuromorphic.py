@@ -299,6 +299,11 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
 
 
 class Energy(NamedTuple):
+    """One row of :func:`energy_estimate`: a scenario, its energy in picojoules, and the assumption behind it.
+
+    >>> energy_estimate(macs=10, weights=10)[0]._fields
+    ('scenario', 'picojoules', 'assumption')
+    """
     scenario: str
     picojoules: float  # per inference
     assumption: str

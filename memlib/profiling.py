@@ -35,6 +35,12 @@ CPU_METHOD = "cpu-profiler"
 
 
 class Measurement(NamedTuple):
+    """What :func:`measure` returns: the seconds of each timed call, the peak bytes of one call, and how it was
+    measured.
+
+    >>> Measurement._fields
+    ('seconds', 'peak_bytes', 'method')
+    """
     seconds: list[float]  # one per timed call
     peak_bytes: int  # most memory held at once during one call, beyond what was alive before
     method: str  # CUDA_METHOD or CPU_METHOD: what peak_bytes counts

@@ -77,6 +77,11 @@ def seed_everything(seed: int) -> torch.Generator:
 
 @dataclass
 class FitResult:
+    """What :func:`fit` returns: every step's loss and the seconds spent training.
+
+    >>> FitResult().losses
+    []
+    """
     losses: list[float] = field(default_factory=list)  # one per step, from step 0
     seconds: float = 0.0  # wall time of this call (not of earlier, resumed runs)
     resumed_from: int = 0  # step the run resumed at (0: fresh start)
@@ -264,6 +269,11 @@ def train_classifier(
 
 
 class SentimentRun(NamedTuple):
+    """What :func:`train_sentiment` returns.
+
+    >>> SentimentRun._fields
+    ('model', 'vocab', 'train', 'test', 'fit')
+    """
     model: nn.Module
     vocab: Vocabulary
     train: TextSplit

@@ -46,6 +46,11 @@ SUITES = {  # name: module with run(repeats, quick) and DEFAULT_REPEATS
 
 
 class Report(NamedTuple):
+    """A suite's result: ``table`` (the text printed) and ``data`` (the JSON-ready dict saved).
+
+    >>> Report._fields
+    ('table', 'data')
+    """
     table: str  # what a person reads
     data: dict[str, Any]  # what is saved as JSON
 

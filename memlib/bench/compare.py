@@ -89,6 +89,11 @@ DEFAULT_REPEATS = None  # each size has its own
 
 
 class Size(NamedTuple):
+    """The settings of one run size (``quick`` or ``full``): steps, length ladders, repeats and the time limit per cell.
+
+    >>> SIZES['quick'].repeats >= 1
+    True
+    """
     steps: int  # training steps per ladder rung
     adding_lengths: tuple[int, ...]  # T of the adding ladder
     copy_lengths: tuple[int, ...]  # L of the copy ladder
@@ -186,6 +191,11 @@ def parameter_count(model: nn.Module) -> int:
 
 
 class Task(NamedTuple):
+    """One task of the comparison: its sizes, training steps, the dependency length ``lag`` and whether it was solved.
+
+    >>> Task._fields[:3]
+    ('name', 'input_size', 'output_size')
+    """
     name: str
     input_size: int
     output_size: int

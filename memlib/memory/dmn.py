@@ -46,6 +46,11 @@ VARIANTS = ("dmn", "dmn+")
 
 @dataclass(frozen=True)
 class DMNConfig:
+    """The sizes and variant of a :class:`DMN`, checked when made.
+
+    >>> DMNConfig(vocab_size=20).variant
+    'dmn'
+    """
     vocab_size: int  # V, with id 0 for padding
     embedding_dim: int = 32  # E: small for a CPU (Kumar et al. used 80-dimensional GloVe vectors)
     hidden_size: int = 32  # H: small for a CPU (Kumar et al. used 80, Xiong et al. 80)

@@ -266,6 +266,12 @@ def _oneplus(x: torch.Tensor) -> torch.Tensor:
 
 
 class DNCState(NamedTuple):
+    """The DNC's state, taken and returned by a :class:`DNC`: controller state, memory, usage, link matrix,
+    precedence, the last read and write weightings and read vectors.
+
+    >>> DNC(4, 2, memory_slots=8).initial_state(3).link.shape
+    torch.Size([3, 8, 8])
+    """
     controller: tuple[torch.Tensor, torch.Tensor]  # (h, c) each (B, H)
     memory: torch.Tensor  # (B, N, W)
     usage: torch.Tensor  # (B, N)

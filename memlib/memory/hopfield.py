@@ -141,6 +141,11 @@ def async_update(weights: torch.Tensor, state: torch.Tensor, order: Sequence[int
 
 
 class Recall(NamedTuple):
+    """What :func:`recall` returns: the final state, its energy, the sweeps run and whether it converged.
+
+    >>> Recall._fields
+    ('state', 'energy', 'sweeps', 'converged')
+    """
     state: torch.Tensor  # (B, D): the state after the last sweep
     energy: torch.Tensor  # (B,)
     sweeps: int  # sweeps run, the last of which changed nothing when converged

@@ -116,6 +116,11 @@ def lrua_write_weights(read_weights: torch.Tensor, least_used: torch.Tensor, gat
 
 
 class MANNState(NamedTuple):
+    """The MANN's state, taken and returned by a :class:`MANN`.
+
+    >>> MANN(4, 2, memory_slots=8).initial_state(3).usage.shape
+    torch.Size([3, 8])
+    """
     controller: tuple[torch.Tensor, torch.Tensor]  # (h, c) each (B, H)
     memory: torch.Tensor  # (B, N, W)
     read_weights: torch.Tensor  # (B, R, N)

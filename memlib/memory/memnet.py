@@ -35,6 +35,13 @@ TYINGS = ("adjacent", "layerwise")
 
 @dataclass(frozen=True)
 class MemN2NConfig:
+    """The sizes and choices of a :class:`MemN2N`, checked when made.
+
+    >>> MemN2NConfig(vocab_size=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: MemN2NConfig: expected vocab_size >= 2 (padding and a word), got 1
+    """
     vocab_size: int  # V, with id 0 for padding
     embedding_dim: int = 20  # d = 20: the paper's bAbI setting (sec. 4.2)
     memory_size: int = 50  # the paper's bAbI memory: the 50 most recent sentences (sec. 4.2)

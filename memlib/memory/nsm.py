@@ -48,6 +48,13 @@ CONTROLLERS = ("lstm", "feedforward")
 
 @dataclass(frozen=True)
 class NSMConfig:
+    """The sizes of an :class:`NSM`, checked when made.
+
+    >>> NSMConfig(input_size=4, output_size=2, shift_range=40)
+    Traceback (most recent call last):
+    ...
+    ValueError: NSMConfig: expected shift_range in [0, memory_slots), got 40
+    """
     input_size: int  # I
     output_size: int  # O
     hidden_size: int = 64  # H: the controller's width
@@ -73,6 +80,11 @@ class NSMConfig:
 
 
 class NSMState(NamedTuple):
+    """The NSM's state, taken and returned by :meth:`NSMCell.forward` and :meth:`NSM.forward`.
+
+    >>> NSMState._fields[:3]
+    ('h', 'c', 'memory')
+    """
     h: torch.Tensor  # (B, H) controller hidden state
     c: torch.Tensor  # (B, H) controller cell state (zero with a feed-forward controller)
     memory: torch.Tensor  # (B, N, W) data memory

@@ -50,6 +50,11 @@ CONTROLLERS = ("lstm", "feedforward")
 
 
 class NTMState(NamedTuple):
+    """The NTM's state, taken and returned by an :class:`NTM`.
+
+    >>> NTM(4, 2, memory_slots=8, memory_width=5).initial_state(3).memory.shape
+    torch.Size([3, 8, 5])
+    """
     controller: tuple[torch.Tensor, ...]  # (h, c) each (B, H) for the LSTM controller; () for feed-forward
     memory: torch.Tensor  # (B, N, W)
     read_weights: torch.Tensor  # (B, R, N)

@@ -47,6 +47,11 @@ POLICIES = ("learned", "lrw", "random")
 
 
 class SlotState(NamedTuple):
+    """The slot memory's state, taken and returned by :meth:`SlotMemoryCell.forward`.
+
+    >>> SlotState._fields
+    ('memory', 'recency')
+    """
     memory: torch.Tensor  # (B, N, W) slot contents
     recency: torch.Tensor  # (B, N) in [0, 1]: 1 just written, times `decay` per step since; 0 never written
 

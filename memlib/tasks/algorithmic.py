@@ -27,6 +27,11 @@ def _check_positive(name: str, **values: int) -> None:
 
 
 class RepeatCopyBatch(NamedTuple):
+    """What :func:`repeat_copy_batch` returns.
+
+    >>> repeat_copy_batch(1, 2, 2, 3)._fields
+    ('inputs', 'targets')
+    """
     inputs: torch.Tensor  # (B, L + 2 + C*L + 1, K + 2) float
     targets: torch.Tensor  # (B, C*L + 1, K + 1) float 0/1: the last C*L + 1 output steps
 
@@ -78,6 +83,11 @@ def repeat_copy_batch(
 
 
 class AssociativeRecallBatch(NamedTuple):
+    """What :func:`associative_recall_batch` returns.
+
+    >>> associative_recall_batch(1, 2, 3)._fields
+    ('inputs', 'targets', 'query')
+    """
     inputs: torch.Tensor  # (B, n*(m+1) + (m+2) + m, K + 2) float 0/1
     targets: torch.Tensor  # (B, m, K) float 0/1: the item after the queried one, over the last m steps
     query: torch.Tensor  # (B,) int64 in [0, n - 2]: the index of the queried item
@@ -128,6 +138,11 @@ def associative_recall_batch(
 
 
 class PrioritySortBatch(NamedTuple):
+    """What :func:`priority_sort_batch` returns.
+
+    >>> priority_sort_batch(1, 2, 3)._fields
+    ('inputs', 'targets', 'priorities')
+    """
     inputs: torch.Tensor  # (B, L + 2 + out_len, K + 3) float: data 0/1, priority in [-1, 1], delimiters
     targets: torch.Tensor  # (B, out_len, K) float 0/1: the highest-priority vectors, highest first
     priorities: torch.Tensor  # (B, L) float in [-1, 1)

@@ -447,6 +447,11 @@ def build_vocab(samples: Iterable[BabiSample]) -> Vocab:
 
 
 class BabiBatch(NamedTuple):
+    """What :func:`vectorize_babi` returns.
+
+    >>> BabiBatch._fields
+    ('stories', 'questions', 'answers', 'supporting')
+    """
     stories: torch.Tensor  # (B, S, L) int64 word ids in story order; 0 pads words, then whole sentences
     questions: torch.Tensor  # (B, L) int64 word ids, 0 after the last word
     answers: torch.Tensor  # (B,) int64 word id of the answer

@@ -17,6 +17,11 @@ from memlib.tasks.seeding import batch_generator
 
 
 class CountingBatch(NamedTuple):
+    """What :func:`counting_batch` returns.
+
+    >>> counting_batch(1, 2, 3)._fields
+    ('bits', 'lengths', 'counts')
+    """
     bits: torch.Tensor  # (B, T) float 0/1, zero padded past each length
     lengths: torch.Tensor  # (B,) int64, each in [min_len, max_len]
     counts: torch.Tensor  # (B,) float: number of 1s in bits[b, :lengths[b]]

@@ -98,6 +98,11 @@ _RHYTHMS = {
 
 
 class EcgData(NamedTuple):
+    """What :func:`ecg_dataset` returns.
+
+    >>> EcgData._fields
+    ('signals', 'labels', 'classes', 'sampling_rate', 'bpm')
+    """
     signals: torch.Tensor  # (N, T) float32, simulated single-lead ECG (arbitrary units, R peak near 1)
     labels: torch.Tensor  # (N,) int64 index into classes
     classes: tuple[str, ...]  # class names, in label order

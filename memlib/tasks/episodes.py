@@ -38,6 +38,11 @@ DIGITS = 10
 
 
 class ImageClasses(NamedTuple):
+    """Flattened images and their classes, as :func:`rotate_classes` and :func:`rotated_digits` return them.
+
+    >>> rotate_classes(torch.zeros(2, 3, 3), torch.tensor([0, 1]), 2).images.shape
+    torch.Size([8, 9])
+    """
     images: torch.Tensor  # (S, P) float in [0, 1], flattened row by row
     classes: torch.Tensor  # (S,) int64
 
@@ -89,6 +94,11 @@ def rotated_digits() -> ImageClasses:
 
 
 class ClassSplit(NamedTuple):
+    """What :func:`digit_class_split` returns: the training classes and the held-out ones.
+
+    >>> ClassSplit._fields
+    ('train', 'test')
+    """
     train: torch.Tensor  # (C_train,) int64 class ids
     test: torch.Tensor  # (C_test,) int64 class ids
 
@@ -116,6 +126,11 @@ def digit_class_split(test_digits: Sequence[int] = (3, 7)) -> ClassSplit:
 
 
 class EpisodeBatch(NamedTuple):
+    """What :func:`episode_batch` returns.
+
+    >>> EpisodeBatch._fields
+    ('inputs', 'labels', 'instance', 'classes')
+    """
     inputs: torch.Tensor  # (B, T, P + n_way) float: the image, then the previous step's one-hot label
     labels: torch.Tensor  # (B, T) int64 in [0, n_way): the label to predict at each step
     instance: torch.Tensor  # (B, T) int64 >= 1: which presentation of its class the step is

@@ -37,6 +37,11 @@ CUE_LEFT, CUE_RIGHT, CORRIDOR, JUNCTION = range(OBSERVATION_SIZE)  # observation
 
 
 class TMazeStep(NamedTuple):
+    """What :meth:`TMaze.step` returns.
+
+    >>> TMazeStep._fields
+    ('observation', 'reward', 'done', 'success')
+    """
     observation: torch.Tensor  # (B, 4): what the agent sees next (zeros once the episode is over)
     reward: torch.Tensor  # (B,) float
     done: torch.Tensor  # (B,) bool: True on the junction step, for every maze of the batch

@@ -22,6 +22,11 @@ _X, _E, _B = 4, 6, 7  # Y is _X + 1
 
 
 class AddingBatch(NamedTuple):
+    """What :func:`adding_batch` returns.
+
+    >>> adding_batch(1, 4)._fields
+    ('inputs', 'target')
+    """
     inputs: torch.Tensor  # (B, T, 2) float: channel 0 values in [0, 1), channel 1 markers 0/1
     target: torch.Tensor  # (B,) float: sum of the two marked values
 
@@ -70,6 +75,11 @@ def adding_batch(
 
 
 class CopyBatch(NamedTuple):
+    """What :func:`copy_batch` returns.
+
+    >>> copy_batch(1, 2, 3)._fields
+    ('inputs', 'targets')
+    """
     inputs: torch.Tensor  # (B, 2L+2, K+2) float 0/1
     targets: torch.Tensor  # (B, L, K) float 0/1: the outputs expected at the last L steps
 
@@ -119,6 +129,11 @@ def copy_batch(
 
 
 class TemporalOrderBatch(NamedTuple):
+    """What :func:`temporal_order_batch` returns.
+
+    >>> temporal_order_batch(1, 10)._fields
+    ('inputs', 'labels')
+    """
     inputs: torch.Tensor  # (B, T, 8) float one-hot over TEMPORAL_ORDER_SYMBOLS
     labels: torch.Tensor  # (B,) int64: XX -> 0, XY -> 1, YX -> 2, YY -> 3
 

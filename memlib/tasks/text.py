@@ -162,6 +162,11 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_index: int = 0) -> tuple[t
 
 
 class TextBatch(NamedTuple):
+    """What the function :func:`batches` makes returns for a step.
+
+    >>> TextBatch._fields
+    ('tokens', 'lengths', 'labels')
+    """
     tokens: torch.Tensor  # (B, T) long, right-padded with 0
     lengths: torch.Tensor  # (B,) long
     labels: torch.Tensor  # (B,) long

@@ -29,12 +29,22 @@ WATERFLOW_LOW = 90.0  # litres per second: flow below this is one of the labelle
 
 
 class SP500(NamedTuple):
+    """What :func:`sp500` returns.
+
+    >>> SP500._fields
+    ('dates', 'close', 'returns')
+    """
     dates: np.ndarray  # (N,) datetime64[D], trading days
     close: np.ndarray  # (N,) float64, closing level
     returns: np.ndarray  # (N - 1,) float64, 100 * log(close[t + 1] / close[t]): the return of dates[t + 1]
 
 
 class WaterFlow(NamedTuple):
+    """What :func:`waterflow` returns.
+
+    >>> WaterFlow._fields
+    ('timestamps', 'flow', 'anomaly', 'segments')
+    """
     timestamps: np.ndarray  # (N,) datetime64[s], hourly, UTC
     flow: np.ndarray  # (N,) float64, litres per second
     anomaly: np.ndarray  # (N,) bool, flow < 90
@@ -42,12 +52,22 @@ class WaterFlow(NamedTuple):
 
 
 class Windows(NamedTuple):
+    """What :func:`windows` returns.
+
+    >>> Windows._fields
+    ('inputs', 'targets', 'target_index')
+    """
     inputs: np.ndarray  # (K, T): series[k : k + T]
     targets: np.ndarray  # (K,): series[k + T + H - 1]
     target_index: np.ndarray  # (K,) int: the index of each target in the series
 
 
 class Split(NamedTuple):
+    """One split of :func:`walk_forward`: train and test indices.
+
+    >>> walk_forward(6, train=3, test=2)[0]._fields
+    ('train', 'test')
+    """
     train: np.ndarray  # (train,) int indices, all before every test index
     test: np.ndarray  # (test,) int indices
 
