@@ -39,7 +39,11 @@ class TableNotFoundError(FileNotFoundError, ValueError):
 
 
 class Series(NamedTuple):
-    """One measured curve: increasing lengths and their positive values."""
+    """One measured curve: increasing lengths and their positive values.
+
+    >>> Series((100, 200), (1.0, 4.0)).lengths
+    (100, 200)
+    """
 
     lengths: tuple[int, ...]
     values: tuple[float, ...]
@@ -64,7 +68,11 @@ class Table(NamedTuple):
 
 class Prediction(NamedTuple):
     """A curve's value at one length. ``how``: "measured", "interpolated", "extrapolated" or "not measured";
-    ``exponent``: the least-squares exponent used to extrapolate (else None); ``note``: why it is unknown."""
+    ``exponent``: the least-squares exponent used to extrapolate (else None); ``note``: why it is unknown.
+
+    >>> predict([[100, 1.0], [200, 4.0]], 400)._fields[:2]
+    ('value', 'how')
+    """
 
     value: float | None
     how: str
@@ -283,7 +291,16 @@ def _model(key: str, row: Any, path: str) -> ModelRow:
 
 def load_table(table: Any) -> Table:
     """The checked summary of a benchmark run: from the JSON's data (a dict with ``"summary"``), from a path to
-    the JSON file, or an already checked :class:`Table` (returned as it is)."""
+    the JSON file, or an already checked :class:`Table` (returned as it is).
+
+    >>> def row(label, lag, step_ms):  # a made-up measurement table: each metric as [T, value] points
+    ...     points = [[50, step_ms * 50], [1000, step_ms * 1000]]
+    ...     return {"label": label, "params": 1000, "largest_lag": {"adding": lag}, "step_ms": points,
+    ...             "peak_mib": points, "latency_ms": points, "interpretability": None}
+    >>> table = {"summary": {"batch": 32, "models": {"rnn": row("RNN", 10, 0.01), "lstm": row("LSTM", 100, 0.04)}}}
+    >>> sorted(load_table(table).models)
+    ['lstm', 'rnn']
+    """
     if isinstance(table, Table):
         return table
     if isinstance(table, (str, os.PathLike)):
@@ -402,6 +419,14 @@ def advise(seq_len: int, dependency_range: int, memory_budget: float, latency: f
     Feasible: a largest solved lag >= ``dependency_range`` on some task, predicted peak memory <= the budget and
     predicted latency <= the limit, every number known. The choice is the feasible model with the lowest predicted
     training step time (ties: lower peak memory, then the table's order); None when nothing is feasible.
+
+    >>> def row(label, lag, step_ms):  # a made-up measurement table: each metric as [T, value] points
+    ...     points = [[50, step_ms * 50], [1000, step_ms * 1000]]
+    ...     return {"label": label, "params": 1000, "largest_lag": {"adding": lag}, "step_ms": points,
+    ...             "peak_mib": points, "latency_ms": points, "interpretability": None}
+    >>> table = {"summary": {"batch": 32, "models": {"rnn": row("RNN", 10, 0.01), "lstm": row("LSTM", 100, 0.04)}}}
+    >>> advise(200, 50, math.inf, math.inf, table=table).choice  # the RNN is faster but solved lags up to 10
+    'lstm'
     """
     seq_len, dependency_range, memory_budget, latency = check_question(seq_len, dependency_range, memory_budget,
                                                                        latency)
