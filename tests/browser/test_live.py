@@ -29,8 +29,6 @@ from tests.browser.conftest import PageLog, open_logged, screenshot
 ROOT = Path(__file__).resolve().parents[2]
 VOILA = Path(sys.executable).with_name("voila")
 NOTEBOOK = "book/ch01_introduction.ipynb"
-# Voila's own page template asks a CDN for Font Awesome icons; blocked, the page works without them.
-VOILA_CDN = ("https://cdn.jsdelivr.net/npm/@fortawesome/fontawesome-free",)
 VOILA_CAP_S = 15 * 60  # the whole page in quick mode, on a machine busy with other jobs: a last resort only
 RENDER_S = 120  # after the last cell ran: the browser connects to the kernel and renders the widgets
 ANSWER_S = 60  # the explorer reruns its model on a new input
@@ -93,6 +91,7 @@ class Voila:
     """A Voila server for one notebook, its log in a file (a pipe nobody reads can fill and stall it)."""
 
     def __init__(self, notebook: str, log: Path, root: Path = ROOT):
+        self.notebook = notebook
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = log
@@ -162,25 +161,20 @@ def wait_for_execution(page, voila: Voila, cap_s: float = VOILA_CAP_S) -> dict:
         state = page.evaluate(_PROGRESS)
         if state["errors"]:
             shown = "\n\n".join(f"cell {e['cell']}:\n{e['text'][-4000:]}" for e in state["errors"])
-            pytest.fail(f"{NOTEBOOK} raised in Voila after {time.monotonic() - start:.0f} s:\n{shown}")
+            pytest.fail(f"{voila.notebook} raised in Voila after {time.monotonic() - start:.0f} s:\n{shown}")
         kernel = voila.kernel_state(state["kernelId"])
         if kernel in ("dead", "gone"):
-            pytest.fail(f"the kernel of {NOTEBOOK} is {kernel} after cell {state['ran']} of {state['total']}:\n"
+            pytest.fail(f"the kernel of {voila.notebook} is {kernel} after cell {state['ran']} of {state['total']}:\n"
                         f"{_tail(voila.log)}")
         if not state["loading"]:
             if state["total"] is None or state["ran"] < state["total"]:
-                pytest.fail(f"Voila stopped {NOTEBOOK} after cell {state['ran']} of {state['total']} "
+                pytest.fail(f"Voila stopped {voila.notebook} after cell {state['ran']} of {state['total']} "
                             f"without a traceback in the page:\n{_tail(voila.log)}")
-            print(f"Voila ran {state['total']} cells of {NOTEBOOK} in {time.monotonic() - start:.0f} s")
+            print(f"Voila ran {state['total']} cells of {voila.notebook} in {time.monotonic() - start:.0f} s")
             return state
         time.sleep(POLL_S)
-    pytest.fail(f"Voila had run {state['ran']} of {state['total']} cells of {NOTEBOOK} after {cap_s:.0f} s "
+    pytest.fail(f"Voila had run {state['ran']} of {state['total']} cells of {voila.notebook} after {cap_s:.0f} s "
                 f"(kernel {kernel}):\n{_tail(voila.log)}")
-
-
-def _problems(log: PageLog) -> list[str]:
-    log.blocked = [u for u in log.blocked if not u.startswith(VOILA_CDN)]
-    return log.problems()
 
 
 def test_live_explorer_reruns_on_new_input(voila, browser):
@@ -191,7 +185,7 @@ def test_live_explorer_reruns_on_new_input(voila, browser):
     try:
         box.wait_for(timeout=RENDER_S * 1000)
     except Exception as e:  # playwright's TimeoutError
-        problems = "\n".join(_problems(log)) or "(none)"
+        problems = "\n".join(log.problems()) or "(none)"
         pytest.fail(f"every cell of {NOTEBOOK} ran, but its text box did not render within {RENDER_S} s "
                     f"({type(e).__name__}); page problems:\n{problems}")
     page.wait_for_function(f"() => window.Bokeh && ({_READ})() !== null", timeout=RENDER_S * 1000)
@@ -207,5 +201,5 @@ def test_live_explorer_reruns_on_new_input(voila, browser):
     page.get_by_text("Not updated: encode_bits: expected only '0' and '1'").wait_for(timeout=ANSWER_S * 1000)
     assert page.evaluate(_READ)["steps"] == 9, "bad input must leave the last good figure"
     screenshot(page, "ch01_live_voila")
-    problems = _problems(log)
+    problems = log.problems()
     assert not problems, "\n".join(problems)
