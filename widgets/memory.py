@@ -720,8 +720,9 @@ class MemoryExplorer(Explorer):
         self.bind("sequence", text)
         if not self.examples:
             return [text]
+        # as wide as the text box: the default 300 px cuts labels such as "20 vectors (longer than any in training)"
         choose = ipywidgets.Dropdown(options=list(self.examples), value=self.settings["example"],
-                                     description="example")
+                                     description="example", layout=ipywidgets.Layout(width=f"{WIDTH}px"))
         return [self.bind("example", choose), text]
 
 

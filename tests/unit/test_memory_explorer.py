@@ -642,3 +642,8 @@ def test_every_layout_fits_the_books_column(which, ntm_explorer, dnc_explorer, p
 def test_the_live_text_box_fits_the_books_column(live):
     [text] = live.controls()
     assert int(text.layout.width.removesuffix("px")) <= WIDTH
+
+
+def test_the_example_dropdown_is_as_wide_as_the_text_box(with_examples):
+    _, choose, text = with_examples
+    assert choose.layout.width == text.layout.width == f"{WIDTH}px"  # the default 300 px cut the longer labels
