@@ -18,6 +18,7 @@ from memlib.memory.addressing import (
 )
 from memlib.memory.dmn import DMN, AttentionGRUCell, DMNConfig
 from memlib.memory.dnc import DNC, DNCState
+from memlib.memory.fast import fast_steps
 from memlib.memory.hopfield import (
     HopfieldLayer,
     Recall,
@@ -64,6 +65,7 @@ __all__ = [
     "content_weighting",
     "cosine_similarity",
     "energy",
+    "fast_steps",
     "hebbian_weights",
     "interpolate",
     "modern_attention",

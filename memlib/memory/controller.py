@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from memlib.memory.fast import step_function
 from memlib.validate import check_input, check_sizes, check_state
 
 
@@ -59,12 +60,13 @@ class MemoryAugmented(nn.Module):
     def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         """Run over a sequence: ``x`` (B, T, I) -> outputs (B, T, O) and the state after the last step."""
         state = self._validate(x, state, sequence=True)
+        step = step_function(self._step)  # the compiled step where memlib.memory.fast_steps is on
         outputs = []
         for x_t in x.unbind(1):  # T x (B, I)
-            y_t, state = self._step(x_t, state)
+            y_t, state = step(x_t, state)
             outputs.append(y_t)
         return torch.stack(outputs, dim=1), state  # (B, T, O)
 
     def step(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         """One time step: ``x`` (B, I) -> output (B, O) and the new state."""
-        return self._step(x, self._validate(x, state, sequence=False))
+        return step_function(self._step)(x, self._validate(x, state, sequence=False))

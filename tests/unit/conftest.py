@@ -23,6 +23,7 @@ DEVICES = _devices()
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "takes_device: the test takes the `dev` fixture (added automatically)")
+    config.addinivalue_line("markers", "slow: runs torch.compile (minutes on a loaded CPU); skip: -m 'not slow'")
 
 
 def pytest_collection_modifyitems(config, items):

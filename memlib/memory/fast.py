@@ -1,0 +1,109 @@
+"""The fast step of the controller-driven memory models (NTM, DNC, MANN, NSM): ``torch.compile`` of one time step.
+
+A memory model's step is about a thousand tiny tensor operations (addressing, reads, writes, the controller),
+so eager PyTorch spends most of a step dispatching them. With the switch on, every memory model's loop
+(:class:`memlib.memory.controller.MemoryAugmented` and :class:`memlib.memory.nsm.NSM`) calls its step
+through ``torch.compile`` (inductor: generated C++ on the CPU, Triton on CUDA), so the same equations run
+as a few fused kernels forward and backward. The eager step stays the readable reference: the compiled one
+traces exactly that code, and tests/unit/test_fast_memory.py checks outputs and gradients against it.
+
+One switch, in one place (here), honoured by every memory model:
+
+- ``fast_steps(True)`` / ``fast_steps(False)`` sets it; ``with fast_steps(): ...`` sets it for a block;
+- the environment variable ``MEMLIB_FAST_MEMORY=1`` turns it on at import.
+
+The compiled step is used only where it can give the same result: outside ``memlib.trace()`` (records
+are taken by the eager step) and outside ``memlib.reference_path()``, and not inside another compile.
+A step compiles once per model, shape, dtype and device (and once more when the state starts to need
+gradients, after the first step); inductor keeps what it generated on disk (``TORCHINDUCTOR_CACHE_DIR``,
+by default under the system's temporary folder), so a second process with the same model and sizes
+skips most of the compile. Where ``torch.compile`` cannot work (no C++ compiler, an unsupported
+platform), the first use prints one line saying so and every step runs eager.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from memlib.tracing import tracing, use_reference
+
+ENV = "MEMLIB_FAST_MEMORY"
+# Each model instance is one more compile of the same step code (dynamo guards on the module): room for many
+# models in one process (a test suite, a benchmark) before dynamo gives up and runs eager.
+RECOMPILE_LIMIT = 64
+
+_enabled = os.environ.get(ENV, "").strip().lower() in ("1", "true", "yes", "on")
+_compiler_ok: bool | None = None  # None: not probed yet
+
+
+class fast_steps:  # noqa: N801 - a switch read like a function call, as torch.set_grad_enabled
+    """Turn the compiled step of every memory model on (``True``) or off; as a ``with`` block, only inside it.
+
+    >>> fast_steps(False)  # doctest: +ELLIPSIS
+    <memlib.memory.fast.fast_steps object at ...>
+    >>> enabled()
+    False
+    >>> with fast_steps(False):  # a block: the previous setting comes back after it
+    ...     enabled()
+    False
+    """
+
+    def __init__(self, enabled: bool = True):
+        global _enabled
+        if not isinstance(enabled, bool):
+            raise TypeError(f"fast_steps: expected enabled as a bool, got {type(enabled).__name__}")
+        self._before, _enabled = _enabled, enabled
+
+    def __enter__(self) -> fast_steps:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        global _enabled
+        _enabled = self._before
+
+
+def enabled() -> bool:
+    """Whether the switch is on (the compiled step may still fall back: see :func:`step_function`)."""
+    return _enabled
+
+
+def _probe() -> bool:
+    """Compile and run a tiny function once; on any failure print one line and say no."""
+    global _compiler_ok
+    if _compiler_ok is None:
+        try:
+            probe = torch.compile(lambda x: torch.sin(x) * 2 + 1, dynamic=False, fullgraph=True)
+            _compiler_ok = bool(torch.allclose(probe(torch.ones(4)), torch.sin(torch.ones(4)) * 2 + 1))
+            if not _compiler_ok:
+                raise RuntimeError("the compiled probe gave a wrong value")
+        except Exception as error:  # noqa: BLE001 - any failure of the toolchain means: run eager
+            _compiler_ok = False
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            print(f"memlib: fast memory steps are off: torch.compile does not work here ({reason}); running eager",
+                  file=sys.stderr)
+    return _compiler_ok
+
+
+def _call(step: Callable[..., Any], *args: Any) -> Any:
+    return step(*args)
+
+
+# One compiled function for every model: dynamo guards on the bound step (its module), so each model gets
+# its own graphs, and none of them is kept on the module.
+_compiled_call = torch.compile(_call, dynamic=False, fullgraph=True)
+
+
+def step_function(step: Callable[..., Any]) -> Callable[..., Any]:
+    """``step`` itself (a bound method, e.g. ``model._step``), or its compiled twin where the switch is on and
+    a compile can give the same result (outside a trace and the reference path, not inside another compile).
+    """
+    if not _enabled or tracing() or use_reference() or torch.compiler.is_compiling() or not _probe():
+        return step
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    return functools.partial(_compiled_call, step)

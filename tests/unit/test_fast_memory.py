@@ -1,0 +1,104 @@
+"""memlib.memory.fast: the compiled step equals the eager one (outputs and gradients, float32, 1e-6); the switch
+falls back to eager, with one line, where no compiler works; traces and the reference path stay eager.
+
+Compiling is slow (tens of seconds per model on a loaded 2-core machine, less from inductor's on-disk cache),
+so the parity tests share one module-scoped set of tiny models and are marked ``slow``: skip them with
+``-m "not slow"``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import memlib
+from memlib.memory import DNC, MANN, NSM, NTM, NSMConfig, fast
+from memlib.memory.fast import fast_steps
+
+B, T, IN, OUT = 2, 4, 5, 3  # batch, steps, input and output features
+TOL = dict(atol=1e-6, rtol=1e-6)  # the issue's bound for float32
+
+
+def _make(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    sizes = dict(controller_size=8, memory_slots=6, memory_width=4, read_heads=2)
+    return {
+        "ntm": lambda: NTM(IN, OUT, **sizes),
+        "dnc": lambda: DNC(IN, OUT, **sizes),
+        "mann": lambda: MANN(IN, OUT, **sizes),
+        "nsm": lambda: NSM(NSMConfig(IN, OUT, hidden_size=8, memory_slots=6, slot_size=4, programs=3)),
+    }[name]()
+
+
+def _run(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """Outputs, final state tensors and parameter gradients of one forward and backward pass."""
+    model.zero_grad(set_to_none=True)
+    y, state = model(x)
+    # a loss that reaches every output and the final memory, so every parameter gets a gradient
+    (y.square().sum() + state.memory.sum()).backward()
+    flat = [t.detach() for t in torch.utils._pytree.tree_leaves(tuple(state))]
+    return y.detach(), flat, [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.fixture(autouse=True)
+def eager_after():
+    with fast_steps(False):
+        yield
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ntm", "dnc", "mann", "nsm"])
+def test_fast_step_equals_eager_in_outputs_state_and_gradients(name):
+    model, x = _make(name), torch.randn(B, T, IN, generator=torch.Generator().manual_seed(1))
+    y_eager, state_eager, grads_eager = _run(model, x)
+    with fast_steps(True):
+        if not fast._probe():
+            pytest.skip("torch.compile does not work on this machine")
+        y_fast, state_fast, grads_fast = _run(model, x)
+    torch.testing.assert_close(y_fast, y_eager, **TOL)
+    for fast_value, eager_value in zip(state_fast, state_eager, strict=True):
+        torch.testing.assert_close(fast_value, eager_value, **TOL)
+    assert all(g.abs().sum() > 0 for g in grads_eager)  # the loss reaches every parameter
+    for (pname, _), g_fast, g_eager in zip(model.named_parameters(), grads_fast, grads_eager, strict=True):
+        torch.testing.assert_close(g_fast, g_eager, **TOL, msg=lambda m, p=pname: f"{name}.{p}: {m}")
+
+
+def test_without_a_compiler_the_switch_prints_one_line_and_runs_eager(monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found\nsecond line of the toolchain's error")
+
+    monkeypatch.setattr(fast, "_compiler_ok", None)
+    monkeypatch.setattr(torch, "compile", broken)
+    model = _make("ntm")
+    with fast_steps(True):
+        assert fast.step_function(model._step) == model._step
+        y, _ = model(torch.zeros(B, T, IN))
+        assert fast.step_function(model._step) == model._step  # probed once, not again
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["memlib: fast memory steps are off: torch.compile does not work here "
+                     "(no C++ compiler found); running eager"]
+    assert y.shape == (B, T, OUT)
+
+
+def test_the_switch_is_off_inside_a_trace_and_the_reference_path(monkeypatch):
+    monkeypatch.setattr(fast, "_compiler_ok", True)  # as if the probe had passed: no compile in this test
+    model = _make("dnc")
+    with fast_steps(True):
+        assert fast.step_function(model._step) != model._step
+        with memlib.trace():
+            assert fast.step_function(model._step) == model._step
+        with memlib.reference_path():
+            assert fast.step_function(model._step) == model._step
+    assert fast.step_function(model._step) == model._step  # the autouse fixture keeps it off outside
+
+
+def test_fast_steps_is_a_switch_and_a_block():
+    fast_steps(True)
+    assert fast.enabled()
+    with fast_steps(False):
+        assert not fast.enabled()
+    assert fast.enabled()
+    fast_steps(False)
+    assert not fast.enabled()
+    with pytest.raises(TypeError, match="expected enabled as a bool, got int"):
+        fast_steps(1)
