@@ -146,6 +146,10 @@ def mistake_bound(features: torch.Tensor, labels: torch.Tensor, direction: torch
     the rule makes at most ``(R / gamma)^2`` mistakes, with ``R`` the largest norm of ``[x, 1]`` and
     ``gamma`` the smallest margin ``y u . [x, 1]`` for ``u = direction / ||direction||``. Any separating
     direction gives a valid bound; the maximum-margin one gives the smallest.
+
+    >>> x, y = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([1.0, -1.0])
+    >>> round(mistake_bound(x, y, torch.tensor([1.0, -1.0, 0.0])).bound, 3)  # (radius / margin)^2
+    4.0
     """
     fn = "mistake_bound"
     x = _check_features(fn, "features", features)
@@ -178,6 +182,10 @@ class Perceptron(nn.Module):
     examples, not the examples themselves. ``association_size`` A-units with ``fan_in`` S-units each;
     with ``fan_in = sensory_size`` and no thresholds it reduces to a linear threshold unit on random
     projections.
+
+    >>> p = Perceptron(sensory_size=4, association_size=6, generator=torch.Generator().manual_seed(0))
+    >>> p.associate(torch.ones(2, 4, dtype=torch.float64)).shape  # (B, A) association-unit outputs
+    torch.Size([2, 6])
     """
 
     def __init__(

@@ -126,6 +126,9 @@ def half_mode(x: torch.Tensor) -> tuple[torch.dtype, str] | None:
 
     ``"weights"`` when ``x`` itself is half precision, ``"autocast"`` when autocast to a half dtype is on for
     ``x``'s device.
+
+    >>> half_mode(torch.zeros(2)) is None  # outside autocast, float32 input: no half precision
+    True
     """
     if x.dtype in HALF_DTYPES:
         return x.dtype, "weights"
@@ -138,7 +141,11 @@ def half_mode(x: torch.Tensor) -> tuple[torch.dtype, str] | None:
 
 
 def fused_ok(kernel: str, x: torch.Tensor) -> bool:
-    """Whether torch's fused ``kernel`` can run on ``x`` here (always in full precision; probed in half)."""
+    """Whether torch's fused ``kernel`` can run on ``x`` here (always in full precision; probed in half).
+
+    >>> fused_ok("lstm", torch.zeros(2))  # float32: torch's fused kernels always run
+    True
+    """
     half = half_mode(x)
     return half is None or supported(kernel, x.device.type, *half)
 

@@ -255,7 +255,12 @@ def enable_checkpointing(
 
 
 def disable_checkpointing(model: nn.Module) -> nn.Module:
-    """Undo :func:`enable_checkpointing` in place and return ``model``."""
+    """Undo :func:`enable_checkpointing` in place and return ``model``.
+
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    >>> disable_checkpointing(enable_checkpointing(model, blocks=list(model)))(torch.zeros(1, 2)).shape
+    torch.Size([1, 2])
+    """
     _check_module("disable_checkpointing", model)
     for m in model.modules():
         base = type(m).__dict__.get("_checkpoint_base")
@@ -296,7 +301,11 @@ def autocast(device: torch.device | str, enabled: bool = True) -> torch.autocast
 
 def grad_scaler(device: torch.device | str) -> torch.amp.GradScaler:
     """A gradient scaler, enabled on CUDA (float16 gradients underflow without it), disabled on the CPU
-    (bfloat16 has float32's exponent range)."""
+    (bfloat16 has float32's exponent range).
+
+    >>> type(grad_scaler("cpu")).__name__
+    'GradScaler'
+    """
     dev = torch.device(device)
     autocast_dtype(dev)  # checks the device
     return torch.amp.GradScaler(dev.type, enabled=dev.type == "cuda")
@@ -796,7 +805,13 @@ def low_rank_recurrent(rnn: nn.Module, *, rank: int | None = None, energy: float
     """A copy of a memlib recurrent stack (RNN, LSTM, GRU) whose ``weight_ih_l*`` and ``weight_hh_l*`` are each
     stored as two factors of rank ``rank`` (or the rank keeping ``energy``), through
     ``torch.nn.utils.parametrize``: the state_dict holds the factors; the full matrix is rebuilt at each forward,
-    so this saves storage, not time. A matrix whose factors would be no smaller is left whole (with ``energy``)."""
+    so this saves storage, not time. A matrix whose factors would be no smaller is left whole (with ``energy``).
+
+    >>> from memlib.recurrent import LSTM
+    >>> lstm = low_rank_recurrent(LSTM(8, 8), rank=2)
+    >>> lstm(torch.zeros(3, 1, 8))[0].shape
+    torch.Size([3, 1, 8])
+    """
     where = "low_rank_recurrent"
     if not isinstance(rnn, recurrent.RecurrentBase):
         raise TypeError(f"{where}: expected a memlib RNN, LSTM or GRU, got {type(rnn).__name__}")

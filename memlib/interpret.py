@@ -86,7 +86,11 @@ class Attribution(NamedTuple):
 
 class DeletionCurve(NamedTuple):
     """What :func:`deletion_curve` returns: for each k in ``steps``, the mean ``|output change|`` over the batch
-    when the k most attributed steps (``attributed``) or k random steps (``random``) are set to the baseline."""
+    when the k most attributed steps (``attributed``) or k random steps (``random``) are set to the baseline.
+
+    >>> DeletionCurve._fields
+    ('steps', 'attributed', 'random')
+    """
 
     steps: list[int]
     attributed: torch.Tensor  # (len(steps),)

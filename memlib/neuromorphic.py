@@ -265,7 +265,12 @@ def to_crossbar(model: nn.Module, generator: torch.Generator | None = None, **op
 
 
 def at_time(model: nn.Module, t: float) -> nn.Module:
-    """A shallow copy of ``model`` whose :class:`CrossbarLinear` layers are read at time ``t``."""
+    """A shallow copy of ``model`` whose :class:`CrossbarLinear` layers are read at time ``t``.
+
+    >>> model = at_time(to_crossbar(torch.nn.Sequential(torch.nn.Linear(4, 2))), t=3600.0)  # read an hour later
+    >>> model[0].t
+    3600.0
+    """
     out = copy.copy(model)
     out._modules = {
         k: (m.at_time(t) if isinstance(m, CrossbarLinear) else at_time(m, t)) for k, m in model._modules.items()

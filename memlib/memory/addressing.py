@@ -148,7 +148,11 @@ def sharpen(weights: torch.Tensor, gamma: torch.Tensor, eps: float = SHARPEN_EPS
 
 
 class Addressing(NamedTuple):
-    """Every stage of one addressing step (Graves et al. 2014, Figure 2), each (B, H, N)."""
+    """Every stage of one addressing step (Graves et al. 2014, Figure 2), each (B, H, N).
+
+    >>> Addressing._fields  # each stage of the pipeline, for traces and figures
+    ('content', 'gated', 'shifted', 'sharpened')
+    """
 
     content: torch.Tensor  # w^c: eqs. 5-6
     gated: torch.Tensor  # w^g: eq. 7

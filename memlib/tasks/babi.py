@@ -67,6 +67,9 @@ class BabiLine(NamedTuple):
     """One line of a story: a statement (``answer`` is None) or a question.
 
     ``supporting`` holds line ids (1-based, as in the file) of the statements that imply the answer.
+
+    >>> BabiLine._fields
+    ('text', 'answer', 'supporting')
     """
 
     text: str
@@ -82,7 +85,11 @@ Story = tuple[BabiLine, ...]  # line i has id i + 1
 
 
 class BabiSample(NamedTuple):
-    """One question with its context, as memory networks take it."""
+    """One question with its context, as memory networks take it.
+
+    >>> babi_samples(generate_babi(1, 1, seed=0))[0]._fields
+    ('sentences', 'question', 'answer', 'supporting')
+    """
 
     sentences: tuple[str, ...]  # the story's statements before the question, in story order
     question: str
@@ -359,6 +366,15 @@ def read_babi(path: str | PathLike) -> list[Story]:
 
 
 def write_babi(path: str | PathLike, stories: Iterable[Story]) -> None:
+    """Write ``stories`` to ``path`` in the bAbI text format (:func:`format_babi`); :func:`read_babi` reads it back.
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "qa1.txt")
+    >>> stories = generate_babi(1, 2, seed=0)
+    >>> write_babi(path, stories)
+    >>> format_babi(read_babi(path)) == format_babi(stories)
+    True
+    """
     with open(path, "w", encoding="utf-8") as f:
         f.write(format_babi(stories))
 
@@ -405,7 +421,12 @@ def tokenize(text: str) -> list[str]:
 
 
 class Vocab:
-    """Words and their ids; id 0 is padding (``"<pad>"``). An answer is one word: the answer field, lower-cased."""
+    """Words and their ids; id 0 is padding (``"<pad>"``). An answer is one word: the answer field, lower-cased.
+
+    >>> vocab = build_vocab(babi_samples(generate_babi(1, 2, seed=0)))
+    >>> vocab.decode([vocab.id("farid"), 0, vocab.id("garage")])  # padding dropped
+    ['farid', 'garage']
+    """
 
     def __init__(self, words: Iterable[str]):
         self.words: tuple[str, ...] = (PAD, *sorted(set(words) - {PAD}))
