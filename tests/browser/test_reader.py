@@ -15,12 +15,10 @@ One test per page; each names what it found, element by element:
 from __future__ import annotations
 
 import re
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import CHROMIUM, FLAGS, PageLog, is_local
+from tests.browser.conftest import PageLog, is_local
 from tests.chapters.pages import toc_files
 
 PAGES = toc_files()
@@ -190,28 +188,6 @@ _DARK_CONTROLS = """
 """
 
 
-@pytest.fixture(scope="module")
-def reader(book_url):
-    """A browser of its own that cannot resolve any host but this one, instead of a route that sees
-    every request (routing turns Chromium's cache off: each page would load BokehJS and MathJax anew,
-    twice as slow). A request that tries to leave the machine is still seen, and fails."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is missing: install Debian's chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    offline = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
-    with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            profile,
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[*FLAGS, offline],
-            viewport={"width": 1280, "height": 900},
-        )
-        yield context
-        context.close()
-
-
 def _open(context, url: str, wait_until: str = "load"):
     log = PageLog()
     page = context.new_page()
@@ -225,15 +201,19 @@ def _open(context, url: str, wait_until: str = "load"):
 
 
 @pytest.fixture(scope="module")
-def pages(reader, book_url):
-    """Pages in reading order, each opened while the one before it is checked (two load at once)."""
+def pages(browser, book_url):
+    """Pages in reading order, each opened while the one before it is checked (two load at once).
+
+    They are not routed (routing turns Chromium's cache off: every page would load BokehJS and
+    MathJax anew); conftest's FLAGS let no host but this one resolve, so a request that tries to
+    leave the machine fails, and the request listener records it."""
     opened: dict[str, tuple] = {}
 
     def get(name: str):
         at = PAGES.index(name)
         for ahead in PAGES[at : at + 2]:
             if ahead not in opened:
-                opened[ahead] = _open(reader, f"{book_url}/{ahead}.html", wait_until="commit")
+                opened[ahead] = _open(browser, f"{book_url}/{ahead}.html", wait_until="commit")
         return opened.pop(name)
 
     yield get
