@@ -50,7 +50,11 @@ class Series(NamedTuple):
 
 
 class ModelRow(NamedTuple):
-    """One model of the table, checked."""
+    """One model of the table, checked.
+
+    >>> ModelRow._fields
+    ('key', 'label', 'largest_lag', 'series', 'interpretability')
+    """
 
     key: str
     label: str
@@ -60,7 +64,11 @@ class ModelRow(NamedTuple):
 
 
 class Table(NamedTuple):
-    """The checked ``summary`` of a benchmark run (what :func:`load_table` returns; :func:`advise` takes it too)."""
+    """The checked ``summary`` of a benchmark run (what :func:`load_table` returns; :func:`advise` takes it too).
+
+    >>> Table._fields
+    ('batch', 'models')
+    """
 
     batch: int  # sequences per training step in step_ms and peak_mib
     models: dict[str, ModelRow]
@@ -86,7 +94,11 @@ class Prediction(NamedTuple):
 
 class Check(NamedTuple):
     """One constraint on one model: ``constraint`` ("dependency", or a metric of :data:`METRICS`), whether it
-    holds, and the numbers in words."""
+    holds, and the numbers in words.
+
+    >>> Check._fields
+    ('constraint', 'ok', 'text')
+    """
 
     constraint: str
     ok: bool
@@ -96,7 +108,11 @@ class Check(NamedTuple):
 class Candidate(NamedTuple):
     """The verdict on one model. ``reasons``: the failed constraints with their numbers when infeasible, else the
     evidence that each holds (``checks``: every constraint, held or not, in the order dependency, step_ms,
-    peak_mib, latency_ms). ``predicted``: metric -> value at the asked length (None: unknown)."""
+    peak_mib, latency_ms). ``predicted``: metric -> value at the asked length (None: unknown).
+
+    >>> Candidate._fields[:4]
+    ('key', 'label', 'feasible', 'reasons')
+    """
 
     key: str
     label: str
@@ -112,7 +128,11 @@ class Candidate(NamedTuple):
 class Advice(NamedTuple):
     """What :func:`advise` recommends: ``choice`` (a model key, None when nothing is feasible) and ``candidates``
     (the feasible in ranking order, then the infeasible in the table's order), with the question asked.
-    ``str(advice)`` (or :meth:`explain`) gives the evidence."""
+    ``str(advice)`` (or :meth:`explain`) gives the evidence.
+
+    >>> Advice._fields[:2]
+    ('choice', 'candidates')
+    """
 
     choice: str | None
     candidates: tuple[Candidate, ...]
@@ -189,6 +209,11 @@ def question_text(memory_budget: float, latency: float, batch: int) -> str:
 
 
 def interpretability_text(score: float | None) -> str:
+    """The interpretability score in words (``None``: not measured yet).
+
+    >>> interpretability_text(0.8), interpretability_text(None)
+    ('interpretability 0.80', 'interpretability pending')
+    """
     return "interpretability pending" if score is None else f"interpretability {score:.2f}"
 
 

@@ -152,7 +152,13 @@ def fused_ok(kernel: str, x: torch.Tensor) -> bool:
 
 def use_fused(kernel: str, x: torch.Tensor, module: str, reference: bool = False) -> bool:
     """A module's choice of path: its fused ``kernel`` unless ``reference`` is asked for (a trace, attention
-    weights) or :func:`fused_ok` says no; then the fallback is noted (:func:`note_fallback`) in ``module``'s name."""
+    weights) or :func:`fused_ok` says no; then the fallback is noted (:func:`note_fallback`) in ``module``'s name.
+
+    >>> use_fused("lstm", torch.zeros(2), "LSTM")  # float32, no reference path asked for
+    True
+    >>> use_fused("lstm", torch.zeros(2), "LSTM", reference=True)
+    False
+    """
     if reference:
         return False
     if fused_ok(kernel, x):
@@ -162,7 +168,13 @@ def use_fused(kernel: str, x: torch.Tensor, module: str, reference: bool = False
 
 
 def note_fallback(message: str) -> None:
-    """Tell every :func:`fallbacks` block around this call that a module left its fused kernel (once per text)."""
+    """Tell every :func:`fallbacks` block around this call that a module left its fused kernel (once per text).
+
+    >>> with fallbacks() as notes:
+    ...     note_fallback("lstm: reference path")
+    >>> notes
+    ['lstm: reference path']
+    """
     notes = _NOTES.get()
     if notes is not None and message not in notes:
         notes.append(message)

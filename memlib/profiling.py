@@ -55,7 +55,10 @@ class Measurement(NamedTuple):
 
 
 def synchronize(dev: torch.device) -> None:
-    """Wait for queued GPU work, so a timer stops when the work is done (nothing to wait for on the CPU)."""
+    """Wait for queued GPU work, so a timer stops when the work is done (nothing to wait for on the CPU).
+
+    >>> synchronize(torch.device("cpu"))  # nothing queued on the CPU: returns at once
+    """
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
 
@@ -111,6 +114,11 @@ def native_stderr_silenced() -> Iterator[None]:
     """Hide what the profiler's C++ side prints on file descriptor 2 (start/stop lines, allocator notes).
 
     Python exceptions still propagate; only native writes to the descriptor are dropped for the call.
+
+    >>> with native_stderr_silenced():
+    ...     x = torch.ones(2).sum()
+    >>> float(x)
+    2.0
     """
     sys.stderr.flush()
     saved = os.dup(2)

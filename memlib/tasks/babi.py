@@ -360,7 +360,14 @@ def parse_babi(text: str) -> list[Story]:
 
 
 def read_babi(path: str | PathLike) -> list[Story]:
-    """Stories from a bAbI-format file (e.g. ``qa1_single-supporting-fact_train.txt``)."""
+    """Stories from a bAbI-format file (e.g. ``qa1_single-supporting-fact_train.txt``).
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "qa1.txt")
+    >>> write_babi(path, generate_babi(1, 3, seed=0))
+    >>> len(read_babi(path))
+    3
+    """
     with open(path, encoding="utf-8") as f:
         return parse_babi(f.read())
 

@@ -34,7 +34,11 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)*|[!?]")
 
 
 class TextSplit(NamedTuple):
-    """One side of the split: ``texts`` (raw snippets) and ``labels`` (int64 array, fresh = 1, rotten = 0)."""
+    """One side of the split: ``texts`` (raw snippets) and ``labels`` (int64 array, fresh = 1, rotten = 0).
+
+    >>> TextSplit._fields
+    ('texts', 'labels')
+    """
 
     texts: list[str]
     labels: np.ndarray
