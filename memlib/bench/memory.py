@@ -31,6 +31,8 @@ Shapes: ``B`` batch, ``L`` copy length, ``T = 2L + 2`` steps, ``K`` bits, ``N`` 
 
 from __future__ import annotations
 
+import importlib.util
+import math
 import statistics
 from collections.abc import Callable, Sequence
 
@@ -40,7 +42,7 @@ from torch import nn
 
 from memlib.bench import Report, torch_threads
 from memlib.bench.attention import growth_exponent
-from memlib.memory import DNC, NTM
+from memlib.memory import DNC, NTM, fast
 from memlib.profiling import peak_memory, time_call
 from memlib.recurrent import LSTM
 from memlib.tasks.sequences import CopyBatch, copy_batch
@@ -56,6 +58,10 @@ LENGTHS = (10, 20, 40)  # copy lengths L in part 1
 SIZE_LENGTH = 20  # L in part 2
 SIZES = (32, 128, 512)  # memory slots N in part 2
 QUICK_LENGTHS, QUICK_SIZES = (10, 20), (32, 128)
+FAST_BATCHES = (1, 16)  # part 0's batches: one sequence (the latency case) and the training batch
+FAST_LENGTH = 10  # L in part 0 (T = 22 steps), N = SLOTS: the setting of issue 22's "52x an LSTM step"
+PEER = "dnc"  # the PyPI package `dnc` (pytorch-dnc), timed where importable: pip install --no-deps dnc
+SECTIONS = ("fast", "lengths", "sizes")
 MODELS = ("ntm", "dnc", "lstm")
 MEMORY_MODELS = ("ntm", "dnc")
 REFERENCE = "lstm"  # part 1's ratios are to this model
@@ -206,15 +212,138 @@ def _growth_check(fits: dict[str, dict]) -> tuple[bool | None, str]:
     return faster, f"{label}: measured {dnc:.2f} vs {ntm:.2f}, {'met' if faster else 'MISSED'}: {says}"
 
 
-def run(repeats: int, quick: bool = False) -> Report:
+def _peer_available() -> bool:
+    return importlib.util.find_spec(PEER) is not None
+
+
+def _peer_model(dev: torch.device) -> nn.Module:
+    """The PyPI ``dnc`` package's DNC at the DNC's sizes: one LSTM layer of ``CONTROLLER`` units, N x W memory."""
+    import dnc as pypi_dnc  # an optional benchmark extra: installed with --no-deps, imported only here
+
+    seed_everything(0)
+    inputs = BITS + 2
+    return pypi_dnc.DNC(
+        inputs, CONTROLLER, num_hidden_layers=1, nr_cells=SLOTS, cell_size=DNC_SIZES["memory_width"],
+        read_heads=DNC_SIZES["read_heads"], batch_first=True, gpu_id=0 if dev.type == "cuda" else -1,
+    ).to(dev)
+
+
+def _peer_step(model: nn.Module, batch: CopyBatch) -> Callable[[], None]:
+    params = list(model.parameters())
+    L, K = batch.targets.shape[1], batch.targets.shape[2]
+
+    def step() -> None:
+        for p in params:
+            p.grad = None
+        y, _ = model(batch.inputs, (None, None, None), reset_experience=True)  # (B, 2L+2, K+2): its output is I wide
+        F.binary_cross_entropy_with_logits(y[:, -L:, :K], batch.targets).backward()
+
+    return step
+
+
+def _fast(step: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        with fast.fast_steps(True):
+            step()
+
+    return run
+
+
+def _noise_band(a: list[float], b: list[float]) -> float:
+    """The A/A band: the largest |log| of the per-repeat ratios of two timings of the same call, as a factor."""
+    return math.exp(max(abs(math.log(x / y)) for x, y in zip(a, b, strict=True)))
+
+
+def _within_noise(ratio: float, band: float) -> bool:
+    """Whether a time ratio sits inside the A/A band (``1 / band`` .. ``band``): then no difference was measured."""
+    return 1 / band <= ratio <= band
+
+
+def _fast_row(batch_size: int, dev: torch.device, repeats: int) -> dict:
+    """Part 0 at one batch: eager and fast NTM and DNC, the LSTM, the PyPI DNC, and an A/A pair, interleaved."""
+    models = _models(MODELS, SLOTS, dev)
+    batch = copy_batch(batch_size, FAST_LENGTH, BITS, seed=0, device=dev)
+    steps = {
+        "ntm eager": _training_step(models["ntm"], batch),
+        "ntm eager A/A": _training_step(models["ntm"], batch),
+        "ntm fast": _fast(_training_step(models["ntm"], batch)),
+        "dnc eager": _training_step(models["dnc"], batch),
+        "dnc fast": _fast(_training_step(models["dnc"], batch)),
+        "lstm": _training_step(models["lstm"], batch),
+    }
+    if _peer_available():
+        steps["dnc peer"] = _peer_step(_peer_model(dev), batch)
+    # The first call of a fast step compiles it (once per shape; the second call compiles the graphs for a state
+    # that needs gradients): what it costs over the eager step is the compile time.
+    first: dict[str, float] = {}
+    for name, step in steps.items():
+        first[name] = time_call(step, dev) + time_call(step, dev)
+    compiled = fast.enabled() or fast._probe()
+    compile_s = {m: first[f"{m} fast"] - first[f"{m} eager"] for m in MEMORY_MODELS}
+    names = list(steps)
+    seconds: dict[str, list[float]] = {m: [] for m in names}
+    for i in range(repeats):
+        shift = i % len(names)
+        for m in names[shift:] + names[:shift]:
+            seconds[m].append(time_call(steps[m], dev))
+
+    def ratio(a: str, b: str) -> float:
+        return statistics.median(x / y for x, y in zip(seconds[a], seconds[b], strict=True))
+
+    band = _noise_band(seconds["ntm eager"], seconds["ntm eager A/A"])
+    ratios = {
+        "ntm fast / ntm eager": ratio("ntm fast", "ntm eager"),
+        "dnc fast / dnc eager": ratio("dnc fast", "dnc eager"),
+        "ntm eager / lstm": ratio("ntm eager", "lstm"),
+        "ntm fast / lstm": ratio("ntm fast", "lstm"),
+        "dnc eager / lstm": ratio("dnc eager", "lstm"),
+        "dnc fast / lstm": ratio("dnc fast", "lstm"),
+        "ntm eager A/A": ratio("ntm eager A/A", "ntm eager"),
+    }
+    if "dnc peer" in steps:
+        ratios["dnc eager / dnc peer"] = ratio("dnc eager", "dnc peer")
+        ratios["dnc fast / dnc peer"] = ratio("dnc fast", "dnc peer")
+    within = {k: _within_noise(r, band) for k, r in ratios.items()}
+    return dict(
+        B=batch_size, L=FAST_LENGTH, T=2 * FAST_LENGTH + 2, N=SLOTS, compiled=compiled,
+        median_ms={m: statistics.median(s) * 1e3 for m, s in seconds.items()},
+        first_two_calls_s=first, compile_s=compile_s, ratios=ratios, aa_band=band, within_noise=within,
+        seconds=seconds,
+    )
+
+
+def _fast_lines(rows: list[dict]) -> list[str]:
+    lines = [
+        f"eager and fast (memlib.memory.fast_steps: torch.compile of the step) side by side, L={FAST_LENGTH}, "
+        f"T={2 * FAST_LENGTH + 2}, N={SLOTS}; 'dnc peer' is the PyPI dnc package at the DNC's sizes "
+        f"({'timed' if rows and 'dnc peer' in rows[0]['median_ms'] else 'not installed: pip install --no-deps dnc'})",
+    ]
+    for r in rows:
+        if not r["compiled"]:
+            lines.append(f"B={r['B']}: no working compiler here: 'fast' ran eager")
+        lines.append(f"B={r['B']}  " + "  ".join(f"{m} {ms:.1f} ms" for m, ms in r["median_ms"].items()))
+        lines.append(
+            f"B={r['B']}  compile (first two calls over eager's): "
+            + ", ".join(f"{m} {s:.1f} s" for m, s in r["compile_s"].items())
+        )
+        for name, value in r["ratios"].items():
+            verdict = "within noise" if r["within_noise"][name] else ""
+            lines.append(f"B={r['B']}  {name:<22}{value:>8.2f}x  {verdict}")
+        lines.append(f"B={r['B']}  A/A band (max |ratio| of ntm eager against itself, per repeat): "
+                     f"{1 / r['aa_band']:.2f}..{r['aa_band']:.2f}")
+    return lines
+
+
+def run(repeats: int, quick: bool = False, sections: Sequence[str] = SECTIONS) -> Report:
     dev = device("auto")
     lengths, sizes = (QUICK_LENGTHS, QUICK_SIZES) if quick else (LENGTHS, SIZES)
     with torch_threads(THREADS):
         threads = torch.get_num_threads()
+        fast_rows = [_fast_row(b, dev, repeats) for b in FAST_BATCHES] if "fast" in sections else []
         last: dict[str, dict] = {}  # model: its last measured cell, to decide what the next setting can afford
-        length_rows = [_length_row(L, dev, repeats, last) for L in lengths]
+        length_rows = [_length_row(L, dev, repeats, last) for L in lengths] if "lengths" in sections else []
         last = {}
-        size_rows = [_size_row(N, dev, repeats, last) for N in sizes]
+        size_rows = [_size_row(N, dev, repeats, last) for N in sizes] if "sizes" in sections else []
     fits = _exponents(size_rows)
     grows_faster, check_line = _growth_check(fits)
     params = {m: sum(p.numel() for p in module.parameters()) for m, module in _models(MODELS, SLOTS, dev).items()}
@@ -230,6 +359,7 @@ def run(repeats: int, quick: bool = False) -> Report:
         f"R={DNC_SIZES['read_heads']}; lstm: memlib.LSTM {CONTROLLER} + linear readout (the controllers' width)",
         f"parameters at N={SLOTS}: " + ", ".join(f"{m} {n:,}" for m, n in params.items()),
         "",
+        *(_fast_lines(fast_rows) + [""] if fast_rows else []),
         f"copy length L (N={SLOTS})",
         f"{'L':>4}{'T':>5}  {'model':<6}| {'ms':>9}{'seq/s':>9}{'MiB':>9} | {'t/lstm':>8}{'mem/lstm':>9}",
     ]
@@ -261,11 +391,12 @@ def run(repeats: int, quick: bool = False) -> Report:
         batch=B, bits=BITS, controller_size=CONTROLLER, ntm=NTM_SIZES, dnc=DNC_SIZES, lstm=dict(hidden=CONTROLLER),
         slots=SLOTS, lengths=list(lengths), size_length=SIZE_LENGTH, sizes=list(sizes),
         memory_limit_gib=MEMORY_LIMIT_GIB, step_limit_s=STEP_LIMIT_S, repeats=repeats, warmup=WARMUP,
-        threads=threads, quick=quick,
+        threads=threads, quick=quick, sections=list(sections), fast_batches=list(FAST_BATCHES),
+        fast_length=FAST_LENGTH, peer=PEER if _peer_available() else None,
     )
     data = dict(
         suite="memory", settings=settings, torch=torch.__version__, device=str(dev), models=list(MODELS),
         parameters=params, reference=REFERENCE, exponents=fits, checks=dict(dnc_memory_grows_faster=grows_faster),
-        length_rows=length_rows, size_rows=size_rows,
+        fast_rows=fast_rows, length_rows=length_rows, size_rows=size_rows,
     )
     return Report("\n".join(lines), data)

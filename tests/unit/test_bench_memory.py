@@ -10,6 +10,7 @@ import torch
 
 from memlib import bench
 from memlib.bench import memory
+from memlib.memory import fast
 
 
 @pytest.fixture
@@ -24,6 +25,12 @@ def tiny(monkeypatch):
     monkeypatch.setattr(memory, "QUICK_LENGTHS", (2, 3))
     monkeypatch.setattr(memory, "SIZE_LENGTH", 2)
     monkeypatch.setattr(memory, "QUICK_SIZES", (4, 8, 16))
+    monkeypatch.setattr(memory, "FAST_LENGTH", 2)
+    monkeypatch.setattr(memory, "FAST_BATCHES", (1, 2))
+    # Compiling takes minutes on a loaded CPU: here the fast step takes its no-compiler path (eager);
+    # tests/unit/test_fast_memory.py compiles.
+    monkeypatch.setattr(fast, "_compiler_ok", False)
+    monkeypatch.setattr(memory, "_peer_available", lambda: False)
 
 
 def test_memory_suite_measures_every_model(tiny, tmp_path, capsys):
@@ -35,6 +42,16 @@ def test_memory_suite_measures_every_model(tiny, tmp_path, capsys):
     assert data["suite"] == "memory" and data["models"] == ["ntm", "dnc", "lstm"]
     assert data["settings"]["threads"] == memory.THREADS and data["settings"]["batch"] == 2
     assert all(n > 0 for n in data["parameters"].values())
+
+    assert [(r["B"], r["L"], r["N"]) for r in data["fast_rows"]] == [(1, 2, 8), (2, 2, 8)]
+    for row in data["fast_rows"]:
+        variants = ["ntm eager", "ntm eager A/A", "ntm fast", "dnc eager", "dnc fast", "lstm"]
+        assert list(row["median_ms"]) == variants and not row["compiled"]
+        assert all(len(row["seconds"][m]) == 1 for m in variants) and row["aa_band"] >= 1
+        assert set(row["ratios"]) == set(row["within_noise"]) and "ntm fast / ntm eager" in row["ratios"]
+        aa = row["seconds"]["ntm eager A/A"][0] / row["seconds"]["ntm eager"][0]
+        assert row["ratios"]["ntm eager A/A"] == pytest.approx(aa) and row["within_noise"]["ntm eager A/A"]
+    assert data["settings"]["peer"] is None
 
     assert [(r["L"], r["T"], r["N"]) for r in data["length_rows"]] == [(2, 6, 8), (3, 8, 8)]
     for row in data["length_rows"]:
@@ -59,8 +76,9 @@ def test_memory_suite_measures_every_model(tiny, tmp_path, capsys):
     assert data["machine"]["torch_threads"] >= 1
 
     printed = capsys.readouterr().out
-    for text in ("copy length L", "seq/s", "time (median ms)", "peak memory (MiB)", "growth exponents",
-                 "N=16", "DNC memory exponent in N > NTM's: measured"):
+    for text in ("eager and fast", "no working compiler here", "A/A band", "ntm fast / lstm", "copy length L",
+                 "seq/s", "time (median ms)", "peak memory (MiB)", "growth exponents", "N=16",
+                 "DNC memory exponent in N > NTM's: measured"):
         assert text in printed, text
 
 
@@ -80,3 +98,11 @@ def test_growth_check_compares_the_measured_exponents(dnc, ntm, expected):
     verdict, line = memory._growth_check(fits)
     assert verdict is expected
     assert ("met" in line or "MISSED" in line) if expected is not None else "not measured" in line
+
+
+def test_the_noise_band_is_the_widest_a_a_ratio_and_sets_the_verdict():
+    band = memory._noise_band([1.0, 1.0, 1.0], [1.0, 1.25, 0.9])
+    assert band == pytest.approx(1.25)
+    assert memory._noise_band([2.0], [2.0]) == 1.0
+    assert memory._within_noise(0.85, band) and memory._within_noise(1.2, band)
+    assert not memory._within_noise(0.5, band) and not memory._within_noise(1.3, band)
