@@ -1,4 +1,4 @@
-"""The ``memory`` suite: NTM, DNC and LSTM training speed on copy, and step time against memory size.
+"""The ``memory`` suite: NTM, DNC and LSTM training speed on copy (eager, compiled, a peer), and step time against N.
 
 One training step: forward over a copy batch (:func:`memlib.tasks.sequences.copy_batch`, ``B`` sequences of
 ``2L + 2`` steps, ``K`` bits), ``binary_cross_entropy_with_logits`` of the last ``L`` outputs against the
@@ -11,6 +11,15 @@ of ``CONTROLLER`` LSTM units, input ``K + 2`` and output ``K``:
 - ``lstm``: :class:`~memlib.recurrent.LSTM` of the same width as the controllers, and a linear readout: the baseline
   has the controller without the memory and heads (same width, not the same parameter count: the tables
   print each model's parameters).
+
+Part 0 (fast, issue 22): at ``L = FAST_LENGTH``, ``N = SLOTS`` and each batch in ``FAST_BATCHES``, one run times,
+interleaved: the NTM and the DNC eager and fast (:func:`memlib.memory.fast_steps`: the step compiled by
+``torch.compile``), the LSTM, the PyPI ``dnc`` package at the DNC's sizes where it is importable (an optional extra:
+``pip install --no-deps dnc``; its copy output is ``K + 2`` wide, scored on the first ``K``), and an A/A control: the
+eager NTM timed twice as two variants. The A/A band is the widest per-repeat ratio of that pair; a ratio inside it is
+printed "within noise". Compile time is what the first two calls of a fast step took over the eager step's (the
+second call compiles the graphs for a state that needs gradients); inductor's on-disk cache makes it small in a
+second process. ``--sections fast`` runs this part alone.
 
 Part 1 (lengths): every model at copy lengths ``L`` in ``LENGTHS`` with ``N = SLOTS`` slots; median ms per
 step, sequences per second (``B`` / median time), peak memory, and ratios to the LSTM. Part 2 (memory size):

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from memlib.memory.addressing import address, read, write
+from memlib.memory.fast import step_function
 from memlib.recurrent import LSTMCell
 from memlib.tracing import record
 from memlib.validate import check_int
@@ -268,8 +269,9 @@ class NSM(nn.Module):
             raise TypeError(f"NSM: expected input as a tensor (B, T, I), got {type(x).__name__}")
         if x.dim() != 3 or 0 in x.shape:
             raise ValueError(f"NSM: expected input of shape (B, T, I), non-empty, got {tuple(x.shape)}")
+        step = step_function(self.cell.forward)  # the compiled step where memlib.memory.fast_steps is on
         outputs = []
         for x_t in x.unbind(1):  # T x (B, I)
-            y, state = self.cell(x_t, state)
+            y, state = step(x_t, state)
             outputs.append(y)
         return torch.stack(outputs, dim=1), state  # (B, T, O)
