@@ -84,12 +84,14 @@ PATTERNS = {
 BLOCK_SIZES = (1, 2, 4, 8, 16)  # powers of two: every n offered below is a multiple of each
 N_CHOICES = (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 SEEDS = 4  # BigBird seeds whose random blocks the page holds (0 .. SEEDS - 1)
-MAX_TOKENS = 48  # a T x T map of 48 tokens still shows every label in the book's column
+MAX_TOKENS = 48  # a T x T map of 48 tokens still reads in the book's column (every 3rd token labelled)
 MAX_RANDOM = 6  # random blocks per query block the slider offers
 MAX_K = 256  # Linformer's k slider: the paper's largest
 TEMPERATURES = (0.25, 4.0)  # the live temperature slider's ends: scores divided by 0.25 to 4
 ROW_TOLERANCE = 1e-3  # float32 softmax rows sum to 1 within ~1e-6; leave room for averaged or rounded weights
 WIDTH = 660  # fits the book's output column (688 px in a 1280 px window)
+LABEL_PX = 13  # room per token label along an axis: an 8pt label is ~11 px tall, rotated or not
+AXIS_FRAME_PX = 110  # what a figure's title, colour bar and the other axis's labels take from an axis's length
 # Light yellow (weight 0) to dark blue: blocked cells (light grey) stay apart from small weights.
 PALETTE = interp_palette(("#ffffd9", "#edf8b1", "#c7e9b4", "#7fcdbb", "#41b6c4", "#1d91c0", "#225ea8", "#253494",
                           "#081d58"), 256)
@@ -238,8 +240,8 @@ def memory_text(pattern: str, T: int, allowed_pairs: int, params: PatternParams,
     at_n = (f"At n = {n:,} tokens: {pairs:,} scores ({_pct(pairs, n * n)} of n\u00b2): "
             f"{format_bytes(4 * pairs)} per head and sequence, against {format_bytes(4 * n * n)} for full attention.")
     if pattern == "linformer":
-        note = (f"Linformer blocks no pair: E (k x n) mixes all n keys into k = {params.k} slots, so the scores grow "
-                f"as n k, and E and F add 2 k n = {2 * params.k * n:,} parameters.")
+        note = (f"Linformer blocks no pair: E (k \u00d7 n) mixes all n keys into k = {params.k} slots, so the "
+                f"scores grow as n \u00d7 k, and E and F add 2 \u00d7 k \u00d7 n = {2 * params.k * n:,} parameters.")
     elif pattern == "causal":
         note = ("A dense kernel still computes all n\u00b2 scores and zeroes the future; only kernels that skip "
                 "blocked tiles save the other half.")
@@ -596,11 +598,16 @@ class AttentionExplorer(Explorer):
         return fig
 
     def _token_axes(self, fig, T: int, x: bool = True, y: bool = True) -> None:
-        """Token labels on the x (keys: the key tokens in cross-attention) and/or y (queries) axis."""
+        """Token labels on the x (keys: the key tokens in cross-attention) and/or y (queries) axis.
+
+        Every ``step``-th token is labelled, ``step`` the smallest that leaves each label ``LABEL_PX`` of the axis:
+        labels never overlap however many tokens the page holds."""
         keys = self.data.get("key_tokens", self.data["tokens"])
-        for on, axis, tokens in ((x, fig.xaxis, keys), (y, fig.yaxis, self.data["tokens"][:T])):
+        for on, axis, tokens, length in ((x, fig.xaxis, keys, fig.width), (y, fig.yaxis, self.data["tokens"][:T],
+                                                                           fig.height)):
             if on:
-                axis.ticker = FixedTicker(ticks=list(range(len(tokens))))
+                step = _label_step(len(tokens), length - AXIS_FRAME_PX)
+                axis.ticker = FixedTicker(ticks=list(range(0, len(tokens), step)))
                 axis.major_label_overrides = {i: _short(str(t)) for i, t in enumerate(tokens)}
         if x:
             fig.xaxis.major_label_orientation = math.pi / 2
@@ -641,7 +648,7 @@ class AttentionExplorer(Explorer):
                                    width=110, name="attention_layer_select")
         self.head_select = Select(title="head", value=head, options=self._head_options(H), width=150,
                                   name="attention_head_select")
-        self.query_slider = Slider(start=0, end=max(T - 1, 1), value=q, step=1, width=400,
+        self.query_slider = Slider(start=0, end=max(T - 1, 1), value=q, step=1, width=380,
                                    title="query (row)", name="attention_query_slider",
                                    format=CustomJSTickFormatter(args=dict(tokens=self.sources["attention_tokens"]),
                                                                 code=load_js("attention_query_tick")))
@@ -712,7 +719,8 @@ class AttentionExplorer(Explorer):
         proj_fig.visible = has_lin and "projection" in data
         self.lin_panel = column(lin_fig, proj_fig, name="attention_linformer_panel",
                                 visible=pattern == "linformer" and has_lin and not self.cross)
-        self.lin_missing = Div(text="No Linformer trace in this page: the report uses n k for the k slider.",
+        self.lin_missing = Div(text=("This page holds no Linformer weights to draw; the memory report below still "
+                                     "follows the k slider: n \u00d7 k scores for n tokens."),
                                width=half, visible=pattern == "linformer" and not has_lin and not self.cross,
                                name="attention_linformer_missing")
         self.lin_figs, self.proj_mapper = (lin_fig, proj_fig), proj_mapper
@@ -946,6 +954,11 @@ def _check_tokens(where: str, label: str, tokens: Any, n: int, what: str, max_to
 
 def _where(axes: tuple[str, ...], index: tuple) -> str:
     return ", ".join(f"{a} {int(i)}" for a, i in zip(axes, index, strict=True))
+
+
+def _label_step(n: int, pixels: int) -> int:
+    """Label every ``step``-th of ``n`` ticks so that each label has ``LABEL_PX`` of the ``pixels`` along the axis."""
+    return max(1, math.ceil(n * LABEL_PX / max(pixels, LABEL_PX)))
 
 
 def _short(token: str, width: int = 10) -> str:

@@ -328,7 +328,8 @@ def _caption(data: Prepared, s: Mapping[str, Any], e: Any) -> str:
             f"{OPTIMIZER_LABEL.get(str(s['optimizer']), str(s['optimizer']))}{ckpt}, batch {e.batch_size}, "
             f"length {int(s['length'])}: <b>{format_bytes(e.total)}</b> = {parts}.<br>"
             f"<span style=\"color:#555\">Estimated at batch {int(data['example_batch'][m])} and lengths "
-            f"{', '.join(map(str, xs))} ({how}); other batches: memlib's at_batch.</span>{note}")
+            f"{', '.join(map(str, xs))} ({how}); other batches: scaled linearly from two measured batches.</span>"
+            f"{note}")
 
 
 def _escape_js(text: str) -> str:

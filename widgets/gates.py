@@ -63,12 +63,12 @@ SYMBOL = {  # the equations' letters, per kind: the GRU's candidate is n_t, the 
 }
 TITLE = {
     "lstm": {
-        "forget_gate": "forget gate f_t", "input_gate": "input gate i_t", "output_gate": "output gate o_t",
-        "candidate": "candidate g_t", "cell": "cell state c_t", "hidden": "hidden state h_t",
+        "forget_gate": "forget gate fₜ", "input_gate": "input gate iₜ", "output_gate": "output gate oₜ",
+        "candidate": "candidate gₜ", "cell": "cell state cₜ", "hidden": "hidden state hₜ",
     },
     "gru": {
-        "update_gate": "update gate z_t (1 = keep)", "reset_gate": "reset gate r_t", "candidate": "candidate n_t",
-        "hidden": "hidden state h_t",
+        "update_gate": "update gate zₜ (1 = keep)", "reset_gate": "reset gate rₜ", "candidate": "candidate nₜ",
+        "hidden": "hidden state hₜ",
     },
 }
 COLOR = {
@@ -344,7 +344,7 @@ class GateExplorer(Explorer):
         return (
             f"<b>{html.escape(str(data['names'][v]))}</b>: step {t + 1} of {T}{html.escape(token)}, unit {u}: "
             f"{values}<br>Kept at step {t + 1} of what unit {u} held at the marked step {m + 1}: {kept} "
-            f"(r_t = product of {SYMBOL[kind][KEEP_GATE[kind]]}_s since the mark). "
+            f"(rₜ = ∏ {SYMBOL[kind][KEEP_GATE[kind]]}ₛ over the steps since the mark). "
             f"Half-life of unit {u}: {fmt(hl[u])}; "
             f"median over {H} units: {fmt(float(np.median(hl)))}."
         )
@@ -412,16 +412,17 @@ class GateExplorer(Explorer):
         self.select = Select(title="variant", options=[str(n) for n in data["names"]], value=str(data["names"][v]),
                              width=200, name="gate_variant_select", visible=V > 1)
         # Bokeh needs end > start: a 1-step input gets a 2-step slider (and 1 unit a 2-unit one), clamped in JS.
-        self.time_slider = Slider(start=1, end=max(T, 2), value=t + 1, step=1, title="step", width=210,
-                                  name="gate_time_slider")
-        self.unit_slider = Slider(start=0, end=max(H - 1, 1), value=u, step=1, title="unit", width=210,
+        # a wide right margin keeps the two sliders from reading as one range slider: (top, right, bottom, left)
+        self.time_slider = Slider(start=1, end=max(T, 2), value=t + 1, step=1, title="step", width=200,
+                                  margin=(5, 35, 5, 5), name="gate_time_slider")
+        self.unit_slider = Slider(start=0, end=max(H - 1, 1), value=u, step=1, title="unit", width=200,
                                   name="gate_unit_select")
         self.caption = Div(text=self._caption(data, v, t, u), width=WIDTH, name="gate_caption")
 
     def _input_figure(self) -> None:
         """The input: lines (few channels) or an image (many), step labels (tokens) on top."""
         s = self.sources
-        self.input_fig = figure(width=WIDTH, height=170, title="input x_t", x_range=self.x_range,
+        self.input_fig = figure(width=WIDTH, height=170, title="input xₜ", x_range=self.x_range,
                                 y_range=Range1d(0, 1), tools="", toolbar_location=None, min_border_left=30)
         self.input_fig.multi_line(xs="xs", ys="ys", color="color", legend_field="channel", line_width=1.5,
                                   source=s["gate_inputs"])
@@ -458,7 +459,7 @@ class GateExplorer(Explorer):
     def _retention_figures(self) -> tuple[Any, Any]:
         """The retention of every unit (a heatmap) and of the chosen unit (a line, the chosen step marked)."""
         s = self.sources
-        ret_heat = self._heatmap("retention r_t (kept since the mark)", "retention", self.gate_mapper)
+        ret_heat = self._heatmap("retention rₜ (kept since the mark)", "retention", self.gate_mapper)
         ret_line = figure(width=WIDTH // 2, height=140, title="retention of the chosen unit", x_range=self.x_range,
                           y_range=(-0.03, 1.05), tools="", toolbar_location=None, min_border_left=30)
         ret_line.line(x="step", y="retention", source=s["retention_of_unit"], line_width=2,

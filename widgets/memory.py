@@ -497,7 +497,7 @@ class MemoryExplorer(Explorer):
         """Move the legend out of the plot: "right" keeps the plot's height (rows stay beside the memory's rows),
         "above" keeps its width (columns stay under the memory's columns)."""
         fig.add_layout(fig.legend[0], side)
-        fig.legend.update(orientation="horizontal" if side == "above" else "vertical", label_text_font_size="7pt",
+        fig.legend.update(orientation="horizontal" if side == "above" else "vertical", label_text_font_size="8pt",
                           padding=0, spacing=4, margin=0, glyph_width=10, glyph_height=10, label_standoff=2)
 
     def _over_time(self, title: str, column_name: str, mapper: LinearColorMapper, rows: str, width: int,
@@ -506,7 +506,7 @@ class MemoryExplorer(Explorer):
         fig = self._plain(title, width, height, grid=False, x_range=self.x_range, y_range=y_range)
         fig.image(image=column_name, x=0.5, y=-0.5, dw="T", dh=rows, source=self.sources["memory_over_time"],
                   color_mapper=mapper)
-        fig.add_layout(ColorBar(color_mapper=mapper, width=7, padding=2, major_label_text_font_size="7pt"), "right")
+        fig.add_layout(ColorBar(color_mapper=mapper, width=7, padding=2, major_label_text_font_size="8pt"), "right")
         fig.yaxis.axis_label = y_label
         fig.xaxis.ticker.min_interval = 1  # steps are whole numbers
         fig.yaxis.ticker.min_interval = 1
@@ -559,7 +559,7 @@ class MemoryExplorer(Explorer):
         self.input_mapper = LinearColorMapper(palette=INK)
         self.output_mapper = LinearColorMapper(palette=INK, nan_color="#d9e4f2")  # pale blue: nothing expected
         self.io_figs = {}
-        for name, title, mapper, rows in (("inputs", "input x_t (rows: channels)", self.input_mapper, "I"),
+        for name, title, mapper, rows in (("inputs", "input xₜ (rows: channels)", self.input_mapper, "I"),
                                           ("targets", "target (pale blue: nothing expected)", self.output_mapper, "O"),
                                           ("outputs", "model output", self.output_mapper, "O")):
             self.io_figs[name] = self._over_time(title, name, mapper, rows, WIDTH, 100, "channel",
@@ -567,23 +567,23 @@ class MemoryExplorer(Explorer):
 
         self.weight_mapper = LinearColorMapper(palette=Viridis256, low=0, high=1)
         slot_map = {"rows": "N", "width": WIDTH // 2, "height": 170, "y_label": "slot", "y_range": self.slot_range}
-        self.write_map = self._over_time("write weighting w^w_t (slots x steps)", "write", self.weight_mapper,
+        self.write_map = self._over_time("write weighting (slots × steps)", "write", self.weight_mapper,
                                          **slot_map)
-        self.read_maps = [self._over_time(f"read weighting w^r_t, head {r + 1}", f"read_{r}", self.weight_mapper,
+        self.read_maps = [self._over_time(f"read weighting, head {r + 1}", f"read_{r}", self.weight_mapper,
                                           **slot_map) for r in range(MAX_HEADS)]
-        self.usage_map = self._over_time("DNC usage u_t", "usage", self.weight_mapper, **slot_map)
-        self.alloc_map = self._over_time("DNC allocation a_t", "allocation", self.weight_mapper, **slot_map)
+        self.usage_map = self._over_time("DNC usage uₜ", "usage", self.weight_mapper, **slot_map)
+        self.alloc_map = self._over_time("DNC allocation aₜ", "allocation", self.weight_mapper, **slot_map)
 
     def _step_figures(self, R: int):
         """At the chosen step: the memory matrix, and the weightings as bars beside its rows."""
         s = self.sources
         self.memory_mapper = LinearColorMapper(palette=DIVERGING)
-        mem = self._plain("memory M_t (slots x width)", 260, 300, grid=False, x_range=self.col_range,
+        mem = self._plain("memory Mₜ (slots × width)", 260, 300, grid=False, x_range=self.col_range,
                           y_range=self.slot_range)
         mem.rect(x="col", y="slot", width=1, height=1, source=s["memory_at_step"], line_color=None, dilate=True,
                  fill_color={"field": "value", "transform": self.memory_mapper})
         mem.add_layout(ColorBar(color_mapper=self.memory_mapper, width=7, padding=2,
-                                major_label_text_font_size="7pt"), "right")
+                                major_label_text_font_size="8pt"), "right")
         mem.yaxis.axis_label = "slot"
         mem.xaxis.ticker.min_interval = mem.yaxis.ticker.min_interval = 1
         bars = self._plain("weightings at step t", 210, 300, y_range=self.slot_range, x_range=Range1d(0, 1.02))
@@ -596,7 +596,7 @@ class MemoryExplorer(Explorer):
     def _ntm_block(self, kind: str, mem):
         """NTM: the erase and add vectors under the memory's (``mem``'s) columns, and the write equation."""
         s = self.sources
-        erase_add = self._plain("erase e_t and add a_t (per column)", 260, 160, x_range=self.col_range,
+        erase_add = self._plain("erase eₜ and add aₜ (per column)", 260, 160, x_range=self.col_range,
                                 y_range=Range1d(-1.05, 1.05))
         erase_add.vbar(x=dodge("col", -0.2), top="erase", width=0.38, color="#7f7f7f",
                        legend_label="erase", source=s["erase_add_at_step"])
@@ -608,7 +608,7 @@ class MemoryExplorer(Explorer):
         erase_add.min_border_right = 36
         erase_add.add_layout(Span(location=0, dimension="width", line_color="#888888"))
         erase_add.xaxis.ticker.min_interval = 1
-        ntm_note = Div(text="Write: M_t(i) = M_{t-1}(i) [1 - w_t(i) e_t] + w_t(i) a_t (Graves et al. 2014, eqs. 3-4).",
+        ntm_note = Div(text="Write: Mₜ(i) = Mₜ₋₁(i) [1 − wₜ(i) eₜ] + wₜ(i) aₜ (Graves et al. 2014, eqs. 3-4).",
                        width=WIDTH - 260 - 2 * MARGIN, styles={"font-size": "85%", "color": "#555"})
         return row(erase_add, ntm_note, name="ntm_panels", visible=kind == "ntm")
 
@@ -623,17 +623,17 @@ class MemoryExplorer(Explorer):
         self._legend_outside(usage, "right")
         usage_bars = column(usage, visible=kind == "dnc", name="dnc_usage_panel")
         self.link_mapper = LinearColorMapper(palette=Viridis256, low=0, high=1)
-        link = self._plain("link L_t[i, j]: slot i written right after slot j", 330, 320, grid=False,
+        link = self._plain("link Lₜ[i, j]: slot i written right after slot j", 330, 320, grid=False,
                            x_range=Range1d(-0.5, N - 0.5), y_range=Range1d(-0.5, N - 0.5))
         link.rect(x="j", y="i", width=1, height=1, source=s["link_at_step"], line_color=None, dilate=True,
                   fill_color={"field": "value", "transform": self.link_mapper})
         link.add_layout(ColorBar(color_mapper=self.link_mapper, width=7, padding=2,
-                                 major_label_text_font_size="7pt"), "right")
+                                 major_label_text_font_size="8pt"), "right")
         link.xaxis.axis_label, link.yaxis.axis_label = "j (written before)", "i (written after)"
         link.xaxis.ticker.min_interval = link.yaxis.ticker.min_interval = 1
         self.link_fig = link
-        dnc_note = Div(text="The link matrix lets a read head step forward (w^f = L w^r) or backward "
-                            "(w^b = L<sup>T</sup> w^r) through the order of writing; usage frees slots that were "
+        dnc_note = Div(text="The link matrix lets a read head step forward (wᶠ = L wʳ) or backward "
+                            "(wᵇ = Lᵀ wʳ) through the order of writing; usage frees slots that were "
                             "read with a free gate near 1, and allocation points at the least-used slot "
                             "(Graves et al. 2016, Methods).", width=WIDTH - 330 - 2 * MARGIN,
                        styles={"font-size": "85%", "color": "#555"})
@@ -736,6 +736,11 @@ PIPELINE_RANGES = {"beta": (0.0, 20.0, 0.5), "g": (0.0, 1.0, 0.05), "shift": (-1
 MAX_PIPELINE_SLOTS = 32
 
 
+def _subscript(i: int) -> str:
+    """``i`` in Unicode subscript digits (a table's M₁₂): <sub> would shrink them under 10 px."""
+    return str(i).translate(str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉"))
+
+
 def shift_kernel(shift: float) -> np.ndarray:
     """The pipeline slider's shift in [-1, 1] -> a kernel over offsets -1, 0, +1 (widgets/js/addressing.js's twin).
 
@@ -836,19 +841,20 @@ class AddressingPipeline(Explorer):
         cell = "padding:0 4px;text-align:right"
         head = "".join(f'<th style="{cell}">{c}</th>' for c in range(data["memory"].shape[1]))
         rows = "".join(
-            f'<tr><th style="{cell}">M_{i}</th>' + "".join(f'<td style="{cell}">{v:+.2f}</td>' for v in slot)
+            f'<tr><th style="{cell}">M{_subscript(i)}</th>'
+            + "".join(f'<td style="{cell}">{v:+.2f}</td>' for v in slot)
             + "</tr>" for i, slot in enumerate(data["memory"])
         )
         key = (f'<tr style="border-top:1px solid #888"><th style="{cell}">k</th>'
                + "".join(f'<td style="{cell}"><b>{v:+.2f}</b></td>' for v in data["key"]) + "</tr>")
-        return (f'<table style="font-size:80%;border-collapse:collapse;font-family:monospace">'
+        return (f'<table style="font-size:90%;border-collapse:collapse;font-family:monospace">'
                 f'<tr><th></th>{head}</tr>{rows}{key}</table>')
 
     def build(self):
         s, data = self.sources, self.data
         N = data["memory"].shape[0]
-        titles = {"beta": "key strength beta", "g": "interpolation gate g",
-                  "shift": "shift s: -1 (one slot down) .. +1 (one slot up)", "gamma": "sharpening gamma"}
+        titles = {"beta": "key strength β", "g": "interpolation gate g",
+                  "shift": "shift s: -1 (one slot down) .. +1 (one slot up)", "gamma": "sharpening γ"}
         sliders = {}
         for name, value in zip(PIPELINE_DEFAULTS, data["settings"], strict=True):
             start, end, step = PIPELINE_RANGES[name]
@@ -868,7 +874,7 @@ class AddressingPipeline(Explorer):
             if before is not None:
                 fig.vbar(x=x, top=before[1], width=0.8, fill_alpha=0, line_color="#333333", line_dash="dashed",
                          source=s[before[0]], legend_label=before[2])
-                fig.legend.update(location="top_left", label_text_font_size="7pt", padding=1, margin=2,
+                fig.legend.update(location="top_left", label_text_font_size="8pt", padding=1, margin=2,
                                   background_fill_alpha=0.5, glyph_width=12)
             if x == "offset":
                 fig.xaxis.ticker = [-1, 0, 1]
@@ -879,19 +885,19 @@ class AddressingPipeline(Explorer):
             return fig
 
         table = Div(text=self.memory_table(data), width=240 - 2 * MARGIN, name="pipeline_memory")
-        similarity = bars("similarity K(k, M_i) (eq. 6)", "pipeline_inputs", "#888888", 260, field="similarity",
+        similarity = bars("similarity K(k, Mᵢ) (eq. 6)", "pipeline_inputs", "#888888", 260, field="similarity",
                           y_range=(-1.05, 1.05))
         similarity.add_layout(Span(location=0, dimension="width", line_color="#444444"))
         kernel = bars("shift kernel s", "pipeline_kernel", "#7570b3", 160, field="s", x="offset")
         half = WIDTH // 2
         stages = [
-            bars("1. content w^c = softmax(beta K) (eq. 5)", "pipeline_content", "#1b9e77", half),
-            bars("2. gated w^g = g w^c + (1 - g) w_{t-1} (eq. 7)", "pipeline_gated", "#d95f02", half,
-                 before=("pipeline_inputs", "previous", "w_{t-1}")),
-            bars("3. shifted w~ = w^g convolved with s (eq. 8)", "pipeline_shifted", "#7570b3", half,
-                 before=("pipeline_gated", "weight", "w^g")),
-            bars("4. sharpened w = w~^gamma / sum w~^gamma (eq. 9)", "pipeline_sharpened", "#e7298a", half,
-                 before=("pipeline_shifted", "weight", "w~")),
+            bars("1. content: wᶜ = softmax(β K) (eq. 5)", "pipeline_content", "#1b9e77", half),
+            bars("2. gate: wᵍ = g wᶜ + (1 − g) wₜ₋₁ (eq. 7)", "pipeline_gated", "#d95f02", half,
+                 before=("pipeline_inputs", "previous", "wₜ₋₁")),
+            bars("3. shift: w\u0303 = wᵍ convolved with s (eq. 8)", "pipeline_shifted", "#7570b3", half,
+                 before=("pipeline_gated", "weight", "wᵍ")),
+            bars("4. sharpen: wᵢ ∝ w\u0303ᵢ to the power γ (eq. 9)", "pipeline_sharpened", "#e7298a", half,
+                 before=("pipeline_shifted", "weight", "w\u0303")),
         ]
         callback = custom_js(
             "addressing", "addressing_pipeline", setup=s["pipeline_setup"], inputs=s["pipeline_inputs"],

@@ -173,8 +173,8 @@ function memoryText(pat, T, allowed, P, outside, padded) {
     `${fmtBytes(4 * p)} per head and sequence, against ${fmtBytes(4 * n * n)} for full attention.`;
   let note = "";
   if (pat === "linformer") {
-    note = `Linformer blocks no pair: E (k x n) mixes all n keys into k = ${P.k} slots, so the scores grow ` +
-      `as n k, and E and F add 2 k n = ${fmtInt(2 * P.k * n)} parameters.`;
+    note = `Linformer blocks no pair: E (k \u00d7 n) mixes all n keys into k = ${P.k} slots, so the ` +
+      `scores grow as n \u00d7 k, and E and F add 2 \u00d7 k \u00d7 n = ${fmtInt(2 * P.k * n)} parameters.`;
   } else if (pat === "causal") {
     note = "A dense kernel still computes all n\u00b2 scores and zeroes the future; only kernels that skip " +
       "blocked tiles save the other half.";

@@ -95,7 +95,7 @@ const pr = precisions[p], op = optimizers[o];
 caption.text = `<b>${esc(d.name[m])}</b> (${d.n_parameters[m]} weights), ${PREC_LABEL[pr] ?? pr}, ` +
   `${OPT_LABEL[op] ?? op}${c ? ", checkpointing" : ""}, batch ${B}, length ${T}: ` +
   `<b>${bytes(e.total)}</b> = ${parts}.<br><span style="color:#555">Estimated at batch ${b0} and lengths ` +
-  `${xs.join(", ")} (${how}); other batches: memlib's at_batch.</span>` +
+  `${xs.join(", ")} (${how}); other batches: scaled linearly from two measured batches.</span>` +
   (d.paths[m][p] ? `<br><span style="color:#555">Path: ${esc(d.paths[m][p].split("\n").join(" "))}</span>` : "");
 let rows = "";
 for (let i = 0; i < g.gpu.length; i++) {

@@ -52,5 +52,5 @@ const values = gates.map((g, k) => `${SYMBOL[kind][g]} ${rows[k][t].toFixed(2)}`
 const kept = t < m ? "(before the mark)" : r[t].toFixed(2);
 caption.text = `<b>${esc(d.variant[v])}</b>: step ${t + 1} of ${T}${token}, unit ${u}: ${values}<br>` +
   `Kept at step ${t + 1} of what unit ${u} held at the marked step ${m + 1}: ${kept}` +
-  ` (r_t = product of ${KEEP[kind]}_s since the mark). Half-life of unit ${u}: ${fmt(hl[u])};` +
+  ` (rₜ = ∏ ${KEEP[kind]}ₛ over the steps since the mark). Half-life of unit ${u}: ${fmt(hl[u])};` +
   ` median over ${H} units: ${fmt(med)}.`;
