@@ -13,7 +13,7 @@ of ``CONTROLLER`` LSTM units, input ``K + 2`` and output ``K``:
   print each model's parameters).
 
 Part 0 (fast, issue 22): at ``L = FAST_LENGTH``, ``N = SLOTS`` and each batch in ``FAST_BATCHES``, one run times,
-interleaved: the NTM and the DNC eager and fast (:func:`memlib.memory.fast_steps`: the step compiled by
+interleaved: the NTM and the DNC eager and fast (:func:`~memlib.memory.fast.fast_steps`: the step compiled by
 ``torch.compile``), the LSTM, the PyPI ``dnc`` package at the DNC's sizes where it is importable (an optional extra:
 ``pip install --no-deps dnc``; its copy output is ``K + 2`` wide, scored on the first ``K``), and an A/A control: the
 eager NTM timed twice as two variants. The A/A band is the widest per-repeat ratio of that pair; a ratio inside it is
