@@ -313,10 +313,15 @@ def _fast_row(batch_size: int, dev: torch.device, repeats: int) -> dict:
         ratios["dnc eager / dnc peer"] = ratio("dnc eager", "dnc peer")
         ratios["dnc fast / dnc peer"] = ratio("dnc fast", "dnc peer")
     within = {k: _within_noise(r, band) for k, r in ratios.items()}
+    targets = {  # issue 22's targets
+        "ntm fast at least 3x faster than eager": ratios["ntm fast / ntm eager"] <= 1 / 3,
+        "dnc fast at least 3x faster than eager": ratios["dnc fast / dnc eager"] <= 1 / 3,
+        "ntm fast at most 10x the lstm": ratios["ntm fast / lstm"] <= 10,
+    }
     return dict(
         B=batch_size, L=FAST_LENGTH, T=2 * FAST_LENGTH + 2, N=SLOTS, compiled=compiled,
         median_ms={m: statistics.median(s) * 1e3 for m, s in seconds.items()},
-        first_two_calls_s=first, compile_s=compile_s, ratios=ratios, aa_band=band, within_noise=within,
+        first_two_calls_s=first, compile_s=compile_s, ratios=ratios, aa_band=band, within_noise=within, targets=targets,
         seconds=seconds,
     )
 
@@ -340,6 +345,8 @@ def _fast_lines(rows: list[dict]) -> list[str]:
             lines.append(f"B={r['B']}  {name:<22}{value:>8.2f}x  {verdict}")
         lines.append(f"B={r['B']}  A/A band (max |ratio| of ntm eager against itself, per repeat): "
                      f"{1 / r['aa_band']:.2f}..{r['aa_band']:.2f}")
+        verdicts = ", ".join(f"{t} {'met' if ok else 'MISSED'}" for t, ok in r["targets"].items())
+        lines.append(f"B={r['B']}  targets: {verdicts}")
     return lines
 
 
@@ -359,19 +366,23 @@ def run(repeats: int, quick: bool = False, sections: Sequence[str] = SECTIONS) -
     memory_method = next((r["memory_method"] for r in length_rows + size_rows if r["memory_method"]), None)
 
     lines = [
-        f"memory: one training step on copy (forward over B={B} sequences of 2L+2 steps, K={BITS} bits, "
+        f"memory: one training step on copy (forward over B={B} sequences (part 0: B in {FAST_BATCHES}) of 2L+2 steps, "
+        f"K={BITS} bits, "
         f"BCE-with-logits on the last L outputs, backward); {dev}, torch {torch.__version__}, {threads} thread(s), "
         f"{repeats} interleaved repeats (median ms; ratios: median of per-repeat ratios); peak memory by "
-        f"{memory_method}",
+        f"{memory_method or 'nothing (part 0 times only)'}",
         f"ntm: LSTM controller {CONTROLLER}, W={NTM_SIZES['memory_width']}, R={NTM_SIZES['read_heads']}, "
         f"shifts +-{NTM_SIZES['shift_range']}; dnc: controller {CONTROLLER}, W={DNC_SIZES['memory_width']}, "
         f"R={DNC_SIZES['read_heads']}; lstm: memlib.LSTM {CONTROLLER} + linear readout (the controllers' width)",
         f"parameters at N={SLOTS}: " + ", ".join(f"{m} {n:,}" for m, n in params.items()),
         "",
         *(_fast_lines(fast_rows) + [""] if fast_rows else []),
-        f"copy length L (N={SLOTS})",
-        f"{'L':>4}{'T':>5}  {'model':<6}| {'ms':>9}{'seq/s':>9}{'MiB':>9} | {'t/lstm':>8}{'mem/lstm':>9}",
     ]
+    if length_rows:
+        lines += [
+            f"copy length L (N={SLOTS})",
+            f"{'L':>4}{'T':>5}  {'model':<6}| {'ms':>9}{'seq/s':>9}{'MiB':>9} | {'t/lstm':>8}{'mem/lstm':>9}",
+        ]
     for r in length_rows:
         for m in MODELS:
             lines.append(
@@ -379,22 +390,24 @@ def run(repeats: int, quick: bool = False, sections: Sequence[str] = SECTIONS) -
                 f"{_fmt(r['sequences_per_s'].get(m), '.1f'):>9}{_fmt(r['peak_mib'].get(m), '.1f'):>9} | "
                 f"{_fmt(r['time_ratio_to_lstm'].get(m), '.2f'):>8}{_fmt(r['memory_ratio_to_lstm'].get(m), '.2f'):>9}"
             )
-    lines += ["", f"memory size N (L={SIZE_LENGTH}, T={2 * SIZE_LENGTH + 2})"]
-    lines += _grid("time (median ms)", size_rows, "median_ms", ".1f") + [""]
-    lines += _grid("peak memory (MiB)", size_rows, "peak_mib", ".1f") + [""]
-    lines += [
-        "growth exponents: slope of log(value) on log(N), least squares over the sizes measured",
-        f"{'model':<8}{'time':>8}{'memory':>8}  sizes",
-    ]
-    for m in MEMORY_MODELS:
-        f = fits[m]
-        span = f"{f['sizes'][0]}..{f['sizes'][-1]}" if f["sizes"] else "--"
-        lines.append(f"{m:<8}{_fmt(f['time'], '.2f'):>8}{_fmt(f['memory'], '.2f'):>8}  {span}")
+    if size_rows:
+        lines += ["", f"memory size N (L={SIZE_LENGTH}, T={2 * SIZE_LENGTH + 2})"]
+        lines += _grid("time (median ms)", size_rows, "median_ms", ".1f") + [""]
+        lines += _grid("peak memory (MiB)", size_rows, "peak_mib", ".1f") + [""]
+        lines += [
+            "growth exponents: slope of log(value) on log(N), least squares over the sizes measured",
+            f"{'model':<8}{'time':>8}{'memory':>8}  sizes",
+        ]
+        for m in MEMORY_MODELS:
+            f = fits[m]
+            span = f"{f['sizes'][0]}..{f['sizes'][-1]}" if f["sizes"] else "--"
+            lines.append(f"{m:<8}{_fmt(f['time'], '.2f'):>8}{_fmt(f['memory'], '.2f'):>8}  {span}")
     skipped = [(f"L={r['L']}", m, why) for r in length_rows for m, why in r["skipped"].items()]
     skipped += [(f"N={r['N']}", m, why) for r in size_rows for m, why in r["skipped"].items()]
     if skipped:
         lines += ["", "skipped (--):"] + [f"  {m} at {at}: {why}" for at, m, why in skipped]
-    lines += ["", check_line]
+    if size_rows:
+        lines += ["", check_line]
 
     settings = dict(
         batch=B, bits=BITS, controller_size=CONTROLLER, ntm=NTM_SIZES, dnc=DNC_SIZES, lstm=dict(hidden=CONTROLLER),

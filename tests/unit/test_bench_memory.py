@@ -52,6 +52,7 @@ def test_memory_suite_measures_every_model(tiny, tmp_path, capsys):
         aa = row["seconds"]["ntm eager A/A"][0] / row["seconds"]["ntm eager"][0]
         assert row["ratios"]["ntm eager A/A"] == pytest.approx(aa) and row["within_noise"]["ntm eager A/A"]
     assert data["settings"]["peer"] is None
+    assert all(len(r["targets"]) == 3 for r in data["fast_rows"])
 
     assert [(r["L"], r["T"], r["N"]) for r in data["length_rows"]] == [(2, 6, 8), (3, 8, 8)]
     for row in data["length_rows"]:
@@ -76,8 +77,8 @@ def test_memory_suite_measures_every_model(tiny, tmp_path, capsys):
     assert data["machine"]["torch_threads"] >= 1
 
     printed = capsys.readouterr().out
-    for text in ("eager and fast", "no working compiler here", "A/A band", "ntm fast / lstm", "copy length L",
-                 "seq/s", "time (median ms)", "peak memory (MiB)", "growth exponents", "N=16",
+    for text in ("eager and fast", "no working compiler here", "A/A band", "ntm fast / lstm", "targets:",
+                 "copy length L", "seq/s", "time (median ms)", "peak memory (MiB)", "growth exponents", "N=16",
                  "DNC memory exponent in N > NTM's: measured"):
         assert text in printed, text
 
