@@ -38,11 +38,18 @@ ENV = "MEMLIB_FAST_MEMORY"
 # models in one process (a test suite, a benchmark) before dynamo gives up and runs eager.
 RECOMPILE_LIMIT = 64
 
-_enabled = os.environ.get(ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _switched_on(value: str | None) -> bool:
+    """Whether the environment variable's value turns the switch on: 1, true, yes or on (any case)."""
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+_enabled = _switched_on(os.environ.get(ENV))
 _compiler_ok: bool | None = None  # None: not probed yet
 
 
-class fast_steps:  # noqa: N801 - a switch read like a function call, as torch.set_grad_enabled
+class fast_steps:  # lower case: a switch read like a call, as torch.set_grad_enabled
     """Turn the compiled step of every memory model on (``True``) or off; as a ``with`` block, only inside it.
 
     >>> fast_steps(False)  # doctest: +ELLIPSIS
@@ -94,9 +101,9 @@ def _call(step: Callable[..., Any], *args: Any) -> Any:
     return step(*args)
 
 
-# One compiled function for every model: dynamo guards on the bound step (its module), so each model gets
-# its own graphs, and none of them is kept on the module.
-_compiled_call = torch.compile(_call, dynamic=False, fullgraph=True)
+# One compiled function for every model, made on first use: dynamo guards on the bound step (its module), so
+# each model gets its own graphs, and none of them is kept on the module.
+_compiled_call: Callable[..., Any] | None = None
 
 
 def step_function(step: Callable[..., Any]) -> Callable[..., Any]:
@@ -105,5 +112,8 @@ def step_function(step: Callable[..., Any]) -> Callable[..., Any]:
     """
     if not _enabled or tracing() or use_reference() or torch.compiler.is_compiling() or not _probe():
         return step
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    global _compiled_call
+    if _compiled_call is None:
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+        _compiled_call = torch.compile(_call, dynamic=False, fullgraph=True)
     return functools.partial(_compiled_call, step)

@@ -68,6 +68,7 @@ def test_without_a_compiler_the_switch_prints_one_line_and_runs_eager(monkeypatc
         raise RuntimeError("no C++ compiler found\nsecond line of the toolchain's error")
 
     monkeypatch.setattr(fast, "_compiler_ok", None)
+    monkeypatch.setattr(fast, "_compiled_call", None)
     monkeypatch.setattr(torch, "compile", broken)
     model = _make("ntm")
     with fast_steps(True):
@@ -102,3 +103,10 @@ def test_fast_steps_is_a_switch_and_a_block():
     assert not fast.enabled()
     with pytest.raises(TypeError, match="expected enabled as a bool, got int"):
         fast_steps(1)
+
+
+@pytest.mark.parametrize(
+    "value, on", [("1", True), ("true", True), (" ON ", True), ("0", False), ("", False), (None, False)]
+)
+def test_the_environment_variable_turns_the_switch_on(value, on):
+    assert fast._switched_on(value) is on
