@@ -683,11 +683,11 @@ class AttentionExplorer(Explorer):
                                              nan_color=BLOCKED)
         cell_tips = [("query", "@query"), ("key", "@key"), ("weight", "@weight{0.000}")]
         if self.cross:  # one map across the column: S keys wide, T query rows high (labels below take ~90 px)
-            self.weights_fig = self._map("cross-attention weights: query (row) x key", "attention_weights_view",
+            self.weights_fig = self._map("cross-attention weights: query (row) × key", "attention_weights_view",
                                          self.weights_mapper, cell_tips, WIDTH, min(max(16 * T, 48) + 130, WIDTH),
                                          S, T)
         else:
-            self.weights_fig = self._map("attention weights: query (row) x key", "attention_weights_view",
+            self.weights_fig = self._map("attention weights: query (row) × key", "attention_weights_view",
                                          self.weights_mapper, cell_tips, half, half + 30, T, T)
         self.mask_fig = self._map("inside the pattern (grey: blocked)", "attention_mask_view", self.mask_mapper,
                                   cell_tips, half, half + 30, T, T)
@@ -707,12 +707,12 @@ class AttentionExplorer(Explorer):
         has_lin = "linformer_weights" in data
         k = data["linformer_weights"].shape[2] if has_lin else 1
         self.lin_mapper = LinearColorMapper(palette=PALETTE, low=0, high=1)
-        lin_fig = self._map("Linformer: query x projected key", "attention_linformer_view", self.lin_mapper,
+        lin_fig = self._map("Linformer: query × projected key", "attention_linformer_view", self.lin_mapper,
                             [("query", "@query"), ("projected key", "@x"), ("weight", "@weight{0.000}")],
                             half, half // 2 + 40, k, T)
         self._token_axes(lin_fig, T, x=False)
         proj_mapper = LinearColorMapper(palette=list(reversed(RdBu11)), low=-1, high=1)
-        proj_fig = self._map("E: projected key x token", "attention_projection_view", proj_mapper,
+        proj_fig = self._map("E: projected key × token", "attention_projection_view", proj_mapper,
                              [("projected key", "@y"), ("token", "@key"), ("E", "@value{0.000}")],
                              half, half // 2 + 40, T, k, fill="value")
         self._token_axes(proj_fig, T, y=False)

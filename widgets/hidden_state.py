@@ -86,7 +86,7 @@ class HiddenStateExplorer(Explorer):
         self.mapper = LinearColorMapper(palette=list(reversed(RdBu11)), low=-bound, high=bound)
 
         heat = figure(
-            height=230, width=650, title="Hidden state h_t (rows: units, columns: steps)",
+            height=230, width=650, title="Hidden state hₜ (rows: units, columns: steps)",
             x_axis_label="step t", y_axis_label="unit", tools="", toolbar_location=None,
         )
         heat.image(image="image", x="x", y=0, dw="dw", dh="dh", source=s["hidden_grid"], color_mapper=self.mapper)
@@ -95,13 +95,13 @@ class HiddenStateExplorer(Explorer):
         heat.add_layout(self.span)
 
         bars = figure(
-            height=200, width=330, title="h_t at the chosen step", x_axis_label="unit",
+            height=200, width=330, title="hₜ at the chosen step", x_axis_label="unit",
             y_range=(-1.05, 1.05), tools="", toolbar_location=None,
         )
         bars.vbar(x="unit", top="value", width=0.8, source=s["hidden_state_at_step"], color="#4c72b0")
 
         answer = figure(
-            height=200, width=340, title="Running answer (readout of h_t) vs target",
+            height=200, width=340, title="Running answer (readout of hₜ) vs target",
             x_axis_label="step t", tools="", toolbar_location=None,
         )
         answer.step(x="step", y="target", source=s["running_answer"], mode="center", color="#888888",
