@@ -9,12 +9,14 @@ import ipywidgets
 import numpy as np
 import pytest
 import torch
-from bokeh.models import ColumnDataSource, CustomJS, Select, Slider
+from bokeh.models import Column, ColumnDataSource, CustomJS, Row, Select, Slider
 from jsparity import run_callback
 
 import memlib
 from memlib.attention import causal_mask
 from widgets.attention import (
+    AXIS_FRAME_PX,
+    LABEL_PX,
     PATTERNS,
     AttentionExplorer,
     PatternParams,
@@ -334,6 +336,50 @@ def test_page_weight_at_the_largest_size():
     T = 48
     explorer = AttentionExplorer(AttentionExplorer.prepare(softmax_maps(4, 4, T), [f"t{i}" for i in range(T)]))
     assert len(explorer.static_html()) < 600_000
+
+
+def shown_width(model) -> int:
+    """Width a Bokeh model takes as shown: a row adds its visible children, a column takes the widest."""
+    if isinstance(model, Row | Column):
+        shown = [c for c in model.children if c.visible]
+        inner = sum(map(shown_width, shown)) if isinstance(model, Row) else max(map(shown_width, shown), default=0)
+        margin = model.margin or 0
+    else:
+        assert model.width is not None, f"{type(model).__name__} {model.name!r} has no fixed width"
+        inner, margin = model.width, model.margin or 0
+    return inner + (2 * margin if isinstance(margin, int) else margin[1] + margin[3])
+
+
+@pytest.mark.parametrize("pattern", ["full", "bigbird", "linformer", "cross"])
+def test_the_layout_fits_the_books_column(pattern):
+    T = 48
+    tokens = [f"t{i}" for i in range(T)]
+    if pattern == "cross":
+        weights = softmax_maps(1, 2, T)[..., :30]
+        data = AttentionExplorer.prepare(weights / weights.sum(-1, keepdims=True), tokens,
+                                         key_tokens=[f"k{i}" for i in range(30)])
+        explorer = AttentionExplorer(data)
+    else:
+        data = AttentionExplorer.prepare(softmax_maps(1, 2, T), tokens, linformer_weights=linformer_maps(H=2, T=T),
+                                         projection=np.random.default_rng(2).normal(size=(4, T)))
+        explorer = AttentionExplorer(data, pattern=pattern)
+    assert shown_width(explorer.layout) <= 680, shown_width(explorer.layout)  # the book's column is 688 px
+
+
+@pytest.mark.parametrize("T", [10, 24, 48])
+def test_token_labels_are_thinned_so_they_never_collide(T):
+    explorer = AttentionExplorer(AttentionExplorer.prepare(softmax_maps(1, 2, T), [f"t{i}" for i in range(T)]))
+    explorer.layout  # noqa: B018 (the figures are made with the layout)
+    for fig in (explorer.weights_fig, explorer.mask_fig, explorer.row_fig):
+        for axis, length in ((fig.xaxis, fig.width), (fig.yaxis, fig.height)):
+            ticks = axis[0].ticker.ticks if hasattr(axis[0].ticker, "ticks") else None
+            if not axis[0].major_label_overrides:
+                continue  # a value axis (the bars' weights)
+            step = ticks[1] - ticks[0] if len(ticks) > 1 else 1
+            assert ticks == list(range(0, T, step))
+            assert (length - AXIS_FRAME_PX) / T * step >= LABEL_PX, (fig.title.text, T, step)
+    if T == 10:  # few tokens: every one labelled
+        assert explorer.weights_fig.xaxis[0].ticker.ticks == list(range(10))
 
 
 def test_bigbird_start_and_a_block_size_the_sentence_cannot_have():

@@ -174,6 +174,7 @@ def test_layout_names_its_models_and_shares_one_customjs(explorer):
     slider = layout.select_one({"name": "budget_length"})
     assert (slider.start, slider.end, slider.value) == (4, 16, 8)
     assert "<b>Transformer</b>" in explorer.caption.text and "batch 64, length 8" in explorer.caption.text
+    assert "other batches: scaled linearly from two measured batches" in explorer.caption.text  # not memlib's API
 
 
 def _widths(obj):

@@ -6,8 +6,9 @@ import ipywidgets
 import numpy as np
 import pytest
 import torch
-from bokeh.models import ColumnDataSource, CustomJS, Select, Slider
+from bokeh.models import ColumnDataSource, CustomJS, Plot, Select, Slider
 from jsparity import run_callback
+from test_memory_explorer import footprint
 
 import memlib
 from memlib.tasks.sequences import adding_batch
@@ -291,6 +292,18 @@ def test_layout_names_its_models(explorer):
     for name in ("gates_at_time", "unit_over_time", "retention_of_unit", "gate_variants"):
         assert explorer.layout.select_one({"name": name}) is explorer.sources[name]
         assert isinstance(explorer.sources[name], ColumnDataSource)
+
+
+def test_the_step_and_unit_sliders_stand_apart_and_fit_the_books_column(explorer):
+    time = explorer.layout.select_one({"name": "gate_time_slider"})
+    assert time.margin[1] >= 30  # touching the unit slider, the two read as one range slider
+    assert footprint(explorer.layout) <= 680, footprint(explorer.layout)  # the book's column is 688 px
+
+
+def test_titles_use_unicode_not_pseudo_tex(explorer):
+    titles = [m.title.text for m in explorer.layout.select({"type": Plot})]
+    assert "forget gate f\u209c" in titles and "input x\u209c" in titles
+    assert not [t for t in titles if "_t" in t or "^" in t], titles
 
 
 def test_sliders_and_select_share_one_customjs(explorer):
