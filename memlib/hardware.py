@@ -685,11 +685,6 @@ def usable_memory(device: str | GPU, reserve: float = DEFAULT_RESERVE, *, where:
     return int(gpu(device).memory * (1 - reserve))
 
 
-def _usable(where: str, device: str | GPU, reserve: float) -> int:
-    """Deprecated alias of :func:`usable_memory`, kept until ``widgets/budget.py`` switches."""
-    return usable_memory(device, reserve, where=where)
-
-
 def fits(estimate: MemoryEstimate, device: str | GPU, reserve: float = DEFAULT_RESERVE) -> bool:
     """Whether ``estimate.total`` fits in the GPU's memory less the ``reserve`` fraction.
 

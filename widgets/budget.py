@@ -285,13 +285,13 @@ class GPUInfo(NamedTuple):
 
 def gpu_table(gpus: Sequence[str], reserve: float) -> list[GPUInfo]:
     """The catalogue's GPUs by name, with the memory usable after ``reserve`` and the RAM rule."""
-    from memlib.hardware import _usable, gpu, recommended_ram
+    from memlib.hardware import gpu, recommended_ram, usable_memory
 
     out = []
     for name in gpus:
         g = gpu(name)
         ram = recommended_ram(g)
-        out.append(GPUInfo(g.name, g.memory, _usable("MemoryBudgetExplorer", g, reserve), ram.minimum,
+        out.append(GPUInfo(g.name, g.memory, usable_memory(g, reserve, where="MemoryBudgetExplorer"), ram.minimum,
                            ram.recommended))
     return out
 
