@@ -68,7 +68,7 @@ def test_without_a_compiler_the_switch_prints_one_line_and_runs_eager(monkeypatc
         raise RuntimeError("no C++ compiler found\nsecond line of the toolchain's error")
 
     monkeypatch.setattr(fast, "_compiler_ok", None)
-    monkeypatch.setattr(fast, "_compiled_call", None)
+    monkeypatch.setattr(fast, "_compiled_calls", {})
     monkeypatch.setattr(torch, "compile", broken)
     model = _make("ntm")
     with fast_steps(True):
