@@ -15,7 +15,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 # Times each stage of `make test` (bash's time keyword prints to stderr).
 TIMEFORMAT := %R s
 
-.PHONY: setup book lab notebooks test test-gpu lint unit portable chapters build-book browser bench check-chromium clean \
+.PHONY: setup book lab notebooks test test-gpu test-slow lint unit portable chapters build-book browser bench check-chromium clean \
 	unit-gpu chapters-gpu
 
 setup: $(INSTALLED) $(VENDORED) $(VOILA_TEMPLATE)
@@ -82,7 +82,7 @@ lint:
 
 # The unit tests, then every docstring example of memlib and widgets as a doctest (the API reference shows them).
 unit:
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q -m "not slow" tests/unit
 	$(BIN)/pytest -q -p no:cacheprovider --doctest-modules memlib widgets --ignore=memlib/bench/__main__.py
 
 # Every page executed once by papermill in quick mode, then nbval's comparison of the cells tagged
@@ -113,6 +113,10 @@ unit-gpu:
 
 chapters-gpu:
 	BOOK_QUICK=1 BOOK_DEVICE=cuda $(BIN)/pytest -q tests/chapters/test_papermill.py -k test_page_runs_in_quick_mode
+
+# The compiled-step parity tests of the DNC, MANN and NSM (torch.compile: a minute or more each, cold).
+test-slow: setup
+	$(BIN)/pytest -q -m slow tests/unit
 
 build-book:
 	rm -rf _build
