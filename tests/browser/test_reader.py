@@ -26,14 +26,7 @@ MIN_TEXT_PX = 10
 MIN_CONTRAST = 4.5  # WCAG AA for text
 # Text under 10 px that CSS cannot reach (Bokeh draws it in shadow DOM at sizes its Python sets).
 # Each page here must still show small text: once the fix lands the test fails until the entry goes.
-SMALL_TEXT_FIXED_IN_PYTHON = {
-    "book/ch03_external_memory": "widgets/memory.py: the addressing table at font-size 80%, legends at 7pt",
-    "book/ch11_mann_dnc": "widgets/memory.py: legends at 7pt",
-    "book/ch04_healthcare": "code cell 19: fig.legend.label_text_font_size = '7pt' (needs a re-run)",
-    "book/ch11_attention_rnn": "code cell 17: fig.legend.label_text_font_size = '7pt' (needs a re-run)",
-    "book/ch12_efficient_transformers": "code cell 9: fig.legend.label_text_font_size = '7pt' (needs a re-run)",
-    "book/ch12_transformer_xl": "code cell 24: fig.legend.label_text_font_size = '7pt' (needs a re-run)",
-}
+SMALL_TEXT_FIXED_IN_PYTHON: dict[str, str] = {}
 SCAFFOLDING = ("NBVAL", "nbval-", "injected-parameters", "BOOK_QUICK", "BOOK_LIVE", "quick mode: ")
 # A TeX command, or a $...$ span holding TeX syntax, left as text.
 RAW_TEX = re.compile(r"\\(?:[a-zA-Z]{2,}|[{}])|\$[^$\n]{0,80}[\\^_{][^$\n]{0,80}\$")
