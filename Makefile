@@ -8,6 +8,7 @@ PY := $(BIN)/python
 SITE = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 INSTALLED := $(VENV)/.installed
 VENDORED := _vendor/.vendored
+VOILA_TEMPLATE := $(VENV)/share/jupyter/voila/templates/book/index.html.j2
 HTML := _build/html
 # OpenMP threads that spin while waiting make torch 10-100x slower when the cores are shared;
 # passive waiting costs little when they are not.
@@ -33,7 +34,6 @@ $(INSTALLED): requirements.txt pyproject.toml
 
 # The book's Voila template (widgets/voila/book: Voila's lab template without its Font Awesome CDN links), where
 # Voila finds templates; voila.json at the root selects it and culls the kernels of closed pages.
-VOILA_TEMPLATE := $(VENV)/share/jupyter/voila/templates/book/index.html.j2
 $(VOILA_TEMPLATE): widgets/voila/book/index.html.j2 widgets/voila/book/conf.json $(INSTALLED)
 	rm -rf $(dir $@) && mkdir -p $(dir $@) && cp widgets/voila/book/* $(dir $@)
 
