@@ -96,18 +96,24 @@ def browser():
         context.close()
 
 
-def open_logged(context, url: str, log: PageLog, wait_until: str = "load"):
-    """A new page in ``context`` that records problems into ``log`` and blocks non-local requests."""
+def open_logged(context, url: str, log: PageLog, wait_until: str = "load", route: bool = True):
+    """A new page in ``context`` that records problems into ``log`` and blocks non-local requests.
+
+    ``route=False`` blocks them without routing (which turns Chromium's cache off): FLAGS let no host but this
+    one resolve, so such a request fails, and it is recorded as it leaves."""
     page = context.new_page()
 
-    def route(r):
+    def block(r):
         if is_local(r.request.url):
             r.continue_()
         else:
             log.blocked.append(r.request.url)
             r.abort()
 
-    page.route("**/*", route)
+    if route:
+        page.route("**/*", block)
+    else:
+        page.on("request", lambda req: not is_local(req.url) and log.blocked.append(req.url))
     page.on("pageerror", lambda exc: log.errors.append(str(exc)))
     page.on("console", lambda msg: msg.type == "error" and log.console.append(msg.text))
     page.on("requestfailed", lambda req: req.url not in log.blocked and log.failed.append(req.url))

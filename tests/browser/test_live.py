@@ -12,6 +12,7 @@ has RENDER_S to show the widgets, and the explorer must answer its input as befo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -141,14 +142,21 @@ class Voila:
             self.proc.wait()
 
 
-@pytest.fixture
-def voila(tmp_path):
-    server = Voila(NOTEBOOK, tmp_path / "voila.log")
+@contextlib.contextmanager
+def serving(notebook: str, log: Path):
+    """A Voila server for ``notebook``, answering, and stopped afterwards."""
+    server = Voila(notebook, log)
     try:
         server.wait_until_serving()
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def voila(tmp_path):
+    with serving(NOTEBOOK, tmp_path / "voila.log") as server:
+        yield server
 
 
 def wait_for_execution(page, voila: Voila, cap_s: float = VOILA_CAP_S) -> dict:

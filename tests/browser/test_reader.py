@@ -18,7 +18,7 @@ import re
 
 import pytest
 
-from tests.browser.conftest import PageLog, is_local
+from tests.browser.conftest import PageLog, open_logged
 from tests.chapters.pages import toc_files
 
 PAGES = toc_files()
@@ -181,18 +181,6 @@ _DARK_CONTROLS = """
 """
 
 
-def _open(context, url: str, wait_until: str = "load"):
-    log = PageLog()
-    page = context.new_page()
-    page.on("request", lambda req: not is_local(req.url) and log.blocked.append(req.url))
-    page.on("pageerror", lambda exc: log.errors.append(str(exc)))
-    page.on("console", lambda msg: msg.type == "error" and log.console.append(msg.text))
-    page.on("requestfailed", lambda req: is_local(req.url) and log.failed.append(req.url))
-    page.on("response", lambda resp: resp.status >= 400 and log.failed.append(f"{resp.status} {resp.url}"))
-    page.goto(url, wait_until=wait_until)
-    return page, log
-
-
 @pytest.fixture(scope="module")
 def pages(browser, book_url):
     """Pages in reading order, each opened while the one before it is checked (two load at once).
@@ -206,7 +194,8 @@ def pages(browser, book_url):
         at = PAGES.index(name)
         for ahead in PAGES[at : at + 2]:
             if ahead not in opened:
-                opened[ahead] = _open(browser, f"{book_url}/{ahead}.html", wait_until="commit")
+                log = PageLog()
+                opened[ahead] = open_logged(browser, f"{book_url}/{ahead}.html", log, "commit", route=False), log
         return opened.pop(name)
 
     yield get

@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from tests.browser.conftest import SHOTS, PageLog, open_logged, screenshot
-from tests.browser.test_live import ROOT, Voila, wait_for_execution
+from tests.browser.test_live import ROOT, Voila, serving, wait_for_execution
 
 NOTEBOOK = "tests/browser/seven_explorers.ipynb"
 LOADS = 5
@@ -86,12 +86,8 @@ def _wait(check, seconds: float, poll: float = 0.25):
 
 @pytest.fixture
 def voila(tmp_path):
-    server = Voila(NOTEBOOK, tmp_path / "voila.log")
-    try:
-        server.wait_until_serving()
+    with serving(NOTEBOOK, tmp_path / "voila.log") as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _load(page, server: Voila, first: bool) -> dict:
