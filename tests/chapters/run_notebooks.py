@@ -3,7 +3,8 @@
 Usage: python -m tests.chapters.run_notebooks [NOTEBOOK ...]   (default: every notebook page)
 
 Each notebook is executed into a temporary file and moved over the original only when it ran to
-the end, so a failing chapter keeps its previous outputs.
+the end, so a failing chapter keeps its previous outputs. The ledger page (book/article_checked.ipynb,
+every claim box of the pages in one table) is executed last, whenever another page was re-run.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pathlib import Path
 import nbformat
 import papermill
 
-from tests.chapters.pages import notebook_pages
+from tests.chapters.pages import ROOT, notebook_pages
+
+LEDGER = ROOT / "book" / "article_checked.ipynb"
 
 
 def execute_full(path: Path) -> float:
@@ -44,7 +47,9 @@ def execute_full(path: Path) -> float:
 
 
 def main(argv: list[str]) -> int:
-    targets = [Path(a) for a in argv if a.endswith(".ipynb")] or notebook_pages()
+    targets = [Path(a).resolve() for a in argv if a.endswith(".ipynb")] or notebook_pages()
+    if any(path != LEDGER for path in targets):  # the ledger reads the pages' outputs: last, and once
+        targets = [path for path in targets if path != LEDGER] + [LEDGER]
     for path in targets:
         seconds = execute_full(path)
         print(f"{path}: {seconds:.1f} s, {path.stat().st_size / 1e3:.0f} kB")
