@@ -468,12 +468,14 @@ def box_html(claim: Claim, record: Mapping[str, Any]) -> str:
     decided = []
     for part in record["parts"].values():
         est = Estimate(part["value"], part["low"], part["high"], part["basis"])
-        decided.append(f"{html.escape(part['criterion'])}: measured {html.escape(est.text())}"
-                       + (f" ({LABELS[part['verdict']].lower()})" if len(record["parts"]) > 1 else ""))
+        label = f" ({LABELS[part['verdict']].lower()})" if len(record["parts"]) > 1 else ""
+        decided.append(f"{html.escape(part['criterion'])}; measured {html.escape(est.text())}{label}")
     if record["reason"] and verdict == "inconclusive":
         decided.append(html.escape(record["reason"]))
-    criterion = (f'<p class="claim-criterion" style="margin:0.4em 0 0 0;font-size:0.9em">'
-                 f'<b>Criterion, fixed before measuring.</b> {"; ".join(decided)}.</p>') if decided else ""
+    criterion = (
+        '<p class="claim-criterion" style="margin:0.4em 0 0 0;font-size:0.9em">'
+        f'<b>Criterion, fixed before measuring:</b> {". ".join(decided)}.</p>'
+    ) if decided else ""
     return (
         f'<div class="claim-check" data-claim-id="{html.escape(claim.id)}" data-verdict="{verdict}" '
         f'style="border-left:4px solid {line};background:{fill};padding:0.6em 1em;margin:1em 0;border-radius:4px">'

@@ -76,7 +76,7 @@ def test_the_record_is_json_and_the_box_says_what_decided():
     assert record["id"] == "t" and record["verdict"] == "holds" and record["conditions"]["device"] == "cpu"
     html = claims.box_html(_claim(), record)
     assert 'data-verdict="holds"' in html and "Holds." in html
-    assert "holds if m &gt;= 0.9, in part if &gt;= 0.5: measured 0.93 [0.91, 0.97] (3 seeds: min..max)" in html
+    assert "holds if m &gt;= 0.9, in part if &gt;= 0.5; measured 0.93 [0.91, 0.97] (3 seeds: min..max)" in html
 
 
 def test_not_tested_has_its_reason_in_the_box():
