@@ -12,8 +12,23 @@ are modules: ``memlib.tasks`` (data), ``memlib.compress``, ``memlib.interpret``,
 torch.Size([5, 2, 8])
 """
 
-from memlib import biology, compress, hardware, interpret, lifelong, neuromorphic, profiling, tasks, validate
-from memlib.advise import Advice, Candidate, advise
+from inspect import signature as _signature
+from types import ModuleType as _ModuleType
+
+from memlib import (
+    advise,
+    biology,
+    compress,
+    hardware,
+    interpret,
+    lifelong,
+    neuromorphic,
+    profiling,
+    tasks,
+    tracing,
+    validate,
+)
+from memlib.advise import Advice, Candidate
 from memlib.attention import (
     AdditiveAttention,
     LocalAttention,
@@ -59,7 +74,7 @@ from memlib.memory import (
 )
 from memlib.profiling import peak_memory, time_call
 from memlib.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
-from memlib.tracing import Trace, record, reference_path, trace, tracing
+from memlib.tracing import Trace, record, reference_path, trace
 from memlib.train import FitResult, device, fit, save_checkpoint, seed_everything, train_classifier
 from memlib.transformer import (
     CausalLM,
@@ -72,6 +87,32 @@ from memlib.transformer import (
     TransformerXLLayer,
     sinusoidal_encoding,
 )
+
+
+class _CallableModule(_ModuleType):
+    """A module that also runs its namesake function: ``memlib.advise(...)`` is ``memlib.advise.advise(...)``.
+
+    ``memlib.advise`` and ``memlib.tracing`` are both a module and that module's main function. Binding the
+    function to the package's attribute hid the module (``import memlib.advise as m`` gave the function, and
+    ``memlib.advise.load_table`` failed); the module, made callable, serves both uses.
+
+    >>> import memlib
+    >>> memlib.tracing()  # runs memlib.tracing.tracing
+    False
+    >>> memlib.advise.load_table.__module__  # and is still the module
+    'memlib.advise'
+    >>> list(_signature(memlib.advise).parameters)[:2]  # the function's signature, for help() and the API pages
+    ['seq_len', 'dependency_range']
+    """
+
+    def __call__(self, *args, **kwargs):
+        return getattr(self, self.__name__.rpartition(".")[2])(*args, **kwargs)
+
+
+for _module in (advise, tracing):
+    _module.__class__ = _CallableModule
+    _module.__signature__ = _signature(getattr(_module, _module.__name__.rpartition(".")[2]))
+del _module
 
 # Grouped as the book meets them; the reference pages (book/api/) follow the same groups.
 __all__ = [
@@ -146,11 +187,11 @@ __all__ = [
     # tracing
     "trace",
     "Trace",
-    "tracing",
+    "tracing",  # the module, callable as its function tracing() (see _CallableModule)
     "record",
     "reference_path",
     # advice
-    "advise",
+    "advise",  # the module, callable as its function advise()
     "Advice",
     "Candidate",
     # modules
