@@ -59,6 +59,7 @@ __all__ = [
     "noise_band",
     "not_tested",
     "over_seeds",
+    "target_met",
     "time_ratio",
     "verdict_of",
     "within_noise",
@@ -161,6 +162,21 @@ def within_noise(ratio: float, band: float) -> bool:
     (True, False)
     """
     return abs(math.log(ratio)) <= math.log(band) * (1 + 1e-9)  # the A/A ratio that set the band is inside it
+
+
+def target_met(ratio: float, band: float, limit: float) -> str:
+    """A timing target ``ratio <= limit`` judged against the A/A ``band``: ``"met"`` where the ratio is within the
+    limit even when widened by the band, ``"missed"`` where it is over the limit even when narrowed by it, else
+    ``"within noise"``. The bench suites judge their targets with this; pages use :func:`check`.
+
+    >>> target_met(0.9, 1.05, 1.1), target_met(1.3, 1.05, 1.1), target_met(1.15, 1.2, 1.1)
+    ('met', 'missed', 'within noise')
+    """
+    if not (is_number(band) and band >= 1):
+        fail("target_met", "band as a factor >= 1 (from noise_band)", repr(band))
+    ratio = _finite("target_met", "ratio", ratio)
+    verdict = verdict_of(at_most(limit), Estimate(ratio, ratio / band, ratio * band, f"A/A band x{band:.2f}"))
+    return {"holds": "met", "fails": "missed"}.get(verdict, "within noise")
 
 
 def interleaved_seconds(

@@ -50,6 +50,7 @@ from torch import nn
 import memlib.compress as C
 from memlib import capability
 from memlib.bench import Report, torch_threads
+from memlib.claims import noise_band, target_met
 from memlib.hybrid import SequenceClassifier
 from memlib.profiling import native_stderr_silenced, peak_memory, time_call
 from memlib.train import fit, seed_everything
@@ -304,11 +305,14 @@ def _measure_training(deep: dict, long: dict, repeats: int) -> list[dict]:
     by_model: dict[str, list[int]] = {}
     for k, v in enumerate(variants):
         by_model.setdefault(v["model"], []).append(k)
+    aa: dict[str, list[float]] = {model: [] for model in by_model}  # each model's first variant timed twice
     for i in range(repeats):
-        for ks in by_model.values():  # the variants of one model interleaved, in a rotating order
-            for k in ks[i % len(ks) :] + ks[: i % len(ks)]:
-                variants[k]["clear"]()
-                seconds[k].append(time_call(variants[k]["step"]))
+        for model, ks in by_model.items():  # the variants of one model interleaved, in a rotating order
+            timed = [*ks, None]  # None: the A/A control, the first variant again
+            for k in timed[i % len(timed) :] + timed[: i % len(timed)]:
+                v = variants[ks[0] if k is None else k]
+                v["clear"]()
+                (aa[model] if k is None else seconds[k]).append(time_call(v["step"]))
     rows = []
     for k, v in enumerate(variants):
         first = by_model[v["model"]][0]
@@ -323,6 +327,7 @@ def _measure_training(deep: dict, long: dict, repeats: int) -> list[dict]:
                 step_peak_mib=peak / 2**20,
                 memory_method=method,
                 activation_mib=_kept_after_forward(v["forward"]) / 2**20,
+                aa_band=noise_band(aa[v["model"]], seconds[first]),
                 seconds=seconds[k],
             )
         )
@@ -338,37 +343,41 @@ def _measure_training(deep: dict, long: dict, repeats: int) -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _verdicts(model_rows: list[dict], train_rows: list[dict], deep: dict) -> tuple[dict[str, bool], list[str]]:
+def _verdicts(model_rows: list[dict], train_rows: list[dict], deep: dict) -> tuple[dict[str, str], list[str]]:
+    """Each target: "met", "missed", or (a time limit inside the A/A band) "within noise"; and the lines."""
     def find(model: str, technique: str) -> dict:
         return next(r for r in model_rows if r["model"] == model and r["technique"] == technique)
 
     verdicts, lines = {}, []
     ck = next(r for r in train_rows if r["variant"] == "checkpointed")
-    met = ck["activation_ratio"] >= TARGETS["checkpoint_memory"] and ck["time_ratio"] <= TARGETS["checkpoint_time"]
+    # memory is counted, time is judged against the A/A band: met, missed, or within noise
+    timing = target_met(ck["time_ratio"], ck["aa_band"], TARGETS["checkpoint_time"])
+    met = "missed" if ck["activation_ratio"] < TARGETS["checkpoint_memory"] else timing
     verdicts["checkpointing"] = met
     lines.append(
         f"target checkpointing ({deep['layers']} layers): activations cut >= {TARGETS['checkpoint_memory']:g}x for "
         f"<= {TARGETS['checkpoint_time']:g}x time: {ck['activation_ratio']:.1f}x less (step peak "
-        f"{ck['peak_ratio']:.1f}x less) for {ck['time_ratio']:.2f}x time, {'met' if met else 'MISSED'}"
+        f"{ck['peak_ratio']:.1f}x less) for {ck['time_ratio']:.2f}x time (A/A band x{ck['aa_band']:.2f}), "
+        f"{met.upper() if met == 'missed' else met}"
     )
     lf, lq = find("lstm", "float32"), find("lstm", "int8 dynamic")
     size = lf["disk_bytes"] / lq["disk_bytes"]
     drop = lf["accuracy"] - lq["accuracy"]
-    met = size >= TARGETS["quantized_size"] and drop <= TARGETS["quantized_points"]
+    met = "met" if size >= TARGETS["quantized_size"] and drop <= TARGETS["quantized_points"] else "missed"
     verdicts["dynamic_quantization"] = met
     lines.append(
         f"target int8 dynamic LSTM: >= {TARGETS['quantized_size']:g}x smaller, accuracy within "
         f"{TARGETS['quantized_points']:g} point: {size:.2f}x smaller, {lf['accuracy']:.2f}% -> {lq['accuracy']:.2f}%, "
-        f"{'met' if met else 'MISSED'}"
+        f"{met.upper() if met == 'missed' else met}"
     )
     base = find("mlp", "float32 (baseline)")
     pruned = find("mlp", f"prune {PRUNE_AMOUNT:.0%} L1 + fine-tune")
     drop = base["accuracy"] - pruned["accuracy"]
-    met = drop <= TARGETS["pruned_points"]
+    met = "met" if drop <= TARGETS["pruned_points"] else "missed"
     verdicts["pruning"] = met
     lines.append(
         f"target {PRUNE_AMOUNT:.0%} unstructured pruning + fine-tune within {TARGETS['pruned_points']:g} point: "
-        f"{base['accuracy']:.2f}% -> {pruned['accuracy']:.2f}%, {'met' if met else 'MISSED'}"
+        f"{base['accuracy']:.2f}% -> {pruned['accuracy']:.2f}%, {met.upper() if met == 'missed' else met}"
     )
     return verdicts, lines
 

@@ -30,7 +30,19 @@ def test_recurrent_suite_measures_three_paths(monkeypatch, tmp_path, capsys):
         assert set(row["median_ms"]) == {"torch", "fused", "reference"}
         assert all(len(v) == 2 for v in row["seconds"].values())
         assert all(v > 0 for v in row["peak_mib"].values())
+        assert row["aa_band"] >= 1  # torch.nn timed against itself in the same run
     assert "lstm" in capsys.readouterr().out
+
+
+def test_recurrent_targets_are_judged_against_the_a_a_band(monkeypatch, tmp_path):
+    monkeypatch.setattr(recurrent, "QUICK_STEPS", (5,))
+    monkeypatch.setattr(recurrent, "QUICK_WIDTHS", (8,))
+    monkeypatch.setattr(recurrent, "TARGET", dict(T=5, H=8, fused=1.1, reference=4.0))
+    out = tmp_path / "recurrent.json"
+    assert bench.main(["recurrent", "--quick", "--repeats", "2", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert set(data["targets_met"]) == {f"{f}.{k}" for f in ("rnn", "lstm", "gru") for k in ("fused", "reference")}
+    assert set(data["targets_met"].values()) <= {"met", "missed", "within noise"}
 
 
 @pytest.mark.parametrize("argv", [["nope"], ["trace", "--repeats", "0"]])

@@ -41,7 +41,9 @@ def test_attention_suite_measures_every_method(tiny, tmp_path, capsys):
         assert math.isfinite(fit["time"]) and math.isfinite(fit["memory"]), (m, fit)
     verdicts = data["targets_met"]
     assert verdicts["linformer_memory"] is None  # n=4096 is not in a quick run
-    assert isinstance(verdicts["window_exponent"], bool) and isinstance(verdicts["torch_time_fused"], bool)
+    assert isinstance(verdicts["window_exponent"], bool)
+    assert verdicts["torch_time_fused"] in ("met", "missed", "within noise")  # judged against the A/A band
+    assert all(row["aa_band"] >= 1 for row in data["rows"])
     assert data["machine"]["torch_threads"] >= 1
     printed = capsys.readouterr().out
     for text in ("time (median ms)", "peak memory (MiB)", "growth exponents", "linformer_k8", "target", "n=64"):

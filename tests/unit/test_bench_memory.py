@@ -10,6 +10,7 @@ import torch
 
 from memlib import bench
 from memlib.bench import memory
+from memlib.claims import noise_band, target_met, within_noise
 from memlib.memory import fast
 
 
@@ -53,6 +54,7 @@ def test_memory_suite_measures_every_model(tiny, tmp_path, capsys):
         assert row["ratios"]["ntm eager A/A"] == pytest.approx(aa) and row["within_noise"]["ntm eager A/A"]
     assert data["settings"]["peer"] is None
     assert all(len(r["targets"]) == 3 for r in data["fast_rows"])
+    assert all(v in ("met", "missed", "within noise") for r in data["fast_rows"] for v in r["targets"].values())
 
     assert [(r["L"], r["T"], r["N"]) for r in data["length_rows"]] == [(2, 6, 8), (3, 8, 8)]
     for row in data["length_rows"]:
@@ -102,8 +104,11 @@ def test_growth_check_compares_the_measured_exponents(dnc, ntm, expected):
 
 
 def test_the_noise_band_is_the_widest_a_a_ratio_and_sets_the_verdict():
-    band = memory._noise_band([1.0, 1.0, 1.0], [1.0, 1.25, 0.9])
+    band = noise_band([1.0, 1.0, 1.0], [1.0, 1.25, 0.9])
     assert band == pytest.approx(1.25)
-    assert memory._noise_band([2.0], [2.0]) == 1.0
-    assert memory._within_noise(0.85, band) and memory._within_noise(1.2, band)
-    assert not memory._within_noise(0.5, band) and not memory._within_noise(1.3, band)
+    assert noise_band([2.0], [2.0]) == 1.0
+    assert within_noise(0.85, band) and within_noise(1.2, band)
+    assert not within_noise(0.5, band) and not within_noise(1.3, band)
+    # a target is met or missed only outside the band: 3x faster means a ratio <= 1/3
+    assert target_met(0.2, band, 1 / 3) == "met" and target_met(0.5, band, 1 / 3) == "missed"
+    assert target_met(0.3, band, 1 / 3) == "within noise"
