@@ -56,6 +56,7 @@ __all__ = [
     "exact",
     "interleaved_seconds",
     "ledger_html",
+    "measured_text",
     "noise_band",
     "not_tested",
     "over_seeds",
@@ -502,10 +503,30 @@ def box_html(claim: Claim, record: Mapping[str, Any]) -> str:
     )
 
 
+def measured_text(record: Mapping[str, Any]) -> str:
+    """The deciding numbers of a record in one line: ``"0.93 [0.91, 0.97] (3 seeds: min..max)"``, or one
+    ``"part: value"`` per part.
+
+    >>> claim = Claim("x", "Quote.", "2", "m", at_least(1))
+    >>> measured_text(check(claim, over_seeds([1.5, 2.0, 2.5]), "ok", show=False).record)
+    '2 [1.5, 2.5] (3 seeds: min..max)'
+    """
+    texts = {name: Estimate(p["value"], p["low"], p["high"], p["basis"]).text() for name, p in record["parts"].items()}
+    if list(texts) == [""]:
+        return texts[""]
+    return "; ".join(f"{name}: {text}" for name, text in texts.items()) or (record.get("reason") or "")
+
+
 def _display(claim: Claim, record: Mapping[str, Any]) -> None:
     from IPython.display import HTML, display
 
     display(HTML(box_html(claim, record)), metadata={METADATA_KEY: json.loads(json.dumps(record))})
+    try:  # in the book, landing pages paste a verdict from its page: {glue:text}`page::claim.<id>.verdict`
+        from myst_nb import glue
+    except ImportError:  # memlib without the book's packages: the box is all there is
+        return
+    glue(f"claim.{claim.id}.verdict", LABELS[record["verdict"]], display=False)
+    glue(f"claim.{claim.id}.measured", measured_text(record), display=False)
 
 
 def collect(notebooks: Iterable[str | Path]) -> list[dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 Every check raises ``ValueError`` (a wrong value) or ``TypeError`` (a wrong kind of object) with one message
 form: ``"<where>: expected <what>, got <value>"``, where ``where`` names the public function or class the
-caller called. A check returns the value it accepted (as a plain ``int`` or ``float`` for numbers), so that
+caller called (an empty ``where`` leaves the prefix out: a live control's status line, where the reader knows
+which control moved). A check returns the value it accepted (as a plain ``int`` or ``float`` for numbers), so that
 ``size = check_int("GRU", "size", size, low=1)`` checks and normalises in one line.
 
 Integers are Python or NumPy integers, never bools (``True`` is an ``int`` to Python, never a size to us).
@@ -17,9 +18,11 @@ import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
+import numpy as np
 import torch
 
 __all__ = [
+    "check_array",
     "check_choice",
     "check_float",
     "check_heads",
@@ -27,11 +30,13 @@ __all__ = [
     "check_int",
     "check_length",
     "check_mask",
+    "check_number",
     "check_shape",
     "check_sizes",
     "check_state",
     "check_state_tensor",
     "check_tensor",
+    "check_text",
     "check_tokens",
     "fail",
     "is_int",
@@ -46,8 +51,12 @@ def fail(where: str, expected: str, got: object, error: type[Exception] = ValueE
     Traceback (most recent call last):
     ...
     ValueError: GRU: expected hidden_size as a positive integer, got 0
+    >>> fail("", "temperature as a number in [0.25, 4]", 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: expected temperature as a number in [0.25, 4], got 0
     """
-    raise error(f"{where}: expected {expected}, got {got}")
+    raise error(f"{where}: expected {expected}, got {got}" if where else f"expected {expected}, got {got}")
 
 
 def is_int(value: object) -> bool:
@@ -172,6 +181,86 @@ def check_float(
                 expected = f"{name} as a {'finite ' if finite else ''}number"
         fail(where, expected, repr(value) if got is None else got, error)
     return float(value)  # type: ignore[arg-type]
+
+
+def check_number(
+    where: str,
+    name: str,
+    value: object,
+    low: float,
+    high: float,
+    *,
+    expected: str | None = None,
+    error: type[Exception] = ValueError,
+) -> float:
+    """``value`` as a ``float``: a finite real number (not a bool) in ``[low, high]``, such as a slider's.
+
+    The bounds are written with ``:g`` (``[0.25, 4]``); ``expected`` replaces the generated wording.
+
+    >>> check_number("GateExplorer", "forget_bias", 1, -3.0, 3.0)
+    1.0
+    >>> check_number("", "temperature", float("nan"), 0.25, 4.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: expected temperature as a number in [0.25, 4], got nan
+    """
+    return check_float(where, name, value, low=low, high=high, finite=True, error=error,
+                       expected=expected or f"{name} as a number in [{low:g}, {high:g}]")
+
+
+def check_text(
+    where: str,
+    name: str,
+    value: object,
+    max_chars: int | None = None,
+    *,
+    why: str = "",
+    too_long: type[Exception] = ValueError,
+) -> str:
+    """``value`` if it is a ``str`` of at most ``max_chars`` characters (``None``: any length).
+
+    A non-str raises ``TypeError``; a longer str raises ``too_long``, its message saying ``why`` in brackets.
+
+    >>> check_text("", "input", "0110", 10)
+    '0110'
+    >>> check_text("", "input", "0" * 11, 10, why="longer input is not run")
+    Traceback (most recent call last):
+    ...
+    ValueError: expected input of at most 10 characters (longer input is not run), got 11
+    """
+    if not isinstance(value, str):
+        fail(where, f"{name} as a str", type(value).__name__, TypeError)
+    if max_chars is not None and len(value) > max_chars:
+        fail(where, f"{name} of at most {max_chars} characters" + (f" ({why})" if why else ""), len(value), too_long)
+    return value
+
+
+def check_array(where: str, value: object, ndim: int, expected: str) -> np.ndarray:
+    """``value`` (a tensor, an array or nested lists) as a finite float64 NumPy array of ``ndim`` dimensions.
+
+    ``expected`` describes the shape for the message (``"(T, H): steps x units"``). Not numbers: ``TypeError``;
+    another number of dimensions or a NaN/inf entry: ``ValueError``.
+
+    >>> check_array("GateExplorer.prepare: forget", torch.zeros(3, 2), 2, "(T, H)").shape
+    (3, 2)
+    >>> check_array("GateExplorer.prepare: forget", [1.0, float("nan")], 1, "(T,)")
+    Traceback (most recent call last):
+    ...
+    ValueError: GateExplorer.prepare: forget: expected finite values, got 1 NaN/inf entries
+    """
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = None  # raised below, outside the handler: the message says it all
+    if arr is None:
+        fail(where, f"numbers of shape {expected}", type(value).__name__, TypeError)
+    if arr.ndim != ndim:
+        fail(where, f"shape {expected}", arr.shape)
+    if not np.isfinite(arr).all():
+        fail(where, "finite values", f"{int((~np.isfinite(arr)).sum())} NaN/inf entries")
+    return arr
 
 
 def check_length(where: str, name: str, value: object, minimum: int = 1) -> int:

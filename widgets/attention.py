@@ -61,11 +61,11 @@ from bokeh.models import (
 from bokeh.palettes import RdBu11, interp_palette
 from bokeh.plotting import figure
 
+from memlib.validate import check_array, check_length
 from widgets.base import (
     Explorer,
     Prepared,
     Refused,
-    as_array,
     check_number,
     check_text,
     custom_js,
@@ -112,10 +112,7 @@ class PatternParams:
 
     def __post_init__(self):
         for name in ("window", "n_global", "n_random", "seed", "block", "k", "n"):
-            value = getattr(self, name)
-            low = 1 if name in ("block", "k", "n") else 0
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-                raise ValueError(f"PatternParams: expected {name} as an integer >= {low}, got {value!r}")
+            check_length("PatternParams", name, getattr(self, name), minimum=1 if name in ("block", "k", "n") else 0)
 
 
 # Masks and their costs, in Python (tests compare them with memlib; the page runs the same in JavaScript) ------
@@ -341,7 +338,7 @@ class AttentionExplorer(Explorer):
         where = "AttentionExplorer.prepare"
         cross = key_tokens is not None
         last = "S" if cross else "T"  # cross-attention: S keys from another sequence
-        w = as_array(f"{where}: weights", weights, 4, f"(L, H, T, {last}): layers x heads x queries x keys")
+        w = check_array(f"{where}: weights", weights, 4, f"(L, H, T, {last}): layers x heads x queries x keys")
         L, H, Tq, Tk = w.shape
         if min(w.shape) == 0:
             raise ValueError(f"{where}: expected weights of shape (L>0, H>0, T>0, {last}>0), got {w.shape}")
@@ -365,7 +362,7 @@ class AttentionExplorer(Explorer):
         if cross:
             out["key_tokens"] = np.array(key_tokens, dtype=str)
         if linformer_weights is not None:
-            lw = as_array(f"{where}: linformer_weights", linformer_weights, 3, "(H or 1, T, k): heads x queries x k")
+            lw = check_array(f"{where}: linformer_weights", linformer_weights, 3, "(H or 1, T, k): heads x queries x k")
             if lw.shape[0] not in (1, H) or lw.shape[1] != T or lw.shape[2] == 0:
                 raise ValueError(f"{where}: expected linformer_weights of shape (1 or {H}, {T}, k>0), got {lw.shape}")
             _check_rows(f"{where}: linformer_weights", lw, ("head", "query"))
@@ -374,7 +371,7 @@ class AttentionExplorer(Explorer):
             if linformer_weights is None:
                 raise ValueError(f"{where}: expected linformer_weights with the projection (E alone has no queries)")
             k = out["linformer_weights"].shape[2]
-            e = as_array(f"{where}: projection", projection, 2, f"({k}, n): k x sequence length")
+            e = check_array(f"{where}: projection", projection, 2, f"({k}, n): k x sequence length")
             if e.shape[0] != k or e.shape[1] < T:
                 raise ValueError(f"{where}: expected projection E of shape ({k}, n >= {T}), got {e.shape}")
             out["projection"] = e[:, :T]

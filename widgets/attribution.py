@@ -40,7 +40,8 @@ from bokeh.models import (
 from bokeh.palettes import Category10_10, RdBu11, interp_palette
 from bokeh.plotting import figure
 
-from widgets.base import Explorer, Prepared, Refused, as_array, check_text, custom_js, fixed, load_js
+from memlib.validate import check_array, check_int
+from widgets.base import Explorer, Prepared, Refused, check_text, custom_js, fixed, load_js
 
 WIDTH = 660  # fits the book's output column (688 px in a 1280 px window)
 MAX_TOKENS = 64  # a bar per token with its label still fits 660 px
@@ -136,8 +137,8 @@ class AttributionExplorer(Explorer):
         if target not in targets:
             raise ValueError(f"AttributionExplorer: expected target in {targets}, got {target!r}")
         E = data["attributions"].shape[1]
-        if isinstance(example, bool) or not isinstance(example, int | np.integer) or not 0 <= example < E:
-            raise ValueError(f"AttributionExplorer: expected example an integer in [0, {E}), got {example!r}")
+        check_int("AttributionExplorer", "example", example, low=0, high=E - 1,
+                  expected=f"example an integer in [0, {E})")
         self.kind = str(data["kind"])
         self.targets = targets  # the live layer keeps the page's targets
         self.settings: dict[str, Any] = {"method": method, "target": target, "example": int(example)}
@@ -149,7 +150,7 @@ class AttributionExplorer(Explorer):
             self.candidates = None
         else:
             cand = data["series"] if candidates is None else candidates
-            arr = as_array("AttributionExplorer: candidates", cand, np.ndim(cand), "(N, T) or (N, T, F)")
+            arr = check_array("AttributionExplorer: candidates", cand, np.ndim(cand), "(N, T) or (N, T, F)")
             if arr.ndim == 2:
                 arr = arr[:, :, None]
             if arr.ndim != 3 or arr.shape[0] == 0:
@@ -198,8 +199,8 @@ class AttributionExplorer(Explorer):
             if hasattr(value, "per_step"):
                 value = value.per_step
             ndim = np.ndim(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
-            arr = as_array(f"{where}: attributions[{name!r}]", value, 3 if ndim == 3 else 2,
-                           "(E, C, T) or (E, T): examples x targets x steps")
+            arr = check_array(f"{where}: attributions[{name!r}]", value, 3 if ndim == 3 else 2,
+                              "(E, C, T) or (E, T): examples x targets x steps")
             if arr.ndim == 2:
                 arr = arr[:, None, :]
             if shape is None:
@@ -239,8 +240,8 @@ class AttributionExplorer(Explorer):
                 raise TypeError(f"{where}: expected inputs as E token lists (text) or numbers (E, T) or (E, T, F) "
                                 f"(time series), got {type(inputs).__name__} holding strings")
             ndim = np.ndim(inputs.detach().cpu().numpy() if hasattr(inputs, "detach") else inputs)
-            x = as_array(f"{where}: inputs", inputs, 3 if ndim == 3 else 2,
-                         "E token lists, or (E, T) or (E, T, F) numbers")
+            x = check_array(f"{where}: inputs", inputs, 3 if ndim == 3 else 2,
+                            "E token lists, or (E, T) or (E, T, F) numbers")
             if x.ndim == 2:
                 x = x[:, :, None]
             if x.shape[:2] != (E, T):
@@ -255,8 +256,8 @@ class AttributionExplorer(Explorer):
         out["predictions"] = np.array(_labels("predictions", predictions, E), dtype=str)
         out["labels"] = np.array(_labels("labels", labels, E), dtype=str)
         if outputs is not None:
-            o = as_array(f"{where}: outputs", outputs, np.ndim(outputs) if np.ndim(outputs) in (1, 2) else 2,
-                         f"({E}, {C}): examples x targets")
+            o = check_array(f"{where}: outputs", outputs, np.ndim(outputs) if np.ndim(outputs) in (1, 2) else 2,
+                            f"({E}, {C}): examples x targets")
             if o.ndim == 1 and C == 1:
                 o = o[:, None]
             if o.shape != (E, C):
@@ -501,8 +502,8 @@ class AttributionExplorer(Explorer):
             value = value[key]
             if key == "sequence":
                 n = len(self.candidates)
-                if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 0 <= value < n:
-                    raise ValueError(f"expected sequence an index in [0, {n}) (the candidates), got {value!r}")
+                check_int("", "sequence", value, low=0, high=n - 1,
+                          expected=f"sequence an index in [0, {n}) (the candidates)")
                 return {"sequence": int(value), "input": self.candidates[value]}
         if self.kind == "text":
             if isinstance(value, str):
@@ -517,7 +518,7 @@ class AttributionExplorer(Explorer):
                 raise Refused(f"expected at most {MAX_TOKENS} tokens in text (no more bars fit, so the model is not "
                               f"run), got {len(tokens)}")
             return {"text": text, "input": tokens}
-        x = as_array("sequence", value, np.ndim(value) if np.ndim(value) in (1, 2) else 2, "(T, F) or (T,)")
+        x = check_array("sequence", value, np.ndim(value) if np.ndim(value) in (1, 2) else 2, "(T, F) or (T,)")
         x = x.reshape(x.shape[0], -1)  # (T, F)
         if not 0 < x.shape[0] <= MAX_STEPS or not 0 < x.shape[1] <= MAX_FEATURES:
             raise Refused(f"expected sequence of 1 to {MAX_STEPS} steps of 1 to {MAX_FEATURES} features (what the "

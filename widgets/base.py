@@ -26,12 +26,12 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from importlib.resources import files
-from numbers import Real
 from typing import Any
 
 import numpy as np
 from bokeh.models import ColumnDataSource, CustomJS, LayoutDOM
 
+from memlib import validate
 from widgets.display import bokeh_html, load_bokeh_inline
 
 Prepared = dict[str, np.ndarray]
@@ -85,20 +85,23 @@ def status_html(message: str) -> str:
 
 
 def check_text(name: str, value: Any, max_chars: int) -> str:
-    """A live text box's value: a str of at most ``max_chars`` characters (longer is refused before any work)."""
-    if not isinstance(value, str):
-        raise TypeError(f"expected {name} as a str, got {type(value).__name__}")
-    if len(value) > max_chars:
-        raise Refused(f"expected {name} of at most {max_chars} characters (longer input is not run), "
-                      f"got {len(value)}")
-    return value
+    """A live text box's value: a str of at most ``max_chars`` characters; longer is :class:`Refused` before any
+    work. :func:`memlib.validate.check_text` for a live control: no ``where`` (the status line names the change).
+
+    >>> check_text("input", "0110", 10)
+    '0110'
+    """
+    return validate.check_text("", name, value, max_chars, why="longer input is not run", too_long=Refused)
 
 
 def check_number(name: str, value: Any, low: float, high: float) -> float:
-    """A live slider's value: a finite number in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not low <= float(value) <= high:
-        raise ValueError(f"expected {name} as a number in [{low:g}, {high:g}], got {value!r}")
-    return float(value)
+    """A live slider's value: :func:`memlib.validate.check_number` (a finite number in [low, high]) for a live
+    control, whose message needs no ``where``.
+
+    >>> check_number("temperature", 2, 0.25, 4.0)
+    2.0
+    """
+    return validate.check_number("", name, value, low, high)
 
 
 def merge_settings(settings: Mapping[str, Any], value: Any, keys: Iterable[str]) -> dict[str, Any]:
@@ -110,21 +113,6 @@ def merge_settings(settings: Mapping[str, Any], value: Any, keys: Iterable[str])
     if unknown:
         raise ValueError(f"expected settings among {keys}, got {unknown}")
     return {**settings, **value}
-
-
-def as_array(name: str, value: Any, ndim: int, expected: str) -> np.ndarray:
-    """``value`` as a float64 NumPy array of ``ndim`` dimensions, or a ValueError naming ``expected``."""
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected numbers of shape {expected}, got {type(value).__name__}") from None
-    if arr.ndim != ndim:
-        raise ValueError(f"{name}: expected shape {expected}, got {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name}: expected finite values, got {int((~np.isfinite(arr)).sum())} NaN/inf entries")
-    return arr
 
 
 class Explorer(ABC):

@@ -42,7 +42,6 @@ Shapes: ``M`` models, ``P`` precisions, ``O`` optimizers, ``K`` lengths (at most
 from __future__ import annotations
 
 import html
-import numbers
 import time
 from collections.abc import Callable, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
@@ -64,6 +63,7 @@ from bokeh.models import (
 )
 from bokeh.plotting import figure
 
+from memlib.validate import check_choice, check_int, is_int
 from widgets.base import Explorer, Prepared, Refused, custom_js, merge_settings
 
 WIDTH = 660  # fits the book's output column (688 px in a 1280 px window)
@@ -143,9 +143,7 @@ def interpolate(xs: Sequence[float], ys: Sequence[float], t: float) -> float:
 
 
 def _index(where: str, what: str, value: Any, options: Sequence[str]) -> int:
-    if value not in list(options):
-        raise ValueError(f"{where}: expected {what} one of {', '.join(map(repr, options))}, got {value!r}")
-    return list(options).index(value)
+    return list(options).index(check_choice(where, what, value, list(options)))
 
 
 def estimate_at(data: Prepared, model: str, precision: str, optimizer: str, checkpointing: bool,
@@ -197,19 +195,13 @@ def _notes(data: Prepared, m: int, p: int) -> tuple[str, ...]:
 
 
 def _check_length(where: str, length: Any, xs: Sequence[float]) -> int:
-    if isinstance(length, bool) or not isinstance(length, numbers.Integral):
-        raise ValueError(f"{where}: expected length as an integer, got {length!r}")
     lo, hi = int(xs[0]), int(xs[-1])
-    if not lo <= length <= hi:
-        raise ValueError(f"{where}: expected length in [{lo}, {hi}] (the lengths estimated; no extrapolation), "
-                         f"got {length}")
-    return int(length)
+    return check_int(where, "length", check_int(where, "length", length), low=lo, high=hi, got=str(length),
+                     expected=f"length in [{lo}, {hi}] (the lengths estimated; no extrapolation)")
 
 
 def _check_batch(where: str, batch: Any) -> int:
-    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or not 1 <= batch <= MAX_BATCH:
-        raise ValueError(f"{where}: expected batch as an integer in [1, {MAX_BATCH}], got {batch!r}")
-    return int(batch)
+    return check_int(where, "batch", batch, low=1, high=MAX_BATCH)
 
 
 def fixed_decimals(x: float, digits: int) -> str:
@@ -459,8 +451,7 @@ class MemoryBudgetExplorer(Explorer):
             raise TypeError(f"{where}: expected a mapping of name -> BudgetModel, got {type(models).__name__}")
         if not models:
             raise ValueError(f"{where}: expected at least one model, got none")
-        if isinstance(example_batch, bool) or not isinstance(example_batch, int) or example_batch < 1:
-            raise ValueError(f"{where}: expected example_batch as a positive integer, got {example_batch!r}")
+        check_int(where, "example_batch", example_batch, low=1)
         precisions, optimizers = tuple(precisions), tuple(optimizers)
         for what, chosen, allowed in (("precisions", precisions, tuple(PRECISION_LABEL)),
                                       ("optimizers", optimizers, tuple(OPTIMIZER_STATES))):
@@ -822,9 +813,7 @@ class MemoryBudgetExplorer(Explorer):
 
 
 def _check_live_length(length: Any) -> int:
-    if isinstance(length, bool) or not isinstance(length, numbers.Integral) or not 1 <= length <= MAX_LENGTH:
-        raise ValueError(f"expected length as an integer in [1, {MAX_LENGTH}], got {length!r}")
-    return int(length)
+    return check_int("", "length", length, low=1, high=MAX_LENGTH)
 
 
 def _check_spec(where: str, spec: Any) -> list[int]:
@@ -840,7 +829,7 @@ def _check_spec(where: str, spec: Any) -> list[int]:
                         f"got {type(spec.example).__name__}")
     lengths = list(spec.lengths)
     if (not 1 <= len(lengths) <= MAX_LENGTHS
-            or any(isinstance(x, bool) or not isinstance(x, numbers.Integral) or x < 1 for x in lengths)
+            or any(not is_int(x) or x < 1 for x in lengths)
             or any(b <= a for a, b in zip(lengths, lengths[1:], strict=False))):
         raise ValueError(f"{where}: expected 1 to {MAX_LENGTHS} increasing positive integer lengths, "
                          f"got {spec.lengths!r}")

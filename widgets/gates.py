@@ -48,7 +48,8 @@ from bokeh.models import (
 from bokeh.palettes import Category10_4, Greys256, RdBu11, Viridis256, interp_palette
 from bokeh.plotting import figure
 
-from widgets.base import Explorer, Prepared, as_array, check_number, check_text, custom_js, merge_settings
+from memlib.validate import check_array, check_int, fail
+from widgets.base import Explorer, Prepared, check_number, check_text, custom_js, merge_settings
 
 KIND_GATES = {
     "lstm": ("forget_gate", "input_gate", "output_gate", "candidate", "cell", "hidden"),
@@ -156,8 +157,7 @@ class GateExplorer(Explorer):
         if not variants:
             raise ValueError(f"{where}: expected at least one variant, got none")
         for name, value in (("max_units", max_units), ("max_steps", max_steps)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{where}: expected {name} an integer >= 1, got {value!r}")
+            check_int(where, name, value, low=1, expected=f"{name} an integer >= 1")
         one = [_prepare_variant(f"{where}: variant {name!r}", v, max_units, max_steps) for name, v in variants.items()]
         shape = {(p["T"], p["H"], p["I"]) for p in one}
         if len(shape) > 1:
@@ -621,14 +621,14 @@ def _prepare_variant(where: str, variant: Any, max_units: int, max_steps: int) -
         raw = np.asarray(raw_inputs.detach().cpu().float() if hasattr(raw_inputs, "detach") else raw_inputs,
                          dtype=np.float64)
     except (TypeError, ValueError):
-        raw = None  # not numbers: as_array below says what it expected
+        raw = None  # not numbers: check_array below says what it expected
     if raw is not None and not np.isfinite(raw).all():  # checked before the gates, whose NaN it would cause
         raise ValueError(f"{where} inputs: expected finite values, got {int((~np.isfinite(raw)).sum())} NaN/inf "
                          f"entries (check the settings that made the input)")
     gates: dict[str, np.ndarray] = {}
     first = expected[0]
     for gate in expected:
-        arr = as_array(f"{where} gate {gate!r}", given[gate], 2, "(T, H): steps x units")
+        arr = check_array(f"{where} gate {gate!r}", given[gate], 2, "(T, H): steps x units")
         if gate == first and (arr.shape[0] == 0 or arr.shape[1] == 0):
             raise ValueError(f"{where} gate {gate!r}: expected shape (T>0, H>0), got {arr.shape}")
         if gate != first and arr.shape != gates[first].shape:
@@ -649,7 +649,7 @@ def _prepare_variant(where: str, variant: Any, max_units: int, max_steps: int) -
     gates = {g: a[:, :H] for g, a in gates.items()}
 
     nd = raw_inputs.ndim if hasattr(raw_inputs, "ndim") else np.ndim(raw_inputs)
-    x = as_array(f"{where} inputs", raw_inputs, 1 if nd == 1 else 2, f"({T},) or ({T}, I): one row per step")
+    x = check_array(f"{where} inputs", raw_inputs, 1 if nd == 1 else 2, f"({T},) or ({T}, I): one row per step")
     x = x.reshape(x.shape[0], -1)  # (T, I)
     if x.shape[0] != T or x.shape[1] == 0:
         raise ValueError(f"{where}: expected inputs of shape ({T},) or ({T}, I) to match the gates, got {x.shape}")
@@ -669,15 +669,15 @@ def _prepare_variant(where: str, variant: Any, max_units: int, max_steps: int) -
     marked = variant.get("marked")
     if marked is None:
         marked = 0
-    elif isinstance(marked, bool):
-        raise TypeError(f"{where}: expected marked an integer step index in [0, {T}), got {marked!r}")
     else:
-        try:
-            marked = operator.index(marked)
+        try:  # any integer index, a 0-d integer tensor too; never a bool
+            index = None if isinstance(marked, bool) else operator.index(marked)
         except TypeError:
-            raise TypeError(f"{where}: expected marked an integer step index in [0, {T}), got {marked!r}") from None
-        if not 0 <= marked < T:
-            raise ValueError(f"{where}: expected marked in [0, {T}) (a step of the sequence), got {marked}")
+            index = None
+        if index is None:
+            fail(where, f"marked an integer step index in [0, {T})", repr(marked), TypeError)
+        marked = check_int(where, "marked", index, low=0, high=T - 1, got=str(index),
+                           expected=f"marked in [0, {T}) (a step of the sequence)")
 
     retention, half_life = retention_and_half_life(gates[KEEP_GATE[kind]], marked)
     return {"kind": kind, "T": T, "H": H, "I": n_in, "inputs": x, "labels": labels, "channels": channels,

@@ -18,7 +18,8 @@ from bokeh.models import ColorBar, Div, LinearColorMapper, Slider, Span
 from bokeh.palettes import RdBu11
 from bokeh.plotting import figure
 
-from widgets.base import Explorer, Prepared, as_array, check_text, custom_js
+from memlib.validate import check_array
+from widgets.base import Explorer, Prepared, check_text, custom_js
 
 
 class HiddenStateExplorer(Explorer):
@@ -27,13 +28,13 @@ class HiddenStateExplorer(Explorer):
     @staticmethod
     def prepare(hidden: Any, inputs: Any, readout: Any, target: Any) -> Prepared:
         """Arrays for one sequence: ``hidden`` (T, D), ``inputs``, ``readout`` and ``target`` (T,)."""
-        h = as_array("HiddenStateExplorer.prepare: hidden", hidden, 2, "(T, D): steps x hidden units")
+        h = check_array("HiddenStateExplorer.prepare: hidden", hidden, 2, "(T, D): steps x hidden units")
         T = h.shape[0]
         if T == 0 or h.shape[1] == 0:
             raise ValueError(f"HiddenStateExplorer.prepare: expected hidden of shape (T>0, D>0), got {h.shape}")
         out = {"hidden": h}
         for name, value in (("inputs", inputs), ("readout", readout), ("target", target)):
-            arr = as_array(f"HiddenStateExplorer.prepare: {name}", value, 1, f"({T},): one value per step")
+            arr = check_array(f"HiddenStateExplorer.prepare: {name}", value, 1, f"({T},): one value per step")
             if arr.shape != (T,):
                 raise ValueError(
                     f"HiddenStateExplorer.prepare: expected {name} of shape ({T},) to match hidden {h.shape}, "

@@ -19,7 +19,6 @@ Shapes: ``T`` steps, ``I`` input channels, ``O`` output channels, ``N`` memory s
 
 from __future__ import annotations
 
-import numbers
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -34,7 +33,8 @@ from bokeh.plotting import figure
 from bokeh.transform import dodge
 
 from memlib.memory import addressing
-from widgets.base import Explorer, Prepared, Refused, as_array, check_text, custom_js, fixed, merge_settings
+from memlib.validate import check_array, check_int, check_number
+from widgets.base import Explorer, Prepared, Refused, check_text, custom_js, fixed, merge_settings
 
 KINDS = ("ntm", "dnc")
 MAX_STEPS = 80  # the slider stays usable and the page small
@@ -91,8 +91,7 @@ class PageLimits:
     @classmethod
     def checked(cls, where: str, **limits: int) -> PageLimits:
         for label, value in limits.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{where}: expected {label} a positive integer, got {value!r}")
+            check_int(where, label, value, low=1, expected=f"{label} a positive integer")
         return cls(**limits)
 
 
@@ -113,7 +112,7 @@ def _check_kind(where: str, kind: str, given: Mapping[str, Any]) -> None:
 def _prepare_inputs(where: str, inputs: Any, limits: PageLimits) -> np.ndarray:
     """The inputs as (T, I), with 0 < T <= max_steps."""
     nd = np.ndim(inputs.detach() if hasattr(inputs, "detach") else inputs)
-    x = as_array(f"{where}: inputs", inputs, 1 if nd == 1 else 2, "(T, I): steps x input channels")
+    x = check_array(f"{where}: inputs", inputs, 1 if nd == 1 else 2, "(T, I): steps x input channels")
     x = x[:, None] if x.ndim == 1 else x  # (T, I)
     T, n_in = x.shape
     if T == 0 or n_in == 0:
@@ -126,7 +125,7 @@ def _prepare_inputs(where: str, inputs: Any, limits: PageLimits) -> np.ndarray:
 
 def _prepare_memory(where: str, memory: Any, kind: str, T: int, limits: PageLimits) -> np.ndarray:
     """The memory after each step's write as (T, N, W), within the page's slots and values."""
-    m = as_array(f"{where}: memory", memory, 3, "(T, N, W): steps x slots x slot width")
+    m = check_array(f"{where}: memory", memory, 3, "(T, N, W): steps x slots x slot width")
     if m.shape[0] != T:
         raise ValueError(
             f"{where}: memory: expected T={T} steps like the inputs, got {m.shape[0]}"
@@ -154,11 +153,11 @@ def _prepare_memory(where: str, memory: Any, kind: str, T: int, limits: PageLimi
 def _prepare_weightings(where: str, kind: str, read_weights: Any, write_weights: Any, T: int,
                         N: int) -> tuple[np.ndarray, np.ndarray]:
     """The read (T, R, N) and write (T, N) weightings: summing to 1 (NTM) or to at most 1 (DNC)."""
-    rw = as_array(f"{where}: read_weights", read_weights, 3, "(T, R, N): steps x read heads x slots")
+    rw = check_array(f"{where}: read_weights", read_weights, 3, "(T, R, N): steps x read heads x slots")
     if rw.shape[0] != T or rw.shape[2] != N or not 1 <= rw.shape[1] <= MAX_HEADS:
         raise ValueError(f"{where}: read_weights: expected shape (T, R, N) = ({T}, R, {N}) with 1 <= R <= "
                          f"{MAX_HEADS}, got {rw.shape}")
-    ww = as_array(f"{where}: write_weights", write_weights, 2, "(T, N): steps x slots")
+    ww = check_array(f"{where}: write_weights", write_weights, 2, "(T, N): steps x slots")
     _check_shape(f"{where}: write_weights", ww, (T, N), "(T, N)")
     paper = "Graves et al. 2014, eq. 1" if kind == "ntm" else "Graves et al. 2016, Methods"
     _check_weighting(f"{where}: read_weights", rw, kind == "ntm", paper)
@@ -171,10 +170,10 @@ def _prepare_outputs(where: str, outputs: Any, targets: Any, T: int) -> tuple[np
     expected" before the last T' steps they cover)."""
     y = tg = None
     if outputs is not None:
-        y = as_array(f"{where}: outputs", outputs, 2, "(T, O): steps x output channels")
+        y = check_array(f"{where}: outputs", outputs, 2, "(T, O): steps x output channels")
         _check_shape(f"{where}: outputs", y, (T, y.shape[1]), "(T, O)", " (one row per input step)")
     if targets is not None:
-        tg = as_array(f"{where}: targets", targets, 2, "(T', O): the last T' <= T steps x output channels")
+        tg = check_array(f"{where}: targets", targets, 2, "(T', O): the last T' <= T steps x output channels")
         if not 1 <= tg.shape[0] <= T:
             raise ValueError(f"{where}: targets: expected shape (T', O) with 1 <= T' <= T={T} (aligned to the "
                              f"last T' steps), got {tg.shape}")
@@ -192,7 +191,7 @@ def _prepare_ntm(where: str, given: Mapping[str, Any], T: int, W: int) -> Prepar
     """The NTM's erase and add vectors, (T, W) each; erase in [0, 1]."""
     out = {}
     for name in NTM_ONLY:
-        arr = as_array(f"{where}: {name}", given[name], 2, "(T, W): steps x slot width")
+        arr = check_array(f"{where}: {name}", given[name], 2, "(T, W): steps x slot width")
         _check_shape(f"{where}: {name}", arr, (T, W), "(T, W)")
         out[name] = arr
     _check_range(f"{where}: erase", out["erase"], 0, 1, "erase values (a sigmoid's output)")
@@ -204,30 +203,30 @@ def _prepare_dnc(where: str, given: Mapping[str, Any], T: int, N: int, R: int) -
     given): free gates (T, R), write and allocation gates (T,)."""
     out = {}
     for name in ("usage", "allocation"):
-        arr = as_array(f"{where}: {name}", given[name], 2, "(T, N): steps x slots")
+        arr = check_array(f"{where}: {name}", given[name], 2, "(T, N): steps x slots")
         _check_shape(f"{where}: {name}", arr, (T, N), "(T, N)")
         out[name] = arr
     _check_range(f"{where}: usage", out["usage"], 0, 1, "usage")
     _check_weighting(f"{where}: allocation", out["allocation"], False, "Graves et al. 2016, Methods")
-    lk = as_array(f"{where}: link", given["link"], 3, "(T, N, N): steps x slots x slots")
+    lk = check_array(f"{where}: link", given["link"], 3, "(T, N, N): steps x slots x slots")
     _check_shape(f"{where}: link", lk, (T, N, N), "(T, N, N)")
     _check_range(f"{where}: link", lk, 0, 1, "link weights")
     out["link"] = lk
-    modes = as_array(f"{where}: read_modes", given["read_modes"], 3, "(T, R, 3): backward, content, forward")
+    modes = check_array(f"{where}: read_modes", given["read_modes"], 3, "(T, R, 3): backward, content, forward")
     _check_shape(f"{where}: read_modes", modes, (T, R, 3), "(T, R, 3)")
     _check_weighting(f"{where}: read_modes", modes, True, "a softmax over backward, content, forward")
     out["read_modes"] = modes
     if given["free_gates"] is None:
         out["free_gates"] = np.full((T, R), np.nan)
     else:
-        out["free_gates"] = as_array(f"{where}: free_gates", given["free_gates"], 2, "(T, R): steps x read heads")
+        out["free_gates"] = check_array(f"{where}: free_gates", given["free_gates"], 2, "(T, R): steps x read heads")
         _check_shape(f"{where}: free_gates", out["free_gates"], (T, R), "(T, R)")
         _check_range(f"{where}: free_gates", out["free_gates"], 0, 1, "free gates")
     for name in ("write_gate", "allocation_gate"):
         if given[name] is None:
             out[name] = np.full(T, np.nan)
         else:
-            out[name] = as_array(f"{where}: {name}", given[name], 1, "(T,): one gate per step")
+            out[name] = check_array(f"{where}: {name}", given[name], 1, "(T,): one gate per step")
             _check_shape(f"{where}: {name}", out[name], (T,), "(T,)")
             _check_range(f"{where}: {name}", out[name], 0, 1, f"the {name.replace('_', ' ')}")
     return out
@@ -371,8 +370,8 @@ class MemoryExplorer(Explorer):
         """
         if not isinstance(text, str):
             raise TypeError(f"expected a str like {DEFAULT_SEQUENCE!r}, got {type(text).__name__}")
-        if bits is not None and (isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or bits < 1):
-            raise ValueError(f"expected bits (per group) a positive integer, got {bits!r}")
+        if bits is not None:
+            check_int("", "bits", bits, low=1, expected="bits (per group) a positive integer")
         groups = [g for g in re.split(r"[\s,;]+", text.strip()) if g]
         if not groups:
             raise ValueError(f"expected groups of bits like {DEFAULT_SEQUENCE!r}, got nothing")
@@ -795,21 +794,20 @@ class AddressingPipeline(Explorer):
         (beta, g, shift, gamma).
         """
         where = "AddressingPipeline.prepare"
-        M = as_array(f"{where}: memory", memory, 2, "(N, W): slots x slot width")
+        M = check_array(f"{where}: memory", memory, 2, "(N, W): slots x slot width")
         N, W = M.shape
         if not 2 <= N <= MAX_PIPELINE_SLOTS or W == 0:
             raise ValueError(f"{where}: memory: expected shape (N, W) with 2 <= N <= {MAX_PIPELINE_SLOTS} "
                              f"(bars stay readable) and W >= 1, got {M.shape}")
-        k = as_array(f"{where}: key", key, 1, f"({W},): one number per memory column")
+        k = check_array(f"{where}: key", key, 1, f"({W},): one number per memory column")
         _check_shape(f"{where}: key", k, (W,), "(W,)")
-        prev = as_array(f"{where}: previous", previous, 1, f"({N},): a weighting over the slots")
+        prev = check_array(f"{where}: previous", previous, 1, f"({N},): a weighting over the slots")
         _check_shape(f"{where}: previous", prev, (N,), "(N,)")
         _check_weighting(f"{where}: previous", prev, True, "Graves et al. 2014, eq. 1")
         for name, value in (("beta", beta), ("g", g), ("shift", shift), ("gamma", gamma)):
             lo, hi, _ = PIPELINE_RANGES[name]
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not lo <= value <= hi:
-                raise ValueError(f"{where}: expected {name} a number in [{lo:g}, {hi:g}] (the slider's range), "
-                                 f"got {value!r}")
+            check_number(where, name, value, lo, hi,
+                         expected=f"{name} a number in [{lo:g}, {hi:g}] (the slider's range)")
         stages = addressing_stages(M, k, prev, beta, g, shift, gamma)
         return {"memory": M, "key": k, "previous": prev, "kernel": shift_kernel(shift),
                 "settings": np.array([beta, g, shift, gamma], dtype=np.float64), **stages}
