@@ -23,7 +23,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from memlib.validate import check_int, is_int, is_number
+from memlib.validate import check_float, check_int, is_number
 
 #: The measured costs the advisor reads from its table.
 METRICS = ("step_ms", "peak_mib", "latency_ms")
@@ -233,21 +233,17 @@ def _lags_text(lags: Mapping[str, int]) -> str:
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
-    if not is_int(value):
-        raise TypeError(f"advise: expected {name} as an int >= {low}, got {value!r} ({type(value).__name__})")
-    if value < low:
-        raise ValueError(f"advise: expected {name} as an int >= {low}, got {value}")
-    return int(value)
+    """Not an int: TypeError; an int below ``low``: ValueError (one wording)."""
+    expected, kind = f"{name} as an int >= {low}", f"{value!r} ({type(value).__name__})"
+    check_int("advise", name, value, expected=expected, got=kind, error=TypeError)
+    return check_int("advise", name, value, low=low, expected=expected, got=str(value))
 
 
 def _check_limit(name: str, value: Any, unit: str) -> float:
-    if not is_number(value):
-        raise TypeError(f"advise: expected {name} as a number of {unit} > 0 (math.inf: no limit), "
-                        f"got {value!r} ({type(value).__name__})")
-    value = float(value)
-    if math.isnan(value) or value <= 0:
-        raise ValueError(f"advise: expected {name} as a number of {unit} > 0 (math.inf: no limit), got {value}")
-    return value
+    """Not a number: TypeError; NaN or not above 0: ValueError (``math.inf`` is no limit)."""
+    expected, kind = f"{name} as a number of {unit} > 0 (math.inf: no limit)", f"{value!r} ({type(value).__name__})"
+    value = check_float("advise", name, value, expected=expected, got=kind, error=TypeError)
+    return check_float("advise", name, value, low=0, low_open=True, expected=expected, got=str(value))
 
 
 def check_question(seq_len: Any, dependency_range: Any, memory_budget: Any, latency: Any) -> tuple[int, int, float,

@@ -30,12 +30,7 @@ import torch
 from torch import nn
 
 from memlib.tracing import record
-from memlib.validate import check_float, check_int
-
-
-def _positive_int(fn: str, **sizes: object) -> None:
-    for label, size in sizes.items():
-        check_int(fn, label, size, low=1)
+from memlib.validate import check_float, check_int, check_sizes
 
 
 def _nonnegative_int(fn: str, **sizes: object) -> None:
@@ -103,7 +98,7 @@ def perceptron_rule(
     fn = "perceptron_rule"
     x = _check_features(fn, "features", features)
     y = _check_labels(fn, labels, x.shape[0]).to(x.dtype)
-    _positive_int(fn, max_epochs=max_epochs)
+    check_sizes(fn, max_epochs=max_epochs)
     if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
         raise ValueError(f"{fn}: expected lr as a positive number, got {lr!r}")
     # the bias as a weight on a constant input: x~ = [x, 1], w~ = [w, b]
@@ -199,7 +194,7 @@ class Perceptron(nn.Module):
         dtype: torch.dtype = torch.float64,
     ):
         super().__init__()
-        _positive_int("Perceptron", sensory_size=sensory_size, association_size=association_size, fan_in=fan_in)
+        check_sizes("Perceptron", sensory_size=sensory_size, association_size=association_size, fan_in=fan_in)
         if fan_in > sensory_size:
             raise ValueError(f"Perceptron: expected fan_in <= sensory_size = {sensory_size}, got {fan_in}")
         low, high = thresholds
@@ -268,11 +263,10 @@ class MultiStoreConfig:
     rehearse_during_delay: bool = False  # a distractor task during the delay blocks rehearsal (Glanzer and Cunitz 1966)
 
     def __post_init__(self):
-        if not (isinstance(self.sensory_decay, int | float) and self.sensory_decay > 0):
-            raise ValueError(f"MultiStoreConfig: expected sensory_decay > 0, got {self.sensory_decay!r}")
-        _positive_int("MultiStoreConfig", buffer_slots=self.buffer_slots)
-        if not (isinstance(self.transfer_rate, int | float) and self.transfer_rate >= 0):
-            raise ValueError(f"MultiStoreConfig: expected transfer_rate >= 0, got {self.transfer_rate!r}")
+        check_float("MultiStoreConfig", "sensory_decay", self.sensory_decay, low=0, low_open=True,
+                    expected="sensory_decay > 0")
+        check_sizes("MultiStoreConfig", buffer_slots=self.buffer_slots)
+        check_float("MultiStoreConfig", "transfer_rate", self.transfer_rate, low=0, expected="transfer_rate >= 0")
 
 
 class SensoryRegister:
@@ -343,7 +337,7 @@ class MultiStoreModel:
     ) -> FreeRecall:
         """Simulate ``trials`` lists of ``list_length`` items, recalled after ``delay`` distractor steps."""
         fn = "MultiStoreModel.free_recall"
-        _positive_int(fn, list_length=list_length, trials=trials)
+        check_sizes(fn, list_length=list_length, trials=trials)
         _nonnegative_int(fn, delay=delay)
         K, rate = self.config.buffer_slots, self.config.transfer_rate
         N, L = trials, list_length

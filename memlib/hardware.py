@@ -775,9 +775,8 @@ def recommended_ram(device: str | GPU | int, gpus: int = 1) -> RamRecommendation
     """
     where = "recommended_ram"
     if is_int(device):
-        if device <= 0:
-            raise ValueError(f"{where}: expected GPU memory as a positive number of bytes, got {device}")
-        memory = device
+        memory = check_int(where, "device", device, low=1, expected="GPU memory as a positive number of bytes",
+                           got=str(device))
     else:
         memory = gpu(device).memory
     check_int(where, "gpus", gpus, low=1)

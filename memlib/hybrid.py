@@ -24,7 +24,7 @@ from memlib.attention import AdditiveAttention, LocalAttention, LuongAttention, 
 from memlib.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell
 from memlib.tracing import record, tracing
 from memlib.transformer import SinusoidalPositionalEncoding, TransformerEncoder, TransformerEncoderLayer
-from memlib.validate import check_tokens
+from memlib.validate import check_float, check_int, check_tokens, fail
 
 _RECURRENT = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
 
@@ -98,8 +98,7 @@ class _RecurrentReader(nn.Module):
         if cell not in _RECURRENT:
             raise ValueError(f"{name}: expected cell in {sorted(_RECURRENT)}, got {cell!r}")
         for arg, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected {arg} to be a positive int, got {value!r}")
+            check_int(name, arg, value, low=1, expected=f"{arg} to be a positive int")
         self.cell = cell
         self.input_size = input_size
         self.rnn = _RECURRENT[cell](input_size, hidden_size, num_layers=num_layers, batch_first=True)
@@ -163,8 +162,7 @@ class SequenceClassifier(_RecurrentReader):
     """
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_classes: int, num_layers: int = 1):
-        if not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"SequenceClassifier: expected num_classes to be an int >= 2, got {num_classes!r}")
+        check_int("SequenceClassifier", "num_classes", num_classes, low=2, expected="num_classes to be an int >= 2")
         super().__init__(cell, input_size, hidden_size, num_layers, out_features=num_classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -202,8 +200,7 @@ class CNNLSTM(nn.Module):
     ):
         super().__init__()
         name = type(self).__name__
-        if not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"{name}: expected num_classes to be an int >= 2, got {num_classes!r}")
+        check_int(name, "num_classes", num_classes, low=2, expected="num_classes to be an int >= 2")
         for arg, value in (
             ("in_channels", in_channels),
             ("channels", channels),
@@ -212,10 +209,10 @@ class CNNLSTM(nn.Module):
             ("hidden_size", hidden_size),
             ("num_layers", num_layers),
         ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected {arg} to be a positive int, got {value!r}")
-        if not isinstance(kernel_size, int) or kernel_size % 2 != 1:
-            raise ValueError(f"{name}: expected an odd kernel_size (same-length convolutions), got {kernel_size!r}")
+            check_int(name, arg, value, low=1, expected=f"{arg} to be a positive int")
+        odd = "an odd kernel_size (same-length convolutions)"
+        if check_int(name, "kernel_size", kernel_size, expected=odd) % 2 != 1:
+            fail(name, odd, repr(kernel_size))
         self.in_channels, self.stride = in_channels, pool**blocks
         layers: list[nn.Module] = []
         for b in range(blocks):
@@ -304,8 +301,8 @@ class Seq2Seq(nn.Module):
             raise ValueError(f"{name}: expected cell in {sorted(_SEQ2SEQ_CELLS)}, got {cell!r}")
         if attention not in _SEQ2SEQ_ATTENTION:
             raise ValueError(f"{name}: expected attention in {_SEQ2SEQ_ATTENTION}, got {attention!r}")
-        if not 0 <= bos_index < tgt_vocab:
-            raise ValueError(f"{name}: expected bos_index in [0, {tgt_vocab}), got {bos_index}")
+        check_int(name, "bos_index", bos_index, low=0, high=tgt_vocab - 1, expected=f"bos_index in [0, {tgt_vocab})",
+                  got=str(bos_index))
         self.src_vocab, self.tgt_vocab, self.bos_index = src_vocab, tgt_vocab, bos_index
         self.cell, self.attention_kind, self.hidden_size = cell, attention, hidden_size
         stack, step = _SEQ2SEQ_CELLS[cell]
@@ -402,8 +399,7 @@ class Seq2Seq(nn.Module):
         check_tokens(name, tgt, self.tgt_vocab)
         if tgt.shape[0] != src.shape[0]:
             raise ValueError(f"{name}: expected src and tgt with one batch size, got {src.shape[0]} and {tgt.shape[0]}")
-        if not 0.0 <= teacher_forcing <= 1.0:
-            raise ValueError(f"{name}: expected teacher_forcing in [0, 1], got {teacher_forcing!r}")
+        check_float(name, "teacher_forcing", teacher_forcing, low=0, high=1, expected="teacher_forcing in [0, 1]")
         state, source = self._encode(src, src_lengths)
         feed = source.outputs.new_zeros(src.shape[0], self.hidden_size)  # h~_0 = 0
         y = torch.full_like(tgt[:, 0], self.bos_index)
@@ -418,8 +414,7 @@ class Seq2Seq(nn.Module):
     @torch.no_grad()
     def generate(self, src: torch.Tensor, max_len: int, src_lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Greedy decoding: each step feeds back its most likely token. Returns (B, max_len) token ids."""
-        if not isinstance(max_len, int) or max_len < 1:
-            raise ValueError(f"{type(self).__name__}: expected max_len as a positive integer, got {max_len!r}")
+        check_int(type(self).__name__, "max_len", max_len, low=1)
         state, source = self._encode(src, src_lengths)
         feed = source.outputs.new_zeros(src.shape[0], self.hidden_size)
         y = torch.full((src.shape[0],), self.bos_index, dtype=torch.long, device=src.device)

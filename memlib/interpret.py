@@ -640,8 +640,7 @@ def deletion_curve(
     steps = list(steps)
     if not steps or any(not is_int(k) or not 0 <= k <= T for k in steps):
         raise ValueError(f"deletion_curve: expected steps as ints in [0, {T}], got {steps!r}")
-    if not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"deletion_curve: expected repeats as a positive int, got {repeats!r}")
+    check_int("deletion_curve", "repeats", repeats, low=1, expected="repeats as a positive int")
     explained = _Explained(model, output_index)
     args = tuple(forward_args)
     base = _baseline(baseline, inputs.detach())

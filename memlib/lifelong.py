@@ -246,8 +246,8 @@ def split_digits(
     {2, 3}, ...). Each class is split into train and test at random with ``seed`` (stratified).
     """
     check_int("split_digits", "n_tasks", n_tasks, low=1, high=10, expected="n_tasks an int in 1..10")
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"split_digits: expected 0 < test_fraction < 1, got {test_fraction!r}")
+    check_float("split_digits", "test_fraction", test_fraction, low=0, high=1, low_open=True, high_open=True,
+                expected="0 < test_fraction < 1")
     from sklearn.datasets import load_digits
 
     data = load_digits()

@@ -155,10 +155,8 @@ class CrossbarLinear(nn.Module):
             fn, program_noise=program_noise, read_noise=read_noise, drift_nu=drift_nu, drift_nu_std=drift_nu_std
         )
         _check_nonnegative(fn, g_min=g_min)
-        if not isinstance(g_max, (int, float)) or not g_max > g_min:
-            raise ValueError(f"{fn}: expected g_max > g_min = {g_min}, got {g_max!r}")
-        if not isinstance(t0, (int, float)) or not t0 > 0:
-            raise ValueError(f"{fn}: expected t0 > 0, got {t0!r}")
+        check_float(fn, "g_max", g_max, low=g_min, low_open=True, expected=f"g_max > g_min = {g_min}")
+        check_float(fn, "t0", t0, low=0, low_open=True, expected="t0 > 0")
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.bits, self.adc_bits = bits, adc_bits
         self.program_noise, self.read_noise = float(program_noise), float(read_noise)

@@ -30,6 +30,8 @@ from typing import Any, NamedTuple
 
 import torch
 
+from memlib.validate import check_int
+
 CUDA_METHOD = "cuda-allocator"
 CPU_METHOD = "cpu-profiler"
 
@@ -140,8 +142,9 @@ def measure(
     >>> len(m.seconds), m.method  # one time per call
     (2, 'cpu-profiler')
     """
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"measure: expected repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+    both = {"expected": "repeats >= 1 and warmup >= 0", "got": f"repeats={repeats}, warmup={warmup}"}
+    check_int("measure", "repeats", repeats, low=1, **both)
+    check_int("measure", "warmup", warmup, low=0, **both)
     for _ in range(warmup):
         fn()
     seconds = [time_call(fn, device) for _ in range(repeats)]

@@ -132,9 +132,7 @@ class MemN2N(nn.Module):
     # The paper's matrices, tied as the config says (k counts hops from 1, as in the paper).
 
     def _hop(self, k: int) -> int:
-        if not isinstance(k, int) or not 1 <= k <= self.config.hops:
-            raise ValueError(f"MemN2N: expected a hop k in [1, {self.config.hops}], got {k!r}")
-        return k
+        return check_int("MemN2N", "k", k, low=1, high=self.config.hops, expected=f"a hop k in [1, {self.config.hops}]")
 
     def A(self, k: int) -> nn.Parameter:
         return self.embeddings[self._hop(k) - 1 if self._adjacent else 0]

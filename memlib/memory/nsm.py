@@ -70,14 +70,11 @@ class NSMConfig:
         for name in ("input_size", "output_size", "hidden_size", "memory_slots", "slot_size", "programs"):
             value = getattr(self, name)
             check_int("NSMConfig", name, value, low=1)
-        if not isinstance(self.program_key_size, int) or self.program_key_size < 1:
-            raise ValueError(
-                f"NSMConfig: expected program_key_size as a positive integer, got {self.program_key_size!r}"
-            )
+        check_int("NSMConfig", "program_key_size", self.program_key_size, low=1)
         if self.controller not in CONTROLLERS:
             raise ValueError(f"NSMConfig: expected controller 'lstm' or 'feedforward', got {self.controller!r}")
-        if not isinstance(self.shift_range, int) or not 0 <= self.shift_range < self.memory_slots:
-            raise ValueError(f"NSMConfig: expected shift_range in [0, memory_slots), got {self.shift_range!r}")
+        check_int("NSMConfig", "shift_range", self.shift_range, low=0, high=self.memory_slots - 1,
+                  expected="shift_range in [0, memory_slots)")
 
 
 class NSMState(NamedTuple):

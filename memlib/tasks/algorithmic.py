@@ -17,13 +17,12 @@ from typing import NamedTuple
 import torch
 
 from memlib.tasks.seeding import batch_generator
-from memlib.validate import check_int, is_int
+from memlib.validate import check_int
 
 
 def _check_positive(name: str, **values: int) -> None:
     for label, value in values.items():
-        if not is_int(value) or value < 1:
-            raise ValueError(f"{name}: expected {label} >= 1, got {label}={value!r}")
+        check_int(name, label, value, low=1, expected=f"{label} >= 1", got=f"{label}={value!r}")
 
 
 class RepeatCopyBatch(NamedTuple):
@@ -172,8 +171,8 @@ def priority_sort_batch(
     """
     _check_positive("priority_sort_batch", batch_size=batch_size, seq_len=seq_len, bits=bits)
     out_len = seq_len if out_len is None else out_len
-    if not is_int(out_len) or not 1 <= out_len <= seq_len:
-        raise ValueError(f"priority_sort_batch: expected 1 <= out_len <= seq_len = {seq_len}, got out_len={out_len!r}")
+    check_int("priority_sort_batch", "out_len", out_len, low=1, high=seq_len,
+              expected=f"1 <= out_len <= seq_len = {seq_len}", got=f"out_len={out_len!r}")
     gen = batch_generator(seed, step)
     L, K = seq_len, bits
     data = torch.randint(0, 2, (batch_size, L, K), generator=gen).float()  # (B, L, K)

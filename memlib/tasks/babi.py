@@ -519,10 +519,9 @@ def vectorize_babi(
     longest = max(len(words) for words in [*questions, *(s for story in stories for s in story)])
     if sentence_length is None:
         sentence_length = longest
-    elif not isinstance(sentence_length, int) or sentence_length < longest:
-        raise ValueError(
-            f"vectorize_babi: expected sentence_length >= {longest} (the longest sentence), got {sentence_length!r}"
-        )
+    else:
+        check_int("vectorize_babi", "sentence_length", sentence_length, low=longest,
+                  expected=f"sentence_length >= {longest} (the longest sentence)")
 
     def ids(words: list[str], n: int) -> list[int]:
         try:

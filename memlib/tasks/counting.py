@@ -14,6 +14,7 @@ from typing import NamedTuple
 import torch
 
 from memlib.tasks.seeding import batch_generator
+from memlib.validate import check_float, check_int
 
 
 class CountingBatch(NamedTuple):
@@ -47,12 +48,10 @@ def counting_batch(
     >>> bool((b.counts == (b.bits.sum(1))).all())  # padding bits are 0
     True
     """
-    if batch_size < 1:
-        raise ValueError(f"counting_batch: expected batch_size >= 1, got {batch_size}")
+    check_int("counting_batch", "batch_size", batch_size, low=1, expected="batch_size >= 1", got=str(batch_size))
     if not 1 <= min_len <= max_len:
         raise ValueError(f"counting_batch: expected 1 <= min_len <= max_len, got min_len={min_len}, max_len={max_len}")
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"counting_batch: expected 0 <= p <= 1, got p={p}")
+    check_float("counting_batch", "p", p, low=0, high=1, expected="0 <= p <= 1", got=f"p={p}")
     gen = batch_generator(seed, step)
     lengths = torch.randint(min_len, max_len + 1, (batch_size,), generator=gen)
     bits = (torch.rand(batch_size, max_len, generator=gen) < p).float()

@@ -56,7 +56,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from memlib.validate import check_int
+from memlib.validate import check_float, check_int
 
 #: The simulated rhythm classes, in label order.
 ECG_CLASSES = ("normal", "tachycardia", "bradycardia", "af_like", "irregular_rr", "wide_qrs", "ectopic")
@@ -233,18 +233,12 @@ def ecg_dataset(
         raise ValueError(f"ecg_dataset: unknown class(es) {unknown}; expected names from {ECG_CLASSES}")
     if len(classes) < 1 or len(set(classes)) != len(classes):
         raise ValueError(f"ecg_dataset: expected one or more distinct class names, got {classes}")
-    if not isinstance(sampling_rate, int) or not MIN_RATE <= sampling_rate <= MAX_RATE:
-        raise ValueError(
-            f"ecg_dataset: expected sampling_rate as an int in [{MIN_RATE}, {MAX_RATE}] Hz, got {sampling_rate!r}"
-        )
-    if not seconds >= MIN_SECONDS:
-        raise ValueError(
-            f"ecg_dataset: expected seconds >= {MIN_SECONDS:g} (two beats at the slowest rate, {SLOWEST_BPM} bpm), "
-            f"got {seconds!r}"
-        )
+    check_int("ecg_dataset", "sampling_rate", sampling_rate, low=MIN_RATE, high=MAX_RATE,
+              expected=f"sampling_rate as an int in [{MIN_RATE}, {MAX_RATE}] Hz")
+    check_float("ecg_dataset", "seconds", seconds, low=MIN_SECONDS,
+                expected=f"seconds >= {MIN_SECONDS:g} (two beats at the slowest rate, {SLOWEST_BPM} bpm)")
     check_int("ecg_dataset", "seed", seed, low=0, expected="seed to be a non-negative int")
-    if not noise >= 0:
-        raise ValueError(f"ecg_dataset: expected noise >= 0, got {noise!r}")
+    check_float("ecg_dataset", "noise", noise, low=0, expected="noise >= 0")
     rng = np.random.default_rng([seed, 2003])  # 2003: ECGSYN's year, to keep this stream apart from others
     signals, labels, bpms = [], [], []
     for label, name in enumerate(classes):

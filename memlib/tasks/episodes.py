@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from memlib.tasks.seeding import batch_generator
-from memlib.validate import is_int
+from memlib.validate import check_int
 
 ROTATIONS = 4  # quarter turns 0, 90, 180, 270 degrees
 DIGITS = 10
@@ -161,8 +161,7 @@ def episode_batch(
     if not isinstance(data, ImageClasses):
         raise TypeError(f"episode_batch: expected data as an ImageClasses, got {type(data).__name__}")
     for label, value in (("batch_size", batch_size), ("n_way", n_way), ("shots", shots)):
-        if not is_int(value) or value < 1:
-            raise ValueError(f"episode_batch: expected {label} >= 1, got {label}={value!r}")
+        check_int("episode_batch", label, value, low=1, expected=f"{label} >= 1", got=f"{label}={value!r}")
     pool = torch.as_tensor(classes, dtype=torch.int64).flatten().unique()
     if len(pool) < n_way:
         raise ValueError(f"episode_batch: expected at least n_way = {n_way} distinct classes, got {len(pool)}")
@@ -212,8 +211,7 @@ def accuracy_by_instance(correct: torch.Tensor, instance: torch.Tensor, max_inst
             f"accuracy_by_instance: expected correct of the shape of instance {tuple(instance.shape)}, "
             f"got {tuple(correct.shape)}"
         )
-    if not isinstance(max_instance, int) or max_instance < 1:
-        raise ValueError(f"accuracy_by_instance: expected max_instance >= 1, got {max_instance!r}")
+    check_int("accuracy_by_instance", "max_instance", max_instance, low=1, expected="max_instance >= 1")
     ks = torch.arange(1, max_instance + 1, device=instance.device)  # (K,)
     at = instance.flatten()[None, :] == ks[:, None]  # (K, B*T)
     hits = (at & correct.flatten().bool()[None, :]).sum(dim=1).double()

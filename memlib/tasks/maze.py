@@ -29,7 +29,7 @@ from typing import NamedTuple
 import torch
 
 from memlib.tasks.seeding import batch_generator
-from memlib.validate import is_int
+from memlib.validate import check_float, check_int
 
 FORWARD, LEFT, RIGHT = 0, 1, 2
 OBSERVATION_SIZE, ACTIONS = 4, 3
@@ -72,12 +72,10 @@ class TMaze:
         device: torch.device | str = "cpu",
     ):
         for name, value in (("length", length), ("batch_size", batch_size)):
-            if not is_int(value):
-                raise TypeError(f"TMaze: expected {name} to be an int, got {type(value).__name__}")
-            if value < 1:
-                raise ValueError(f"TMaze: expected {name} >= 1, got {name}={value}")
-        if step_penalty < 0:
-            raise ValueError(f"TMaze: expected step_penalty >= 0, got {step_penalty}")
+            check_int("TMaze", name, value, expected=f"{name} to be an int", got=type(value).__name__,
+                      error=TypeError)
+            check_int("TMaze", name, value, low=1, expected=f"{name} >= 1", got=f"{name}={value}")
+        check_float("TMaze", "step_penalty", step_penalty, low=0, expected="step_penalty >= 0", got=str(step_penalty))
         if not wrong_reward < reward:
             raise ValueError(f"TMaze: expected wrong_reward < reward, got {wrong_reward} and {reward}")
         self.length, self.batch_size = length, batch_size

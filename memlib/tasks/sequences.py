@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from memlib.tasks.seeding import batch_generator
+from memlib.validate import check_int
 
 # Channel c of a temporal-order input is the symbol TEMPORAL_ORDER_SYMBOLS[c].
 TEMPORAL_ORDER_SYMBOLS = ("a", "b", "c", "d", "X", "Y", "E", "B")
@@ -56,10 +57,8 @@ def adding_batch(
     >>> b.inputs[..., 1].sum(1).tolist()  # two marked positions per sequence
     [2.0, 2.0]
     """
-    if batch_size < 1:
-        raise ValueError(f"adding_batch: expected batch_size >= 1, got {batch_size}")
-    if T < 2:
-        raise ValueError(f"adding_batch: expected T >= 2 (one marked position per half), got T={T}")
+    check_int("adding_batch", "batch_size", batch_size, low=1, expected="batch_size >= 1", got=str(batch_size))
+    check_int("adding_batch", "T", T, low=2, expected="T >= 2 (one marked position per half)", got=f"T={T}")
     gen = batch_generator(seed, step)
     values = torch.rand(batch_size, T, generator=gen)  # (B, T)
     half = T // 2
@@ -113,12 +112,9 @@ def copy_batch(
     >>> torch.equal(b.targets, copy_batch(2, seq_len=3, bits=4, seed=0).targets)  # a function of (seed, step)
     True
     """
-    if batch_size < 1:
-        raise ValueError(f"copy_batch: expected batch_size >= 1, got {batch_size}")
-    if seq_len < 1:
-        raise ValueError(f"copy_batch: expected seq_len >= 1, got seq_len={seq_len}")
-    if bits < 1:
-        raise ValueError(f"copy_batch: expected bits >= 1, got bits={bits}")
+    check_int("copy_batch", "batch_size", batch_size, low=1, expected="batch_size >= 1", got=str(batch_size))
+    check_int("copy_batch", "seq_len", seq_len, low=1, expected="seq_len >= 1", got=f"seq_len={seq_len}")
+    check_int("copy_batch", "bits", bits, low=1, expected="bits >= 1", got=f"bits={bits}")
     gen = batch_generator(seed, step)
     targets = torch.randint(0, 2, (batch_size, seq_len, bits), generator=gen).float()  # (B, L, K)
     inputs = torch.zeros(batch_size, 2 * seq_len + 2, bits + 2)  # (B, 2L+2, K+2)
@@ -166,10 +162,9 @@ def temporal_order_batch(
     >>> tuple(b.inputs.shape), b.labels.dtype
     ((2, 10, 8), torch.int64)
     """
-    if batch_size < 1:
-        raise ValueError(f"temporal_order_batch: expected batch_size >= 1, got {batch_size}")
-    if T < 10:
-        raise ValueError(f"temporal_order_batch: expected T >= 10 (so that t1 >= T // 10 >= 1), got T={T}")
+    where = "temporal_order_batch"
+    check_int(where, "batch_size", batch_size, low=1, expected="batch_size >= 1", got=str(batch_size))
+    check_int(where, "T", T, low=10, expected="T >= 10 (so that t1 >= T // 10 >= 1)", got=f"T={T}")
     gen = batch_generator(seed, step)
     symbols = torch.randint(0, 4, (batch_size, T), generator=gen)  # (B, T) distractors a..d
     t1 = torch.randint(T // 10, T // 5 + 1, (batch_size,), generator=gen)  # (B,)

@@ -149,8 +149,7 @@ def walk_forward(n: int, train: int, test: int, step: int | None = None, gap: in
     step = test if step is None else step
     for name, value in (("n", n), ("train", train), ("test", test), ("step", step)):
         check_int("walk_forward", name, value, low=1, expected=f"{name} to be a positive int")
-    if not isinstance(gap, int | np.integer) or gap < 0:
-        raise ValueError(f"walk_forward: expected gap to be an int >= 0, got {gap!r}")
+    check_int("walk_forward", "gap", gap, low=0, expected="gap to be an int >= 0")
     if train + gap + test > n:
         raise ValueError(
             f"walk_forward: train {train} + gap {gap} + test {test} = {train + gap + test} samples "
