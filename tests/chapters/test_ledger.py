@@ -15,6 +15,7 @@ from collections import defaultdict
 import pytest
 
 from memlib import claims
+from tests.chapters import landing
 from tests.chapters.pages import ROOT, notebook_pages
 
 LEDGER = ROOT / "book" / "article_checked.ipynb"
@@ -86,4 +87,12 @@ def test_the_ledger_lists_the_pages_records_as_committed():
     assert rows == expected, (
         "the ledger is out of date with the pages (re-run it: make notebooks NB=book/article_checked.ipynb); "
         f"first difference (ledger, pages): {first}"
+    )
+
+
+@pytest.mark.parametrize("page", list(landing.landing_pages()), ids=lambda p: p.stem)
+def test_each_landing_page_lists_its_sections_claims(page):
+    text = page.read_text()
+    assert text == landing.current(text, landing.landing_pages()[page]), (
+        f"{page.name}: its claims block is out of date with its sections' records (python -m tests.chapters.landing)"
     )
