@@ -31,7 +31,8 @@ def landing_pages() -> dict[Path, list[Path]]:
             page = ROOT / f"{chapter['file']}.md"
             if page.exists() and chapter.get("sections"):
                 notebooks = [ROOT / f"{s['file']}.ipynb" for s in chapter["sections"]]
-                out[page] = [n for n in notebooks if n.exists()]
+                if any(n.exists() for n in notebooks):  # the API reference's index has Markdown sections only
+                    out[page] = [n for n in notebooks if n.exists()]
     return out
 
 
