@@ -521,12 +521,6 @@ def _display(claim: Claim, record: Mapping[str, Any]) -> None:
     from IPython.display import HTML, display
 
     display(HTML(box_html(claim, record)), metadata={METADATA_KEY: json.loads(json.dumps(record))})
-    try:  # in the book, landing pages paste a verdict from its page: {glue:text}`page::claim.<id>.verdict`
-        from myst_nb import glue
-    except ImportError:  # memlib without the book's packages: the box is all there is
-        return
-    glue(f"claim.{claim.id}.verdict", LABELS[record["verdict"]], display=False)
-    glue(f"claim.{claim.id}.measured", measured_text(record), display=False)
 
 
 def collect(notebooks: Iterable[str | Path]) -> list[dict[str, Any]]:

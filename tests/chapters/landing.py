@@ -2,8 +2,8 @@
 
 A landing page (``book/ch02_core_architectures.md`` ...) lists its sections in prose; between the markers
 ``<!-- claims:start -->`` and ``<!-- claims:end -->`` it lists every claim its sections check, each with its
-verdict and deciding numbers pasted from the section's own outputs by myst-nb's glue
-(``{glue:text}`page::claim.<id>.verdict```), so no number on a landing page is copied by hand.
+verdict and deciding numbers, written by this module from the records in the sections' committed outputs:
+no number on a landing page is copied by hand, and a test fails when a block and the records disagree.
 
 Usage: ``python -m tests.chapters.landing`` rewrites the blocks from the committed pages' records;
 ``tests/chapters/test_ledger.py`` fails when a block is out of date.
@@ -41,10 +41,10 @@ def block(notebooks: list[Path]) -> str:
     lines = [START, "", "The claims these sections check, with the verdicts and numbers of their committed runs",
              "(all of them: {doc}`article_checked`):", ""]
     for record in claims.collect(notebooks):
-        key = f"{record['page']}::claim.{record['id']}"
+        measured = claims.measured_text(record).replace("*", "\\*")
         lines.append(
             f"- {{doc}}`{record['page']}`, section {record['section']}: *\u201c{record['quote']}\u201d* "
-            f"**{{glue:text}}`{key}.verdict`** ({{glue:text}}`{key}.measured`)"
+            f"**{claims.LABELS[record['verdict']]}** ({measured})"
         )
     return "\n".join([*lines, "", END])
 

@@ -46,19 +46,6 @@ def test_every_claim_box_carries_its_record(page):
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.stem)
-def test_every_record_is_glued_for_the_landing_pages(page):
-    # the landing pages paste a claim's verdict and numbers from its page ({glue:text}`page::claim.<id>.verdict`)
-    glued = {
-        output.get("metadata", {}).get("scrapbook", {}).get("name")
-        for cell in json.loads(page.read_text())["cells"] if cell["cell_type"] == "code"
-        for output in cell.get("outputs", [])
-    }
-    for record in claims.collect([page]):
-        for key in ("verdict", "measured"):
-            assert f"claim.{record['id']}.{key}" in glued, f"{page.stem}: claim {record['id']} was not glued ({key})"
-
-
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.stem)
 def test_no_verdict_is_written_by_hand(page):
     for index, cell in enumerate(json.loads(page.read_text())["cells"]):
         source = "".join(cell["source"])
