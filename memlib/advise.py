@@ -35,7 +35,14 @@ MAKE_TABLE = "python -m memlib.bench compare --quick --json PATH"
 
 
 class TableNotFoundError(FileNotFoundError, ValueError):
-    """The table's JSON file does not exist (a FileNotFoundError, and a ValueError like every other bad input)."""
+    """The table's JSON file does not exist (a FileNotFoundError, and a ValueError like every other bad input).
+
+    >>> try:
+    ...     load_table("/no/such/table.json")
+    ... except ValueError as err:  # caught as a bad input, like every other
+    ...     print(type(err).__name__, isinstance(err, FileNotFoundError))
+    TableNotFoundError True
+    """
 
 
 class Series(NamedTuple):

@@ -201,7 +201,11 @@ def fallbacks() -> Iterator[list[str]]:
 
 
 def fallback_message(kernel: str, x: torch.Tensor) -> str:
-    """The line a module reports when it runs its reference path instead of ``kernel`` on ``x``."""
+    """The line a module reports when it runs its reference path instead of ``kernel`` on ``x``.
+
+    >>> fallback_message("sdpa", torch.zeros(2, dtype=torch.float16)).startswith("sdpa: torch's fused kernel")
+    True
+    """
     dtype, mode = half_mode(x) or (x.dtype, "weights")
     name = str(dtype).replace("torch.", "")
     if mode == "autocast":

@@ -596,7 +596,12 @@ def quantize_static(model: nn.Module, calibration: Iterable[torch.Tensor], backe
 def prepare_qat(model: nn.Module, backend: str | None = None) -> nn.Module:
     """A copy of ``model`` ready for quantization-aware training: fused, with fake quantization of weights and
     activations in the forward pass (straight-through gradients). Train it (e.g. :func:`~memlib.train.fit`), then
-    :func:`convert_qat`."""
+    :func:`convert_qat`.
+
+    >>> qat = prepare_qat(QuantizableMLP([4, 8, 2]))  # train it as usual, then convert_qat(qat.eval())
+    >>> any(hasattr(m, "weight_fake_quant") for m in qat.modules())
+    True
+    """
     backend = _check_static("prepare_qat", model, backend)
     m = clone(model).cpu().float().train()
     if hasattr(m, "fuse"):

@@ -70,7 +70,17 @@ def round_values(lo: float, hi: float, n: int) -> list[float]:
 
 def default_grids(table: Table) -> dict[str, list]:
     """A handful of values per control from the table: the measured lengths, 0 and each model's largest solved
-    lag, and round budgets spanning the predicted peak memory and latency (plus no limit)."""
+    lag, and round budgets spanning the predicted peak memory and latency (plus no limit).
+
+    >>> def row(label, lag, step_ms):  # a made-up measurement table, as in memlib.advise.advise's example
+    ...     points = [[50, step_ms * 50], [1000, step_ms * 1000]]
+    ...     return {"label": label, "params": 1000, "largest_lag": {"adding": lag}, "step_ms": points,
+    ...             "peak_mib": points, "latency_ms": points, "interpretability": None}
+    >>> table = {"summary": {"batch": 32, "models": {"rnn": row("RNN", 10, 0.01), "lstm": row("LSTM", 100, 0.04)}}}
+    >>> from memlib.advise import load_table
+    >>> default_grids(load_table(table))["dependency_ranges"]  # 0 and each model's largest solved lag
+    [0, 10, 100]
+    """
     lengths = sorted({t for row in table.models.values() for m in METRICS for t in row.series[m].lengths})
     if not lengths:
         raise ValueError("AdvisorExplorer.prepare: expected at least one measured length in the table, got none; "
@@ -151,6 +161,15 @@ def prepare(
     ``peak_mib_*`` (S, B, M), ``latency_ms_*`` (S, L, M) (whether it holds; its words as an index into
     ``strings``, -1 where no question asks it); ``invalid`` (S, D): index into ``strings`` of why ``advise``
     refuses a dependency range longer than the sequence, -1 where the question is valid.
+
+    >>> def row(label, lag, step_ms):  # a made-up measurement table, as in memlib.advise.advise's example
+    ...     points = [[50, step_ms * 50], [1000, step_ms * 1000]]
+    ...     return {"label": label, "params": 1000, "largest_lag": {"adding": lag}, "step_ms": points,
+    ...             "peak_mib": points, "latency_ms": points, "interpretability": None}
+    >>> table = {"summary": {"batch": 32, "models": {"rnn": row("RNN", 10, 0.01), "lstm": row("LSTM", 100, 0.04)}}}
+    >>> data = prepare(table)
+    >>> [v.item() for v in data["seq_lens"]], data["keys"].tolist()
+    ([50, 1000], ['rnn', 'lstm'])
     """
     t = load_table(table)
     defaults = default_grids(t) if None in (seq_lens, dependency_ranges, memory_budgets, latencies) else {}
@@ -244,7 +263,17 @@ def esc(s: str) -> str:
 def cell_advice(data: Prepared, s: int, d: int, b: int, l: int) -> dict[str, Any]:  # noqa: E741
     """One grid cell's advice put back together from the prepared checks, as ``advise`` puts it: ``valid``,
     ``choice`` (key or None), ``candidates`` (key, feasible, reasons) in ranking order, ``error`` (why the question
-    is refused, else "")."""
+    is refused, else "").
+
+    >>> def row(label, lag, step_ms):  # a made-up measurement table, as in memlib.advise.advise's example
+    ...     points = [[50, step_ms * 50], [1000, step_ms * 1000]]
+    ...     return {"label": label, "params": 1000, "largest_lag": {"adding": lag}, "step_ms": points,
+    ...             "peak_mib": points, "latency_ms": points, "interpretability": None}
+    >>> table = {"summary": {"batch": 32, "models": {"rnn": row("RNN", 10, 0.01), "lstm": row("LSTM", 100, 0.04)}}}
+    >>> data = prepare(table)  # grids: lengths [50, 1000], lags [0, 10, 100], budgets and limits end in inf
+    >>> cell_advice(data, 0, 1, 5, 5)["choice"]  # T=50, a lag of 10, no limits: the faster model solves it
+    'rnn'
+    """
     keys, strings = [str(k) for k in data["keys"]], [str(x) for x in data["strings"]]
     bad = int(data["invalid"][s, d])
     if bad >= 0:
@@ -279,7 +308,16 @@ def wants_log(data: Prepared) -> bool:
 def view(data: Prepared, s: int, d: int, b: int, l: int, bottom: float) -> dict[str, Any]:  # noqa: E741
     """What the figures show for grid indices ``(s, d, b, l)``: ``caption`` and ``table`` (HTML), ``bars`` (the
     bar chart's columns; ``bottom``: where bars start, the axis' lower end) and ``budget_line`` (MiB, None: no
-    limit)."""
+    limit).
+
+    >>> def row(label, lag, step_ms):  # a made-up measurement table, as in memlib.advise.advise's example
+    ...     points = [[50, step_ms * 50], [1000, step_ms * 1000]]
+    ...     return {"label": label, "params": 1000, "largest_lag": {"adding": lag}, "step_ms": points,
+    ...             "peak_mib": points, "latency_ms": points, "interpretability": None}
+    >>> table = {"summary": {"batch": 32, "models": {"rnn": row("RNN", 10, 0.01), "lstm": row("LSTM", 100, 0.04)}}}
+    >>> sorted(view(prepare(table), 0, 1, 5, 5, bottom=0.0))
+    ['bars', 'budget_line', 'caption', 'table']
+    """
     labels = [str(x) for x in data["labels"]]
     batch = int(data["batch"][0])
     T = int(data["seq_lens"][s])
@@ -349,6 +387,15 @@ class AdvisorExplorer(Explorer):
     allows, the middle budget, the last latency limit: "no limit" in the default grid). Give ``table`` (the
     benchmark's data or a path) to go live: the ipywidgets controls then send any value typed in to
     :func:`memlib.advise.advise`.
+
+    >>> def row(label, lag, step_ms):  # a made-up measurement table, as in memlib.advise.advise's example
+    ...     points = [[50, step_ms * 50], [1000, step_ms * 1000]]
+    ...     return {"label": label, "params": 1000, "largest_lag": {"adding": lag}, "step_ms": points,
+    ...             "peak_mib": points, "latency_ms": points, "interpretability": None}
+    >>> table = {"summary": {"batch": 32, "models": {"rnn": row("RNN", 10, 0.01), "lstm": row("LSTM", 100, 0.04)}}}
+    >>> explorer = AdvisorExplorer.for_table(table)
+    >>> explorer.settings["seq_len"], explorer.settings["dependency_range"]
+    (1000, 100)
     """
 
     def __init__(

@@ -100,7 +100,15 @@ BLOCKED = "#bdbdbd"
 
 @dataclass(frozen=True)
 class PatternParams:
-    """The pattern sliders' values; one set serves every pattern (each uses the fields it needs)."""
+    """The pattern sliders' values; one set serves every pattern (each uses the fields it needs).
+
+    >>> PatternParams(window=2).window, PatternParams().n
+    (2, 4096)
+    >>> PatternParams(block=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: PatternParams: expected block as an integer >= 1, got 0
+    """
 
     window: int = 1  # radius: 2w + 1 keys per query (sliding window) or 2w + 1 blocks per query block (BigBird)
     n_global: int = 1  # the first G tokens (sliding window) or blocks (BigBird) see and are seen by all, like [CLS]
@@ -124,6 +132,12 @@ def bigbird_order(nb: int, seed: int) -> np.ndarray:
     ``BigBirdAttention.key_blocks`` draws a uniform number per (query block, key block) from ``seed`` and ``nb``,
     hides the window and global blocks, and takes the smallest ``num_random_blocks``. With a one-block window,
     no global block and ``nb`` random blocks it returns every other block in that order (smallest first).
+
+    >>> bigbird_order(4, seed=0)  # row i: the blocks other than i, in draw order
+    array([[2, 3, 1],
+           [0, 3, 2],
+           [3, 0, 1],
+           [1, 2, 0]], dtype=int16)
     """
     import torch  # here, not at the top: `import widgets` stays free of torch until a page is built
 
@@ -143,6 +157,12 @@ def pattern_allowed(pattern: str, T: int, params: PatternParams, order: np.ndarr
 
     ``order`` is :func:`bigbird_order` for ``nb = ceil(T / block)`` blocks and ``params.seed`` (computed if not
     given). Linformer blocks no pair: it mixes every key into ``k`` projected ones.
+
+    >>> pattern_allowed("causal", 4, PatternParams()).astype(int)
+    array([[1, 0, 0, 0],
+           [1, 1, 0, 0],
+           [1, 1, 1, 0],
+           [1, 1, 1, 1]])
     """
     if pattern not in PATTERNS:
         raise ValueError(f"pattern_allowed: expected pattern in {list(PATTERNS)}, got {pattern!r}")
@@ -179,6 +199,12 @@ def pattern_pairs(pattern: str, n: int, params: PatternParams) -> int:
     Full ``n^2``; causal ``n (n + 1) / 2``; sliding window ``n^2 - m^2 + band(m)`` with ``m = n - G`` the
     non-global tokens and ``band(m) = m (2w + 1) - w (w + 1)``; BigBird ``b^2`` times the key blocks of each query
     block (``n`` must be a multiple of ``b``); Linformer ``n k`` (queries x projected keys).
+
+    >>> pattern_pairs("causal", 4, PatternParams()), pattern_pairs("full", 4, PatternParams())
+    (10, 16)
+    >>> p = PatternParams(window=1, n_global=1)
+    >>> pattern_pairs("sliding_window", 6, p), int(pattern_allowed("sliding_window", 6, p).sum())
+    (24, 24)
     """
     if pattern == "full":
         return n * n
@@ -206,7 +232,11 @@ def pattern_pairs(pattern: str, n: int, params: PatternParams) -> int:
 
 
 def format_bytes(count: float) -> str:
-    """``1536`` -> ``"1.5 KiB"`` (binary units, one decimal; whole bytes below 1 KiB)."""
+    """``1536`` -> ``"1.5 KiB"`` (binary units, one decimal; whole bytes below 1 KiB).
+
+    >>> format_bytes(1536), format_bytes(512), format_bytes(3 * 2**20)
+    ('1.5 KiB', '512 B', '3.0 MiB')
+    """
     if count < 1024:
         return f"{int(count)} B"
     for unit in ("KiB", "MiB", "GiB", "TiB"):
@@ -222,7 +252,11 @@ def _pct(part: float, whole: float) -> str:
 
 def memory_text(pattern: str, T: int, allowed_pairs: int, params: PatternParams, outside: float | None,
                 padded: int) -> str:
-    """The memory report (HTML); the page's JavaScript writes the same text."""
+    """The memory report (HTML); the page's JavaScript writes the same text.
+
+    >>> memory_text("causal", 4, 10, PatternParams(), None, 4)[:80]
+    '<b>causal</b>: 10 of 16 query-key pairs allowed (62.5% of T²) for these 4 tokens'
+    """
     n, label = params.n, PATTERNS[pattern]
     if pattern == "linformer":
         k = min(params.k, T)
@@ -253,7 +287,11 @@ def memory_text(pattern: str, T: int, allowed_pairs: int, params: PatternParams,
 
 
 def cross_text(T: int, S: int) -> str:
-    """The cross-attention note that replaces the memory report (HTML)."""
+    """The cross-attention note that replaces the memory report (HTML).
+
+    >>> cross_text(5, 7)[:63]
+    '<b>cross-attention</b>: 5 queries x 7 keys = 35 scores per head'
+    """
     return (f"<b>cross-attention</b>: {T} queries x {S} keys = {T * S:,} scores per head "
             f"({format_bytes(4 * T * S)} at float32). The pattern selector (full, causal, sliding window, BigBird, "
             "Linformer) is off: those patterns restrict a sequence attending to itself, and here the queries and "
@@ -277,6 +315,12 @@ class AttentionExplorer(Explorer):
     Cross-attention (``data`` from :meth:`prepare` with ``key_tokens``): weights (L, H, T, S), query tokens down
     the rows and key tokens across; the pattern panel is off (``pattern`` must be ``"full"``), and the live
     layer offers the text and the temperature only. An explorer keeps the mode it was built with.
+
+    >>> import torch
+    >>> weights = torch.softmax(torch.randn(1, 2, 3, 3), dim=-1)  # (L, H, T, T): one layer, two heads
+    >>> data = AttentionExplorer.prepare(weights, ["the", "cat", "sat"])
+    >>> AttentionExplorer(data).data["weights"].shape
+    (1, 2, 3, 3)
     """
 
     def __init__(

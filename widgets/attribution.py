@@ -57,22 +57,39 @@ SERIES_COLORS = Category10_10
 
 def fmt(x: float, digits: int) -> str:
     """``x`` with ``digits`` decimals as the page writes it: ``(x + 0).toFixed(digits)`` in JavaScript (ties
-    away from zero; ``-0.0`` as ``0``, ``-0.0001`` as ``-0.00``)."""
+    away from zero; ``-0.0`` as ``0``, ``-0.0001`` as ``-0.00``).
+
+    >>> fmt(0.125, 2), fmt(-0.0001, 2), f"{0.125:.2f}"
+    ('0.13', '-0.00', '0.12')
+    """
     return fixed(float(x) + 0.0, digits)
 
 
 def digits_for(scale: float) -> int:
-    """Decimals that show three significant digits of numbers up to ``scale`` (0 to 8)."""
+    """Decimals that show three significant digits of numbers up to ``scale`` (0 to 8).
+
+    >>> digits_for(0.5), digits_for(12.0), digits_for(250.0)
+    (3, 1, 0)
+    """
     return min(8, max(0, 2 - math.floor(math.log10(scale))))
 
 
 def color_of(value: float, scale: float) -> str:
-    """The palette colour of ``value`` on a scale from ``-scale`` (blue) through 0 (white) to ``scale`` (red)."""
+    """The palette colour of ``value`` on a scale from ``-scale`` (blue) through 0 (white) to ``scale`` (red).
+
+    >>> color_of(1.0, scale=1.0), color_of(-1.0, scale=1.0)  # the ends: dark red, dark blue
+    ('#67001f', '#053061')
+    """
     return PALETTE[min(255, max(0, math.floor((value / scale + 1) / 2 * 256)))]
 
 
 def saliency_html(tokens: Sequence[str], values: Sequence[float], scale: float, digits: int) -> str:
-    """The tokens as coloured chips, each titled with its attribution (the page's JavaScript writes the same)."""
+    """The tokens as coloured chips, each titled with its attribution (the page's JavaScript writes the same).
+
+    >>> html = saliency_html(["good", "film"], [0.5, -0.25], scale=1.0, digits=2)
+    >>> html.count("<span"), 'title="-0.25"' in html
+    (2, True)
+    """
     chips = []
     for tok, v in zip(tokens, values, strict=True):
         fg = "#fff" if abs(v / scale) > 0.55 else "#000"
@@ -113,6 +130,10 @@ class AttributionExplorer(Explorer):
     ``recompute`` (live layer, optional) takes the reader's input: the token list (``tokenize`` of the text box,
     text) or one sequence (T, F) or (T,) (the picker's, time series); it returns a dict of method -> attributions
     (C, T) or (T,) for that input, or a pair ``(that dict, prediction)``. The explorer then shows that one input.
+
+    >>> data = AttributionExplorer.prepare({"saliency": np.array([[0.5, -0.25]])}, [["good", "film"]])  # (E, T)
+    >>> AttributionExplorer(data).settings
+    {'method': 'saliency', 'target': 'output', 'example': 0, 'text': 'good film'}
     """
 
     live_needs = "recompute function"

@@ -39,12 +39,20 @@ MAX_MESSAGE = 300  # characters of an error on the status line: one line, whatev
 
 
 class Refused(ValueError):
-    """A live change refused before any work: it would exceed a stated memory or time limit."""
+    """A live change refused before any work: it would exceed a stated memory or time limit.
+
+    >>> isinstance(Refused("expected at most 40 steps, got 400"), ValueError)  # caught like any bad input
+    True
+    """
 
 
 def fixed(x: float, digits: int) -> str:
     """``x`` with ``digits`` decimals, ties rounded up as JavaScript's ``toFixed`` does (Python's format rounds
-    ties to even: 6.25 -> "6.2" where the page writes "6.3")."""
+    ties to even: 6.25 -> "6.2" where the page writes "6.3").
+
+    >>> fixed(6.25, 1), f"{6.25:.1f}"
+    ('6.3', '6.2')
+    """
     return str(Decimal(float(x)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
 
 
@@ -60,7 +68,13 @@ def load_js(*names: str) -> str:
 
 
 def custom_js(*names: str, **args: Any) -> CustomJS:
-    """A ``CustomJS`` running :func:`load_js` ``(*names)`` with ``args`` (Bokeh models, numbers, lists, dicts)."""
+    """A ``CustomJS`` running :func:`load_js` ``(*names)`` with ``args`` (Bokeh models, numbers, lists, dicts).
+
+    >>> from bokeh.models import ColumnDataSource
+    >>> cb = custom_js("addressing", source=ColumnDataSource({"x": [1]}))
+    >>> sorted(cb.args), "function" in cb.code
+    (['source'], True)
+    """
     return CustomJS(args=args, code=load_js(*names))
 
 
@@ -70,6 +84,11 @@ def describe(err: BaseException) -> str:
     A ValueError or TypeError says what was expected (this project's messages name the parameter and the value):
     its message is the line. Any other error is unexpected (out of memory, a kernel that cannot run here): the line
     names its type before its message. Whitespace is collapsed and the line cut to ``MAX_MESSAGE`` characters.
+
+    >>> describe(ValueError("GRU: expected hidden_size as a positive integer, got 0"))
+    'GRU: expected hidden_size as a positive integer, got 0'
+    >>> describe(MemoryError("CUDA out of memory"))
+    'MemoryError: CUDA out of memory'
     """
     text = " ".join(str(err).split())
     if not isinstance(err, ValueError | TypeError):
@@ -80,7 +99,11 @@ def describe(err: BaseException) -> str:
 
 
 def status_html(message: str) -> str:
-    """``message`` as the text of the status line's HTML widget (``&`` and ``<`` escaped)."""
+    """``message`` as the text of the status line's HTML widget (``&`` and ``<`` escaped).
+
+    >>> status_html("a < b & c")
+    'a &lt; b &amp; c'
+    """
     return message.replace("&", "&amp;").replace("<", "&lt;")
 
 
@@ -105,7 +128,15 @@ def check_number(name: str, value: Any, low: float, high: float) -> float:
 
 
 def merge_settings(settings: Mapping[str, Any], value: Any, keys: Iterable[str]) -> dict[str, Any]:
-    """``settings`` with the changed ones in ``value``, a dict whose keys must be among ``keys``."""
+    """``settings`` with the changed ones in ``value``, a dict whose keys must be among ``keys``.
+
+    >>> merge_settings({"length": 8, "seed": 0}, {"seed": 3}, ["length", "seed"])
+    {'length': 8, 'seed': 3}
+    >>> merge_settings({"length": 8}, {"size": 3}, ["length"])
+    Traceback (most recent call last):
+    ...
+    ValueError: expected settings among ['length'], got ['size']
+    """
     keys = list(keys)
     if not isinstance(value, Mapping):
         raise TypeError(f"expected a dict of settings among {keys}, got {type(value).__name__}")
@@ -124,6 +155,23 @@ class Explorer(ABC):
 
     Live explorers keep ``settings``: the values of their live controls for the data the figures
     show now. Controls made with :meth:`bind` show them, and go back to them after a refused change.
+
+    >>> from bokeh.models import Div
+    >>> class Steps(Explorer):  # the smallest explorer: one source, one Div
+    ...     @staticmethod
+    ...     def prepare(n):
+    ...         if n < 1:
+    ...             raise ValueError(f"expected n >= 1, got {n}")
+    ...         return {"x": np.arange(n, dtype=float)}
+    ...     def source_data(self, data):
+    ...         return {"steps": {"x": data["x"]}}
+    ...     def build(self):
+    ...         return Div(text="steps")
+    >>> steps = Steps(Steps.prepare(3), compute=Steps.prepare)
+    >>> steps.recompute(5), steps.sources["steps"].data["x"].tolist()
+    (True, [0.0, 1.0, 2.0, 3.0, 4.0])
+    >>> steps.recompute(0), steps.last_error, len(steps.data["x"])  # refused: the figures keep their data
+    (False, 'Not updated: expected n >= 1, got 0', 5)
     """
 
     max_text: int = 2000  # characters a live text box takes: a longer paste is refused before any work

@@ -97,7 +97,13 @@ class BudgetModel(NamedTuple):
     """A model for the explorer: ``example(batch, length)`` gives what :func:`estimate_training_memory` takes
     (a shape or tensors) for that batch and sequence length; ``lengths`` are the lengths to estimate at (1 to 3,
     increasing; one length for a model without a sequence). ``options`` go to the estimator (``loss_fn``,
-    ``batch_dim``)."""
+    ``batch_dim``).
+
+    >>> from torch import nn
+    >>> spec = BudgetModel(nn.Linear(8, 8), lambda batch, length: (batch, length, 8), lengths=(4, 8))
+    >>> spec.example(2, 4), spec.options  # a (B, T, I) shape at batch 2, length 4; no estimator options
+    ((2, 4, 8), {})
+    """
 
     model: Any  # torch.nn.Module
     example: Callable[[int, int], object]
@@ -110,6 +116,10 @@ def book_models(quick: bool = False) -> dict[str, BudgetModel]:
     Transformer encoder (width 64, 4 heads), an NTM on the copy task (100 controller units, 128 x 20 memory).
 
     ``quick`` uses shorter lengths (the NTM's estimate runs its Python loop over the steps).
+
+    >>> models = book_models(quick=True)
+    >>> list(models), models["LSTM"].lengths
+    (['LSTM', 'GRU', 'Transformer encoder', 'NTM'], (8, 16, 32))
     """
     import memlib
 
@@ -131,7 +141,13 @@ def book_models(quick: bool = False) -> dict[str, BudgetModel]:
 
 
 def interpolate(xs: Sequence[float], ys: Sequence[float], t: float) -> float:
-    """The polynomial through ``(xs, ys)`` at ``t`` (Lagrange form): exactly ``ys[j]`` at ``t = xs[j]``."""
+    """The polynomial through ``(xs, ys)`` at ``t`` (Lagrange form): exactly ``ys[j]`` at ``t = xs[j]``.
+
+    >>> interpolate([0, 1, 2], [0, 1, 4], 3.0)  # the parabola through the points: 3**2
+    9.0
+    >>> interpolate([16, 64], [10, 40], 32)
+    20.0
+    """
     total = 0.0
     for k in range(len(xs)):
         w = 1.0

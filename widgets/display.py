@@ -27,13 +27,24 @@ def load_bokeh_inline() -> None:
 
 
 def bokeh_html(obj: LayoutDOM) -> str:
-    """``obj`` as a ``<div>`` plus ``<script>`` that render it with the page's BokehJS."""
+    """``obj`` as a ``<div>`` plus ``<script>`` that render it with the page's BokehJS.
+
+    >>> from bokeh.models import Div
+    >>> html = bokeh_html(Div(text="hello"))
+    >>> html.startswith("<div"), "<script" in html
+    (True, True)
+    """
     script, div = components(obj)
     return div + script
 
 
 def show_bokeh(obj: LayoutDOM, live: bool = False) -> None:
-    """Show a Bokeh figure or layout: embedded for the static book, or through BokehJS in a live notebook."""
+    """Show a Bokeh figure or layout: embedded for the static book, or through BokehJS in a live notebook.
+
+    >>> from bokeh.models import Div
+    >>> show_bokeh(Div(text="hello"))  # outside a notebook, IPython shows the object's repr
+    <IPython.core.display.HTML object>
+    """
     from IPython.display import HTML, display
 
     if live:
@@ -56,6 +67,10 @@ def claim_check_html(claim: str, finding: str, verdict: str) -> str:
     """A boxed "Claim check": the article's ``claim``, what this page measured, and a ``verdict``.
 
     ``verdict`` is one of ``"holds"``, ``"partly"``, ``"fails"``; ``finding`` may hold simple HTML.
+
+    >>> box = claim_check_html("LSTMs have four times an RNN's parameters.", "4.0x at every size", "holds")
+    >>> 'class="claim-check"' in box, "Holds." in box
+    (True, True)
     """
     if verdict not in _VERDICT_STYLE:
         raise ValueError(f"claim_check: expected verdict in {sorted(_VERDICT_STYLE)}, got {verdict!r}")
@@ -69,7 +84,11 @@ def claim_check_html(claim: str, finding: str, verdict: str) -> str:
 
 
 def claim_check(claim: str, finding: str, verdict: str) -> None:
-    """Display :func:`claim_check_html` in the page."""
+    """Display :func:`claim_check_html` in the page.
+
+    >>> claim_check("LSTMs have four times an RNN's parameters.", "4.0x at every size", "holds")
+    <IPython.core.display.HTML object>
+    """
     from IPython.display import HTML, display
 
     display(HTML(claim_check_html(claim, finding, verdict)))

@@ -105,6 +105,14 @@ class GateExplorer(Explorer):
     input kind to its starting text (what the text means is the compute's business); ``forget_bias``
     and ``kind`` are the controls' starting values and ``bias_range`` the bias slider's ends. For a
     GRU, the compute should add the bias to the update gate z (the GRU's keep gate).
+
+    >>> half = np.full((4, 2), 0.5)  # (T, H): every gate at 0.5
+    >>> gates = {name: half for name in ("input_gate", "forget_gate", "output_gate", "candidate", "cell", "hidden")}
+    >>> data = GateExplorer.prepare({"LSTM": {"kind": "lstm", "inputs": np.zeros(4), "gates": gates}})
+    >>> data["half_life"]  # (V, H): a forget gate of 0.5 halves the state in one step
+    array([[1., 1.]])
+    >>> GateExplorer(data).settings["kind"]
+    'lstm'
     """
 
     def __init__(
@@ -690,6 +698,11 @@ def retention_and_half_life(keep: np.ndarray, marked: int) -> tuple[np.ndarray, 
     ``keep`` (T, H) is the forget gate f (LSTM) or update gate z (GRU). ``r_m = 1`` and
     ``r_t = prod_{s=m+1..t} keep_s`` after it; NaN before it. The half-life is the first ``k >= 1``
     with ``r_{m+k} <= 1/2``, inf if the sequence ends first.
+
+    >>> keep = np.array([[1.0], [0.5], [0.5], [1.0]])  # (T, H) = (4, 1): a forget gate
+    >>> r, half = retention_and_half_life(keep, marked=0)
+    >>> r.ravel(), half
+    (array([1.  , 0.5 , 0.25, 0.25]), array([1.]))
     """
     T, H = keep.shape
     r = np.full((T, H), np.nan)

@@ -23,7 +23,13 @@ from widgets.base import Explorer, Prepared, check_text, custom_js
 
 
 class HiddenStateExplorer(Explorer):
-    """Explore ``hidden`` (T, D) with the readout (T,) and target (T,) of each step."""
+    """Explore ``hidden`` (T, D) with the readout (T,) and target (T,) of each step.
+
+    >>> import numpy as np
+    >>> data = HiddenStateExplorer.prepare(np.zeros((5, 3)), np.zeros(5), np.zeros(5), np.zeros(5))  # T = 5, D = 3
+    >>> HiddenStateExplorer(data).data["hidden"].shape
+    (5, 3)
+    """
 
     @staticmethod
     def prepare(hidden: Any, inputs: Any, readout: Any, target: Any) -> Prepared:

@@ -82,7 +82,15 @@ def _check_weighting(where: str, arr: np.ndarray, exact: bool, paper: str) -> No
 
 @dataclass(frozen=True)
 class PageLimits:
-    """What one MemoryExplorer page may hold: the page stays small and the slider usable."""
+    """What one MemoryExplorer page may hold: the page stays small and the slider usable.
+
+    >>> PageLimits().max_slots
+    64
+    >>> PageLimits.checked("MemoryExplorer.prepare", max_steps=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: MemoryExplorer.prepare: expected max_steps a positive integer, got 0
+    """
 
     max_steps: int = MAX_STEPS  # T: one slider position per step
     max_slots: int = MAX_SLOTS  # N: an N x N link matrix stays readable
@@ -241,6 +249,13 @@ class MemoryExplorer(Explorer):
     examples were given), and returns :meth:`prepare`'s output (e.g. through :meth:`from_trace`).
     ``examples`` maps names to sequence texts for a dropdown (the first one starts in the box);
     without examples, ``sequence`` is the box's starting text.
+
+    >>> T, N, W = 3, 4, 2  # steps, slots, slot width
+    >>> data = MemoryExplorer.prepare(
+    ...     "ntm", np.zeros((T, 2)), np.zeros((T, N, W)), np.full((T, 1, N), 1 / N), np.full((T, N), 1 / N),
+    ...     erase=np.zeros((T, W)), add=np.zeros((T, W)))
+    >>> MemoryExplorer(data).data["memory"].shape  # (T, N, W)
+    (3, 4, 2)
     """
 
     def __init__(
@@ -744,13 +759,22 @@ def shift_kernel(shift: float) -> np.ndarray:
     """The pipeline slider's shift in [-1, 1] -> a kernel over offsets -1, 0, +1 (widgets/js/addressing.js's twin).
 
     0 stays, +1 moves the focus one slot up, 0.5 splits the mass evenly between staying and moving up.
+
+    >>> shift_kernel(1.0), shift_kernel(0.5)  # offsets -1, 0, +1
+    (array([0., 0., 1.]), array([0. , 0.5, 0.5]))
     """
     return np.array([max(-shift, 0.0), 1.0 - abs(shift), max(shift, 0.0)])
 
 
 def addressing_stages(memory: Any, key: Any, previous: Any, beta: float, g: float, shift: float,
                       gamma: float) -> dict[str, np.ndarray]:
-    """The four stages (and the similarity) from ``memlib.memory.addressing`` in float64, each (N,)."""
+    """The four stages (and the similarity) from ``memlib.memory.addressing`` in float64, each (N,).
+
+    >>> memory, key, previous = example_memory()
+    >>> stages = addressing_stages(memory, key, previous, beta=5.0, g=1.0, shift=0.0, gamma=1.0)
+    >>> sorted(stages), int(stages["content"].argmax()), round(float(stages["sharpened"].sum()), 6)
+    (['content', 'gated', 'sharpened', 'shifted', 'similarity'], 5, 1.0)
+    """
     M = torch.as_tensor(np.asarray(memory, dtype=np.float64))[None]  # (1, N, W)
     k = torch.as_tensor(np.asarray(key, dtype=np.float64))[None, None]  # (1, 1, W)
     prev = torch.as_tensor(np.asarray(previous, dtype=np.float64))[None, None]  # (1, 1, N)
@@ -763,7 +787,12 @@ def addressing_stages(memory: Any, key: Any, previous: Any, beta: float, g: floa
 
 
 def example_memory() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A small (8 x 5) memory, a key near slot 5 (and partly like slot 1), a previous weighting on slot 2."""
+    """A small (8 x 5) memory, a key near slot 5 (and partly like slot 1), a previous weighting on slot 2.
+
+    >>> memory, key, previous = example_memory()
+    >>> memory.shape, key.shape, int(previous.argmax())
+    ((8, 5), (5,), 2)
+    """
     rng = np.random.default_rng(7)
     memory = rng.uniform(-1, 1, (8, 5)).round(2)
     memory[1] = (0.6 * memory[5] + 0.4 * memory[1]).round(2)  # a decoy: similar to the key, less than slot 5
@@ -778,6 +807,10 @@ class AddressingPipeline(Explorer):
 
     Built from :meth:`prepare`'s output (default: :func:`example_memory` at :data:`PIPELINE_DEFAULTS`).
     It has no live layer: the page's JavaScript recomputes everything.
+
+    >>> pipeline = AddressingPipeline(AddressingPipeline.prepare(*example_memory(), beta=5.0))
+    >>> pipeline.data["settings"]  # beta, g, shift, gamma
+    array([5. , 0.8, 0.8, 2.5])
     """
 
     def __init__(self, data: Prepared | None = None):

@@ -20,7 +20,12 @@ from memlib.validate import check_input, check_sizes, check_state
 
 
 class MemoryAugmented(nn.Module):
-    """Base of NTM, DNC and MANN: ``forward`` over (B, T, I), ``step`` over (B, I), ``initial_state``."""
+    """Base of NTM, DNC and MANN: ``forward`` over (B, T, I), ``step`` over (B, I), ``initial_state``.
+
+    >>> import memlib
+    >>> [issubclass(cls, MemoryAugmented) for cls in (memlib.NTM, memlib.DNC, memlib.MANN)]
+    [True, True, True]
+    """
 
     state_type: type  # the model's state NamedTuple; its first field is the controller state
     input_size: int

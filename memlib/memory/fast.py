@@ -76,7 +76,12 @@ class fast_steps:  # lower case: a switch read like a call, as torch.set_grad_en
 
 
 def enabled() -> bool:
-    """Whether the switch is on (the compiled step may still fall back: see :func:`step_function`)."""
+    """Whether the switch is on (the compiled step may still fall back: see :func:`step_function`).
+
+    >>> with fast_steps(True):
+    ...     enabled()
+    True
+    """
     return _enabled
 
 
@@ -120,6 +125,12 @@ def _device_type(step: Callable[..., Any]) -> str:
 def step_function(step: Callable[..., Any]) -> Callable[..., Any]:
     """``step`` itself (a bound method, e.g. ``model._step``), or its compiled twin where the switch is on and
     a compile can give the same result (outside a trace and the reference path, not inside another compile).
+
+    >>> import memlib
+    >>> ntm = memlib.NTM(input_size=3, output_size=3, controller_size=8, memory_slots=4, memory_width=2)
+    >>> with fast_steps(False):
+    ...     step_function(ntm._step) == ntm._step  # switched off: the eager step itself
+    True
     """
     if not _enabled or tracing() or use_reference() or torch.compiler.is_compiling() or not _probe():
         return step

