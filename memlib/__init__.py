@@ -4,7 +4,8 @@ Pure model code: no bokeh, ipywidgets or captum at import time.
 
 The names below are grouped as the book meets them: recurrent networks, attention, Transformers, external
 memory, hybrids; then the tools (training, measurement, tracing, advice). Areas with many names of their own
-are modules: ``memlib.tasks`` (data), ``memlib.compress``, ``memlib.interpret``, ``memlib.lifelong``,
+are modules: ``memlib.claims`` (the article's claims, checked), ``memlib.tasks`` (data), ``memlib.compress``,
+``memlib.interpret``, ``memlib.lifelong``,
 ``memlib.biology``, ``memlib.neuromorphic``, ``memlib.hardware``, ``memlib.profiling``, ``memlib.validate``.
 
 >>> import torch, memlib
@@ -18,6 +19,7 @@ from types import ModuleType as _ModuleType
 from memlib import (
     advise,
     biology,
+    claims,
     compress,
     hardware,
     interpret,
@@ -39,6 +41,7 @@ from memlib.attention import (
     scaled_dot_product_attention,
     window_mask,
 )
+from memlib.captioning import ShowAndTell, ShowAttendTell
 from memlib.efficient import BigBirdAttention, LinformerAttention, SlidingWindowAttention
 from memlib.hardware import (
     GPU,
@@ -166,6 +169,9 @@ __all__ = [
     "Seq2Seq",
     "RecurrentTextClassifier",
     "TransformerTextClassifier",
+    # image captioning
+    "ShowAttendTell",
+    "ShowAndTell",
     # training
     "device",
     "seed_everything",
@@ -195,6 +201,7 @@ __all__ = [
     "Advice",
     "Candidate",
     # modules
+    "claims",
     "tasks",
     "compress",
     "interpret",

@@ -8,6 +8,7 @@ from widgets.attention import AttentionExplorer
 from widgets.attribution import AttributionExplorer
 from widgets.base import Explorer
 from widgets.budget import BudgetModel, MemoryBudgetExplorer, book_models
+from widgets.caption import CaptionExplorer
 from widgets.display import bokeh_html, claim_check, claim_check_html, load_bokeh_inline, show_bokeh
 from widgets.gates import GateExplorer
 from widgets.hidden_state import HiddenStateExplorer
@@ -19,6 +20,7 @@ __all__ = [
     "AttentionExplorer",
     "AttributionExplorer",
     "BudgetModel",
+    "CaptionExplorer",
     "Explorer",
     "GateExplorer",
     "HiddenStateExplorer",

@@ -63,7 +63,8 @@ def test_attention_weights_are_a_distribution_over_the_regions():
 def test_bad_captions_are_named():
     with pytest.raises(ValueError, match=r"ShowAttendTell: expected token ids in \[0, 11\), got min 0, max 12"):
         ShowAttendTell()(torch.zeros(1, 1, 24, 24), torch.tensor([[0, 12]]))
-    with pytest.raises(ValueError, match=r"ShowAndTell: expected images of shape B, 1, 24, 24 = \(\?, 1, 24, 24\), got \(1, 1, 20, 20\)"):
+    expected = r"ShowAndTell: expected images of shape B, 1, 24, 24 = \(\?, 1, 24, 24\), got \(1, 1, 20, 20\)"
+    with pytest.raises(ValueError, match=expected):
         ShowAndTell()(torch.zeros(1, 1, 20, 20), torch.tensor([[1, 10]]))
 
 
