@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -28,7 +29,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    # No host but this one resolves: a page that is not routed (test_reader's, which keep Chromium's
+    # No host but this one resolves: a page that is not routed (the built book's, which keep Chromium's
     # cache; routing turns it off) still cannot reach the network, and its request is seen failing.
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
 ]
@@ -50,6 +51,9 @@ class PageLog:
     console: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
+    # Requests sent and not yet answered, and when that set last changed: for wait_for_quiet_network.
+    inflight: set = field(default_factory=set)
+    changed: float = field(default_factory=time.monotonic)
 
     def problems(self) -> list[str]:
         def allowed(message: str) -> bool:
@@ -118,23 +122,58 @@ def open_logged(context, url: str, log: PageLog, wait_until: str = "load", route
     page.on("console", lambda msg: msg.type == "error" and log.console.append(msg.text))
     page.on("requestfailed", lambda req: req.url not in log.blocked and log.failed.append(req.url))
     page.on("response", lambda resp: resp.status >= 400 and log.failed.append(f"{resp.status} {resp.url}"))
+
+    def track(request, sent: bool):
+        (log.inflight.add if sent else log.inflight.discard)(request)
+        log.changed = time.monotonic()
+
+    page.on("request", lambda req: track(req, True))
+    page.on("requestfinished", lambda req: track(req, False))
+    page.on("requestfailed", lambda req: track(req, False))
     page.goto(url, wait_until=wait_until)
     return page
 
 
+def wait_for_quiet_network(page, log: PageLog, quiet_s: float = 0.5, timeout_s: float = 30) -> None:
+    """Wait until no request of ``page`` (opened by open_logged) has been in flight for ``quiet_s``.
+
+    This is Playwright's "networkidle" (no request for 500 ms), read from the requests the page's listeners saw:
+    here the lifecycle event itself sometimes never fires on a page whose every request was answered (seen on
+    book/intro and chapter landing pages, routed or not, with nothing in flight), and the wait ran out its 30 s."""
+    deadline = time.monotonic() + timeout_s
+    while log.inflight or time.monotonic() - log.changed < quiet_s:
+        if time.monotonic() > deadline:
+            pending = sorted(r.url for r in log.inflight)
+            raise TimeoutError(f"requests in flight after {timeout_s:.0f} s: {len(pending)}: {pending[:5]}")
+        page.wait_for_timeout(100)  # a poll: Playwright delivers the page's events while it waits
+
+
 @pytest.fixture
 def open_page(browser):
+    """Open a page of the built book, unrouted (Chromium's cache on: BokehJS and MathJax load once per session)."""
     pages = []
 
     def _open(url: str) -> tuple:
         log = PageLog()
-        page = open_logged(browser, url, log)
+        page = open_logged(browser, url, log, route=False)
         pages.append(page)
         return page, log
 
     yield _open
     for page in pages:
         page.close()
+
+
+@pytest.fixture(scope="session")
+def readings(browser, book_url):
+    """Every page of the book in reading order, each loaded and read once for test_book and test_reader."""
+    # Imported here: reading.py builds on this module's PageLog and open_logged.
+    from tests.browser.reading import Readings
+    from tests.chapters.pages import toc_files
+
+    pages = Readings(browser, book_url, toc_files())
+    yield pages
+    pages.close()
 
 
 def screenshot(page, name: str) -> Path:

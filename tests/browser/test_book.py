@@ -10,22 +10,9 @@ from tests.browser.conftest import screenshot
 from tests.chapters.pages import ROOT, toc_files
 
 PAGES = toc_files()
-
-# Sphinx wraps every formula in span.math / div.math; MathJax 3 renders each into an
-# mjx-container and marks TeX errors with mjx-merror.
-_MATH_STATE = """
-async () => {
-  if (!window.MathJax || !MathJax.startup) return null;
-  await MathJax.startup.promise;
-  return {
-    formulas: document.querySelectorAll('span.math, div.math').length,
-    rendered: document.querySelectorAll('mjx-container').length,
-    errors: document.querySelectorAll('mjx-merror').length,
-    raw: document.querySelectorAll('span.math:not(:has(mjx-container)), div.math:not(:has(mjx-container))').length,
-  };
-}
-"""
-
+# `pytest -n 2 --dist loadgroup tests/browser` runs this file and test_reader in one worker (they share the session's
+# readings: each page is loaded once) while the two Voila files run in the other.
+pytestmark = pytest.mark.xdist_group("pages")
 
 def _has_math(name: str) -> bool:
     for suffix in (".ipynb", ".md"):
@@ -40,23 +27,24 @@ def _has_math(name: str) -> bool:
 
 
 @pytest.mark.parametrize("name", PAGES)
-def test_page_is_clean_offline(name, book_url, open_page):
-    page, log = open_page(f"{book_url}/{name}.html")
-    page.wait_for_load_state("networkidle")
-    text = page.inner_text("main")
+def test_page_is_clean_offline(name, readings):
+    """Read once with test_reader's checks (reading.py): loaded, network idle, MathJax done, then screenshotted."""
+    reading = readings[name]
+    math = _has_math(name)
+    reading.require("load", "networkidle", "main_text", "html", "screenshot", *(["math"] if math else []))
+    text = reading.main_text
     assert "VBox(" not in text and "HBox(" not in text, "a raw ipywidgets repr is shown"
-    assert "injected-parameters" not in page.content(), "papermill's injected cell is shown"
-    html = page.content()
+    html = reading.html
+    assert "injected-parameters" not in html, "papermill's injected cell is shown"
     assert "cdn.bokeh.org" not in html and "cdn.jsdelivr" not in html
     assert len(html) < 1_500_000, f"page is {len(html)} bytes: is an inline BokehJS stored?"
-    if _has_math(name):
-        state = page.evaluate(_MATH_STATE)
+    if math:
+        state = reading.math
         assert state is not None, "MathJax did not load"
         assert state["formulas"] > 0, "the page's formulas were not found"
         assert state["raw"] == 0 and state["rendered"] >= state["formulas"], f"not every formula was typeset: {state}"
         assert state["errors"] == 0, f"MathJax errors: {state}"
-    screenshot(page, name.replace("/", "_"))
-    assert not log.problems(), "\n".join(log.problems())
+    assert not reading.problems, "\n".join(reading.problems)
 
 
 _SOURCE_DATA = """
