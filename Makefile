@@ -122,8 +122,10 @@ build-book:
 	rm -rf _build
 	$(BIN)/jupyter-book build --warningiserror --nitpick --keep-going .
 
+# The built pages (test_book, test_reader) and the Voila pages (test_live, test_voila) side by side, one group per
+# worker: a Voila kernel keeps one core busy while Chromium reads the book on the other.
 browser:
-	$(BIN)/pytest -q tests/browser
+	$(BIN)/pytest -q -n 2 --dist loadgroup tests/browser
 
 clean:
 	rm -rf _build _vendor

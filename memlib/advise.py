@@ -100,7 +100,7 @@ class Prediction(NamedTuple):
 
 
 class Check(NamedTuple):
-    """One constraint on one model: ``constraint`` ("dependency", or a metric of :data:`METRICS`), whether it
+    """One constraint on one model: ``constraint`` ("dependency", or a metric of ``METRICS``), whether it
     holds, and the numbers in words.
 
     >>> Check._fields

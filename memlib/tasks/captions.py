@@ -9,7 +9,7 @@ which is what an attention over image regions is for (Xu et al. 2015, "Show, Att
 
 The images are split before any scene is built: training scenes use the first ``TRAIN_IMAGES`` digits of a
 fixed permutation, test scenes the rest, so a test caption is always about handwriting never seen in training.
-Each batch is a function of ``(seed, step)``, as every task in :mod:`memlib.tasks`.
+Each batch is a function of ``(seed, step)``, as every task in ``memlib.tasks``.
 
 Shape legend: ``B`` batch, ``L`` caption length with ``<end>`` (``MAX_DIGITS + 1``), ``G`` cells (``GRID**2``).
 """
