@@ -31,6 +31,7 @@ from memlib.tasks.episodes import (
     accuracy_by_instance,
     digit_class_split,
     episode_batch,
+    handwritten_digits,
     rotate_classes,
     rotated_digits,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "episode_batch",
     "format_babi",
     "generate_babi",
+    "handwritten_digits",
     "parse_babi",
     "priority_sort_batch",
     "read_babi",

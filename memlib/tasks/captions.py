@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 import torch
 
+from memlib.tasks.episodes import handwritten_digits
 from memlib.tasks.seeding import batch_generator
 from memlib.validate import check_choice, check_int
 
@@ -50,16 +51,7 @@ class CaptionBatch(NamedTuple):
 
 @lru_cache(maxsize=1)
 def _digits() -> tuple[torch.Tensor, torch.Tensor]:
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as error:
-        raise ImportError(
-            "caption_batch: expected scikit-learn to be installed (its load_digits() ships the images, no download "
-            "needed): pip install scikit-learn"
-        ) from error
-    digits = load_digits()
-    images = torch.as_tensor(digits.images, dtype=torch.float32) / 16.0  # (1797, 8, 8), pixel values 0..16
-    labels = torch.as_tensor(digits.target, dtype=torch.int64)  # (1797,)
+    images, labels = handwritten_digits()  # (1797, 8, 8), (1797,)
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))  # fixed: the split never moves
     return images[order], labels[order]
 

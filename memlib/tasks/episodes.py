@@ -71,18 +71,29 @@ def rotate_classes(images: torch.Tensor, labels: torch.Tensor, num_labels: int) 
 
 
 @cache
-def _load_rotated_digits() -> ImageClasses:
+def handwritten_digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's handwritten digits: ``(images (1797, 8, 8) in [0, 1], labels (1797,))``, no download.
+
+    ``load_digits()`` ships the 1,797 images inside scikit-learn. Loaded once per process; the tensors are
+    shared, so do not modify them. The few-shot episodes (here) and the captioned scenes
+    (:mod:`memlib.tasks.captions`) both draw on it.
+    """
     try:
         from sklearn.datasets import load_digits
     except ImportError as error:
         raise ImportError(
-            "rotated_digits: expected scikit-learn to be installed (its load_digits() ships the images, "
+            "handwritten_digits: expected scikit-learn to be installed (its load_digits() ships the images, "
             "no download needed): pip install scikit-learn"
         ) from error
     digits = load_digits()
     images = torch.as_tensor(digits.images, dtype=torch.float32) / 16.0  # (1797, 8, 8), pixel values 0..16
     labels = torch.as_tensor(digits.target, dtype=torch.int64)  # (1797,)
-    return rotate_classes(images, labels, DIGITS)
+    return images, labels
+
+
+@cache
+def _load_rotated_digits() -> ImageClasses:
+    return rotate_classes(*handwritten_digits(), DIGITS)
 
 
 def rotated_digits() -> ImageClasses:

@@ -6,6 +6,7 @@ import torch
 from jsparity import run_callback
 
 from memlib.captioning import ShowAndTell, ShowAttendTell, caption_loss, caption_scores
+from memlib.tasks import handwritten_digits
 from memlib.tasks.captions import END, MAX_DIGITS, caption_batch, caption_text, digit_images
 from memlib.train import fit, seed_everything
 from widgets.base import load_js
@@ -25,6 +26,16 @@ def test_a_scene_shows_its_caption_in_reading_order():
         ink = batch.images[b, 0].view(3, 8, 3, 8).sum((1, 3)).flatten()  # (9,) ink per cell
         assert set(torch.nonzero(ink).flatten().tolist()) <= set(cells)  # nothing drawn outside the named cells
         assert caption_text(batch.captions[b]) == " ".join(str(int(t)) for t in batch.captions[b, :n])
+
+
+def test_the_splits_share_out_scikit_learns_digits_between_them():
+    images, labels = handwritten_digits()  # (1797, 8, 8), (1797,): the loader the few-shot episodes use too
+    (train, train_labels), (test, test_labels) = digit_images("train"), digit_images("test")
+    assert len(train) + len(test) == len(images) == 1797
+    together = torch.cat([train, test]).flatten(1)
+    order = lambda rows: sorted(map(tuple, rows.tolist()))  # noqa: E731
+    assert order(together) == order(images.flatten(1))  # a permutation: each image once
+    assert torch.bincount(torch.cat([train_labels, test_labels])).tolist() == torch.bincount(labels).tolist()
 
 
 def test_test_scenes_use_handwriting_never_seen_in_training():

@@ -118,9 +118,11 @@ def test_rotated_digits_from_scikit_learn():
 @pytest.fixture
 def fresh_loader():
     """Forget the loaded digits before and after the test (the loader caches them per process)."""
-    episodes._load_rotated_digits.cache_clear()
+    for loader in (episodes.handwritten_digits, episodes._load_rotated_digits):
+        loader.cache_clear()
     yield
-    episodes._load_rotated_digits.cache_clear()
+    for loader in (episodes.handwritten_digits, episodes._load_rotated_digits):
+        loader.cache_clear()
 
 
 def test_rotated_digits_loader_with_a_stand_in_for_scikit_learn(monkeypatch, fresh_loader):
