@@ -170,11 +170,18 @@ def sweep(pages: list[Path], seeds: list[int], restricted: bool, jobs: int, only
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def report() -> dict:
+def report(pages: set[str] | None = None) -> dict:
+    """Summarise the local sweep runs into margins.json and MARGINS.md.
+
+    With ``pages``, only those pages' entries are replaced (from the local runs) and the committed entries of
+    every other page are kept: a sweep of one page on this machine does not drop the rest.
+    """
     sites: dict[tuple[str, str, str], dict] = {}
     runs: dict[str, list[str]] = {}
     for path in sorted(RUNS.glob("*.json")):
         run = json.loads(path.read_text())
+        if pages is not None and run["page"] not in pages:
+            continue
         setting = f"seed {run['seed']}" + (" restricted" if run["restricted"] else "")
         runs.setdefault(run["page"], []).append(setting + (" FAILED" if run["error"] else ""))
         for key, (margin, relative, left, right) in run["records"].items():
@@ -195,11 +202,21 @@ def report() -> dict:
     # what the pages assert that no quick-mode run reached (branches for full mode only), so that the test can
     # tell a comparison left out of quick mode from one added since the sweep
     reached = {(x["page"], x["assert"], x["comparison"]) for x in summary["sites"]}
-    pages = {p.stem: p for p in notebook_pages()}
+    paths = {p.stem: p for p in notebook_pages()}
     summary["not_in_quick_mode"] = [
         {"page": page, "assert": a, "comparison": c}
-        for page in sorted(runs) for a, c in sorted(comparisons_in(pages[page])) if (page, a, c) not in reached
+        for page in sorted(runs) for a, c in sorted(comparisons_in(paths[page])) if (page, a, c) not in reached
     ]
+    if pages is not None:  # keep the committed entries of the pages not swept here
+        missing = sorted(pages - set(runs))
+        if missing:
+            raise SystemExit(f"margins report: expected local sweep runs of {missing} in {RUNS}, found none")
+        old = json.loads(SUMMARY.read_text())
+        runs = {**{p: r for p, r in old["runs"].items() if p not in pages}, **runs}
+        summary["runs"] = dict(sorted(runs.items()))
+        for key in ("sites", "not_in_quick_mode"):
+            summary[key] = sorted([x for x in old[key] if x["page"] not in pages] + summary[key],
+                                  key=lambda x: (x["page"], x["assert"], x["comparison"]))
     SUMMARY.write_text(json.dumps(summary, indent=1) + "\n")
     lines = [
         "# Margins of the pages' quick-mode assertions",
@@ -248,10 +265,11 @@ def main(argv: list[str]) -> int:
     s.add_argument("--only-restricted", action="store_true", help="only the first seed under RESTRICTED")
     s.add_argument("--jobs", type=int, default=2)
     s.add_argument("pages", nargs="*")
-    sub.add_parser("report")
+    r = sub.add_parser("report")
+    r.add_argument("--pages", nargs="+", help="replace only these pages' entries; keep the committed ones of the rest")
     args = parser.parse_args(argv)
     if args.command == "report":
-        summary = report()
+        summary = report(set(args.pages) if args.pages else None)
         weak = [x for x in summary["sites"] if x["worst_relative"] < 0.05
                 and not 0 < x["worst_margin"] >= 3 * (x["max_value"] - x["min_value"])]
         print(f"{len(summary['sites'])} comparisons; {len(weak)} with a worst margin under 5% and under 3 ranges:")
