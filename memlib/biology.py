@@ -1,14 +1,17 @@
 """Memory models from biology and psychology: Rosenblatt's perceptron and the multi-store model.
 
-Shapes: ``B`` stimuli (or trials), ``S`` sensory units, ``A`` association units, ``F`` features seen by
-the perceptron rule, ``N`` trials, ``L`` list length, ``K`` short-term slots.
+Shapes: ``B`` stimuli (or trials), ``S`` sensory units, ``A`` association units, ``R`` responses, ``F``
+features seen by the perceptron rule, ``N`` trials, ``L`` list length, ``K`` short-term slots.
 
 - :class:`Perceptron` (Rosenblatt 1958, "The Perceptron: a probabilistic model for information storage
   and organization in the brain"): sensory units (S) feed association units (A) through fixed random
-  excitatory and inhibitory connections; one response unit (R) sums the A-units with weights that the
-  perceptron rule (:func:`perceptron_rule`) trains. What the machine remembers is those weights.
-  :func:`mistake_bound` computes the convergence theorem's bound (Novikoff 1962) for a separating
-  direction.
+  excitatory and inhibitory connections (:class:`AssociationUnits`); one response unit (R) sums the
+  A-units with weights that the perceptron rule (:func:`perceptron_rule`) trains. What the machine
+  remembers is those weights. :func:`mistake_bound` computes the convergence theorem's bound (Novikoff
+  1962) for a separating direction.
+- :class:`SourceSetPerceptron` (Rosenblatt 1958, pp. 389-392): the same A-units feeding several
+  mutually exclusive responses, each through its own source-set, with the R-to-A feedback of the
+  paper's rule (b) and its alpha-system of value gains (the 1958 learning rule, before error correction).
 - :class:`SensoryRegister` and :class:`MultiStoreModel` (Atkinson and Shiffrin 1968, "Human memory: a
   proposed system and its control processes"): a sensory register whose traces decay within a fraction
   of a second; a short-term store that is a rehearsal buffer of ``K`` slots, where a new item displaces
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from memlib.tracing import record
@@ -162,8 +166,9 @@ def mistake_bound(features: torch.Tensor, labels: torch.Tensor, direction: torch
     return MistakeBound(radius, margin, (radius / margin) ** 2)
 
 
-class Perceptron(nn.Module):
-    """Rosenblatt's perceptron (Rosenblatt 1958): S-units -> fixed random A-units -> a trained R-unit.
+class AssociationUnits(nn.Module):
+    """Rosenblatt's S-points and A-units (Rosenblatt 1958, p. 389): the fixed random layer every perceptron
+    here shares.
 
     Each of the ``association_size`` A-units is wired to ``fan_in`` S-units chosen at random, each
     connection excitatory (+1) or inhibitory (-1) at random, and fires when its summed input exceeds its
@@ -171,12 +176,63 @@ class Perceptron(nn.Module):
 
         a_j = 1 if sum_i c_ji s_i > theta_j else 0        (c_ji in {-1, 0, +1}, fixed)
 
-    The R-unit answers ``+1`` if ``w . a + b > 0`` and ``-1`` otherwise. Only ``w`` and ``b`` learn
-    (:meth:`fit`, the perceptron rule); the A-units are the fixed random "projection area" of the
-    paper. The memory of the machine is ``w`` and ``b``: ``A + 1`` numbers whatever the number of
-    examples, not the examples themselves. ``association_size`` A-units with ``fan_in`` S-units each;
-    with ``fan_in = sensory_size`` and no thresholds it reduces to a linear threshold unit on random
-    projections.
+    Nothing here learns: ``wiring`` (A, S) and ``theta`` (A,) are buffers. The subclasses add the
+    response units and what they learn.
+
+    >>> units = AssociationUnits(sensory_size=4, association_size=6, generator=torch.Generator().manual_seed(0))
+    >>> units.associate(torch.ones(2, 4, dtype=torch.float64)).shape  # (B, A) association-unit outputs
+    torch.Size([2, 6])
+    """
+
+    def __init__(
+        self,
+        sensory_size: int,
+        association_size: int,
+        *,
+        fan_in: int = 2,
+        thresholds: tuple[float, float] = (-1.0, 1.0),
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float64,
+    ):
+        super().__init__()
+        name = type(self).__name__
+        check_sizes(name, sensory_size=sensory_size, association_size=association_size, fan_in=fan_in)
+        if fan_in > sensory_size:
+            raise ValueError(f"{name}: expected fan_in <= sensory_size = {sensory_size}, got {fan_in}")
+        low, high = thresholds
+        if not low <= high:
+            raise ValueError(f"{name}: expected thresholds (low, high) with low <= high, got {thresholds}")
+        self.sensory_size, self.association_size, self.fan_in = sensory_size, association_size, fan_in
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        # c_ji: each A-unit picks fan_in distinct S-units, each with a random sign
+        picks = torch.rand(association_size, sensory_size, generator=g).argsort(1)[:, :fan_in]  # (A, fan_in)
+        signs = torch.randint(0, 2, (association_size, fan_in), generator=g) * 2 - 1
+        wiring = torch.zeros(association_size, sensory_size).scatter(1, picks, signs.float())  # (A, S)
+        theta = low + (high - low) * torch.rand(association_size, generator=g)  # (A,)
+        self.register_buffer("wiring", wiring.to(dtype))  # (A, S), fixed
+        self.register_buffer("theta", theta.to(dtype))  # (A,), fixed
+
+    def extra_repr(self) -> str:
+        return f"S={self.sensory_size}, A={self.association_size}, fan_in={self.fan_in}"
+
+    def associate(self, s: torch.Tensor) -> torch.Tensor:
+        """A-unit activity: ``s`` (B, S) -> (B, A) of 0 and 1."""
+        name = type(self).__name__
+        s = _check_features(name, "stimulus", s, self.sensory_size)
+        if s.dtype != self.wiring.dtype:
+            raise TypeError(f"{name}: expected stimulus of dtype {self.wiring.dtype}, got {s.dtype}")
+        # a_j = [sum_i c_ji s_i > theta_j]
+        return (s @ self.wiring.T > self.theta).to(s.dtype)
+
+
+class Perceptron(AssociationUnits):
+    """Rosenblatt's perceptron (Rosenblatt 1958): S-units -> fixed random A-units -> a trained R-unit.
+
+    The A-units are :class:`AssociationUnits`. The R-unit answers ``+1`` if ``w . a + b > 0`` and ``-1``
+    otherwise. Only ``w`` and ``b`` learn (:meth:`fit`, the perceptron rule); the A-units are the fixed
+    random "projection area" of the paper. The memory of the machine is ``w`` and ``b``: ``A + 1``
+    numbers whatever the number of examples, not the examples themselves. With ``fan_in =
+    sensory_size`` and no thresholds it reduces to a linear threshold unit on random projections.
 
     >>> p = Perceptron(sensory_size=4, association_size=6, generator=torch.Generator().manual_seed(0))
     >>> p.associate(torch.ones(2, 4, dtype=torch.float64)).shape  # (B, A) association-unit outputs
@@ -193,35 +249,10 @@ class Perceptron(nn.Module):
         generator: torch.Generator | None = None,
         dtype: torch.dtype = torch.float64,
     ):
-        super().__init__()
-        check_sizes("Perceptron", sensory_size=sensory_size, association_size=association_size, fan_in=fan_in)
-        if fan_in > sensory_size:
-            raise ValueError(f"Perceptron: expected fan_in <= sensory_size = {sensory_size}, got {fan_in}")
-        low, high = thresholds
-        if not low <= high:
-            raise ValueError(f"Perceptron: expected thresholds (low, high) with low <= high, got {thresholds}")
-        self.sensory_size, self.association_size, self.fan_in = sensory_size, association_size, fan_in
-        g = generator if generator is not None else torch.Generator().manual_seed(0)
-        # c_ji: each A-unit picks fan_in distinct S-units, each with a random sign
-        picks = torch.rand(association_size, sensory_size, generator=g).argsort(1)[:, :fan_in]  # (A, fan_in)
-        signs = torch.randint(0, 2, (association_size, fan_in), generator=g) * 2 - 1
-        wiring = torch.zeros(association_size, sensory_size).scatter(1, picks, signs.float())  # (A, S)
-        theta = low + (high - low) * torch.rand(association_size, generator=g)  # (A,)
-        self.register_buffer("wiring", wiring.to(dtype))  # (A, S), fixed
-        self.register_buffer("theta", theta.to(dtype))  # (A,), fixed
+        super().__init__(sensory_size, association_size, fan_in=fan_in, thresholds=thresholds,
+                         generator=generator, dtype=dtype)
         self.register_buffer("weight", torch.zeros(association_size, dtype=dtype))  # (A,), the R-unit's memory
         self.register_buffer("bias", torch.zeros((), dtype=dtype))
-
-    def extra_repr(self) -> str:
-        return f"S={self.sensory_size}, A={self.association_size}, fan_in={self.fan_in}"
-
-    def associate(self, s: torch.Tensor) -> torch.Tensor:
-        """A-unit activity: ``s`` (B, S) -> (B, A) of 0 and 1."""
-        s = _check_features("Perceptron", "stimulus", s, self.sensory_size)
-        if s.dtype != self.wiring.dtype:
-            raise TypeError(f"Perceptron: expected stimulus of dtype {self.wiring.dtype}, got {s.dtype}")
-        # a_j = [sum_i c_ji s_i > theta_j]
-        return (s @ self.wiring.T > self.theta).to(s.dtype)
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         """R-unit response: ``s`` (B, S) -> (B,) of +1 and -1."""
@@ -242,6 +273,131 @@ class Perceptron(nn.Module):
         self.weight.copy_(result.weight)
         self.bias.copy_(result.bias)
         return result
+
+
+class Postdominant(NamedTuple):
+    """What :meth:`SourceSetPerceptron.postdominant` returns: the response that became dominant for each
+    stimulus, and the A-unit activity left once it did.
+
+    >>> Postdominant._fields
+    ('response', 'activity')
+    """
+    response: torch.Tensor  # (B,) long: the dominant response
+    activity: torch.Tensor  # (B, A): the A-units still active in the postdominant phase
+
+
+class SourceSetPerceptron(AssociationUnits):
+    """Rosenblatt's perceptron with several mutually exclusive responses (Rosenblatt 1958, pp. 389-392, Figs. 2, 3).
+
+    The S-points and A-units are :class:`AssociationUnits`. Each of the ``num_responses`` R-units has a
+    *source-set*, the A-units that transmit to it; here the source-sets are disjoint, each A-unit assigned
+    to one response at random (``source`` (A,), the paper's omega = 1 / N_R). Each A-unit carries a *value*
+    V (``value`` (A,)): how potent its impulses are. A stimulus runs in two phases (p. 392):
+
+    - predominant: some A-units respond (:meth:`associate`); the R-units are still silent;
+    - postdominant: the response whose active inputs have the greatest mean value becomes dominant (the
+      paper's mean-discriminating mu-system; ties, as before any learning, are broken at random), and, with
+      ``feedback``, it inhibits the complement of its own source-set (the paper's rule (b), p. 390): only
+      its own source-set stays active, and no other response can occur.
+
+    Learning is the paper's alpha-system (Table 1): each A-unit active in the postdominant phase of a
+    reinforced stimulus gains one unit of value, and keeps it. In a learning series the experimenter
+    forces the desired response (:meth:`fit`), so with the feedback only the forced response's source-set
+    gains. Without ``feedback`` (no R-to-A connections) nothing silences the other source-sets, and every
+    active A-unit gains value whatever the response.
+
+    >>> p = SourceSetPerceptron(4, 6, num_responses=2, generator=torch.Generator().manual_seed(0))
+    >>> s = torch.tensor([[1.0, 0.0, 1.0, 0.0]], dtype=torch.float64)
+    >>> post = p.postdominant(s, forced=torch.tensor([1]))
+    >>> bool(((post.activity > 0) <= (p.source == 1)).all())  # only the dominant source-set stays active
+    True
+    """
+
+    def __init__(
+        self,
+        sensory_size: int,
+        association_size: int,
+        num_responses: int = 2,
+        *,
+        feedback: bool = True,
+        fan_in: int = 2,
+        thresholds: tuple[float, float] = (-1.0, 1.0),
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float64,
+    ):
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        super().__init__(sensory_size, association_size, fan_in=fan_in, thresholds=thresholds, generator=g,
+                         dtype=dtype)
+        name = type(self).__name__
+        check_int(name, "num_responses", num_responses, low=2)
+        if num_responses > association_size:
+            raise ValueError(f"{name}: expected num_responses <= association_size = {association_size} (a "
+                             f"source-set of at least one A-unit each), got {num_responses}")
+        if not isinstance(feedback, bool):
+            raise TypeError(f"{name}: expected feedback as a bool, got {type(feedback).__name__}")
+        self.num_responses, self.feedback = num_responses, feedback
+        # disjoint source-sets of (nearly) equal size, A-units dealt to the responses in a random order
+        source = torch.randperm(association_size, generator=g) % num_responses  # (A,)
+        self.register_buffer("source", source)  # (A,) long, fixed
+        self.register_buffer("value", torch.zeros(association_size, dtype=dtype))  # (A,) V, what learns
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, R={self.num_responses}, feedback={self.feedback}"
+
+    def _check_responses(self, responses: object, n: int) -> torch.Tensor:
+        name = type(self).__name__
+        if (not isinstance(responses, torch.Tensor) or responses.dtype != torch.long
+                or responses.shape != (n,)):
+            got = (f"{responses.dtype} of shape {tuple(responses.shape)}" if isinstance(responses, torch.Tensor)
+                   else type(responses).__name__)
+            raise ValueError(f"{name}: expected responses as a long tensor of shape ({n},), got {got}")
+        if ((responses < 0) | (responses >= self.num_responses)).any():
+            raise ValueError(f"{name}: expected responses in 0..{self.num_responses - 1}, got values "
+                             f"{sorted(responses.unique().tolist())[:6]}")
+        return responses
+
+    def postdominant(
+        self,
+        s: torch.Tensor,
+        forced: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Postdominant:
+        """Both phases for stimuli ``s`` (B, S): the dominant response (B,) and the activity left (B, A).
+
+        ``forced`` (B,) long makes those responses dominant (the experimenter's forcing in a learning
+        series); otherwise the mu-system decides, ties broken at random from ``generator``.
+        """
+        a = self.associate(s)  # (B, A): the predominant phase
+        members = F.one_hot(self.source, self.num_responses).to(a.dtype)  # (A, R)
+        if forced is not None:
+            response = self._check_responses(forced, a.shape[0])
+        else:
+            active = a @ members  # (B, R): active units in each source-set
+            # mu-system: the mean value of the active units of each source-set; a response none of whose
+            # units is active receives no impulse and cannot become dominant
+            mean = torch.where(active > 0, (a * self.value) @ members / active.clamp(min=1), -math.inf)
+            ties = mean == mean.max(1, keepdim=True).values  # (B, R)
+            draw = torch.rand(ties.shape, generator=generator, dtype=a.dtype).to(a.device)
+            response = (draw * ties).argmax(1)  # (B,)
+        if self.feedback:
+            # rule (b): the dominant response inhibits every A-unit outside its source-set
+            a = a * (self.source == response[:, None])  # (B, A)
+        return Postdominant(response, a)
+
+    def forward(self, s: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The dominant response for each stimulus: ``s`` (B, S) -> (B,) long in 0..R-1."""
+        return self.postdominant(s, generator=generator).response
+
+    def fit(self, s: torch.Tensor, responses: torch.Tensor) -> Postdominant:
+        """A learning series: each stimulus of ``s`` (B, S) shown with its ``responses`` (B,) forced, then
+        reinforced (alpha-system: V_j <- V_j + 1 for each A-unit j active in the postdominant phase).
+
+        The values only grow and the order of the stimuli does not matter. Returns the series' phases.
+        """
+        post = self.postdominant(s, forced=responses)
+        # alpha-system: dV = +1 for every unit active for one unit of time, 0 for the others
+        self.value.add_(post.activity.sum(0))
+        return post
 
 
 # ---------------------------------------------------------------------------------------------

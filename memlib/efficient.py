@@ -25,7 +25,7 @@ Trace names (one value per call, per head):
 - ``bigbird.blocks`` (B, H, nb, b, Kb * b), ``bigbird.key_blocks`` (nb, Kb), ``bigbird.global_rows`` (B, H, g b, T):
   :class:`BigBirdAttention`'s (see :class:`BlockWeights`).
 - ``linformer.weights`` (B, H, Tq, k) and ``linformer.keys`` (B, H, k, E), the projected keys:
-  :class:`LinformerAttention`.
+  :class:`LinformerAttention` (``dense_weights`` maps the weights back to the Tk positions: rank at most k, no zeros).
 """
 
 from __future__ import annotations
@@ -552,6 +552,30 @@ class LinformerAttention(_ProjectedAttention):
 
     def extra_repr(self) -> str:
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, seq_len={self.seq_len}, k={self.k}"
+
+    def dense_weights(self, weights: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        """The map from the ``length`` value positions to the outputs that ``weights`` (..., Tq, k) apply: P F.
+
+        head = P (F V) = (P F) V, so P F (..., Tq, Tk) plays the part of full attention's Tq x Tk weights (for
+        small inputs, tests and plots, like the sparse patterns' ``to_dense()``). It is low rank, not sparse: its
+        rank is at most k, and it has no structural zeros; its entries take either sign and its rows need not sum
+        to one, since F is a learned projection, not a distribution. ``length`` (Tk) defaults to ``seq_len``.
+
+        >>> attn = LinformerAttention(8, 2, seq_len=16, k=4, batch_first=True)
+        >>> x = torch.randn(1, 16, 8)
+        >>> dense = attn.dense_weights(attn(x, x, x)[1])
+        >>> dense.shape, int(torch.linalg.matrix_rank(dense[0]))  # (B, Tq, Tk), rank at most k
+        (torch.Size([1, 16, 16]), 4)
+        """
+        name = type(self).__name__
+        Tk = self.seq_len if length is None else check_length(name, "length", length)
+        if Tk > self.seq_len:
+            raise ValueError(f"{name}: expected length <= seq_len = {self.seq_len}, got {Tk}")
+        if not isinstance(weights, torch.Tensor) or weights.dim() < 2 or weights.shape[-1] != self.k:
+            got = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__
+            raise ValueError(f"{name}: expected weights of shape (..., Tq, k = {self.k}), got {got}")
+        # (..., Tq, k) @ (k, Tk) -> (..., Tq, Tk)
+        return weights @ self.F[:, :Tk].to(weights.dtype)
 
     def forward(
         self,

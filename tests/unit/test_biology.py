@@ -1,6 +1,7 @@
-"""memlib.biology: the perceptron rule and its mistake bound, Rosenblatt's perceptron, the multi-store model.
+"""memlib.biology: the perceptron rule and its mistake bound, Rosenblatt's perceptron (one R-unit, and several with
+source-sets and feedback), the multi-store model.
 
-Shapes: ``B`` stimuli, ``S`` sensory units, ``A`` association units, ``F`` features, ``N`` trials,
+Shapes: ``B`` stimuli, ``S`` sensory units, ``A`` association units, ``R`` responses, ``F`` features, ``N`` trials,
 ``L`` list length, ``K`` short-term slots.
 """
 
@@ -17,6 +18,7 @@ from memlib.biology import (
     MultiStoreModel,
     Perceptron,
     SensoryRegister,
+    SourceSetPerceptron,
     mistake_bound,
     perceptron_rule,
 )
@@ -109,6 +111,92 @@ def test_perceptron_bad_input_gets_clear_errors():
         machine(torch.zeros(4, 2, dtype=F64))
     with pytest.raises(TypeError, match="dtype torch.float64"):
         machine(torch.zeros(4, 3))
+
+
+def prototypes(n_per_class: int, classes: int = 2, size: int = 64, flip: float = 0.1, draw: int = 0):
+    """Binary retinas: ``classes`` random prototypes (the same in every draw) with ``flip`` of their points
+    flipped (new flips in each ``draw``), and the class of each."""
+    proto = (torch.rand(classes, size, generator=torch.Generator().manual_seed(0)) < 0.35).to(F64)  # (R, S)
+    labels = torch.arange(classes).repeat_interleave(n_per_class)  # (B,)
+    g = torch.Generator().manual_seed(1 + draw)
+    flips = (torch.rand(len(labels), size, generator=g) < flip).to(F64)
+    return (proto[labels] - flips).abs(), labels
+
+
+def source_set_machine(feedback: bool, classes: int = 2, seed: int = 0) -> SourceSetPerceptron:
+    return SourceSetPerceptron(64, 300, classes, feedback=feedback, fan_in=10, thresholds=(0.5, 2.5),
+                               generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_feedback_leaves_activity_only_in_the_dominant_source_set(classes):
+    s, _ = prototypes(20, classes)
+    with_feedback, without = source_set_machine(True, classes), source_set_machine(False, classes)
+    g = torch.Generator().manual_seed(1)
+    post = with_feedback.postdominant(s, generator=g)
+    assert post.response.dtype == torch.long and post.response.shape == (len(s),)
+    assert ((post.response >= 0) & (post.response < classes)).all()
+    outside = post.activity * (with_feedback.source != post.response[:, None])
+    assert outside.sum() == 0  # rule (b): the complement of the dominant source-set is silent
+    predominant = with_feedback.associate(s)
+    assert torch.equal(post.activity, predominant * (with_feedback.source == post.response[:, None]))
+    # without the R-to-A connections nothing is silenced: the postdominant activity is the predominant one
+    assert torch.equal(without.postdominant(s, generator=g).activity, without.associate(s))
+    # source-sets: disjoint, every A-unit in exactly one, sizes within one of each other
+    sizes = torch.bincount(with_feedback.source, minlength=classes)
+    assert sizes.sum() == 300 and sizes.max() - sizes.min() <= 1
+
+
+def test_alpha_system_gains_one_unit_of_value_per_postdominant_activity_in_any_order():
+    s, labels = prototypes(15)
+    machine = source_set_machine(True)
+    post = machine.fit(s, labels)
+    expected = (machine.associate(s) * (machine.source == labels[:, None])).sum(0)
+    assert torch.equal(machine.value, expected) and torch.equal(post.response, labels)
+    shuffled = source_set_machine(True)
+    order = torch.randperm(len(s), generator=torch.Generator().manual_seed(2))
+    shuffled.fit(s[order], labels[order])
+    assert torch.equal(shuffled.value, machine.value)
+    free = source_set_machine(False)
+    free.fit(s, labels)
+    assert torch.equal(free.value, free.associate(s).sum(0))  # every active unit gains, whatever the response
+
+
+def test_before_learning_the_dominant_response_is_random():
+    s, _ = prototypes(200)
+    answers = source_set_machine(True)(s, generator=torch.Generator().manual_seed(3))
+    assert 0.35 < answers.double().mean().item() < 0.65
+
+
+def test_feedback_is_what_lets_the_alpha_system_learn():
+    s, labels = prototypes(60)
+    test_s, test_labels = prototypes(60, draw=1)  # new stimuli of the same classes
+    accuracy = {}
+    for feedback in (True, False):
+        machine = source_set_machine(feedback)
+        machine.fit(s, labels)
+        answers = machine(test_s, generator=torch.Generator().manual_seed(4))
+        accuracy[feedback] = (answers == test_labels).double().mean().item()
+    assert accuracy[True] > 0.95 and accuracy[False] < 0.75, accuracy
+
+
+def test_source_set_perceptron_bad_input_gets_clear_errors():
+    with pytest.raises(ValueError, match="num_responses as an integer >= 2"):
+        SourceSetPerceptron(4, 10, 1)
+    with pytest.raises(ValueError, match="num_responses <= association_size = 3"):
+        SourceSetPerceptron(4, 3, 4)
+    with pytest.raises(TypeError, match="feedback as a bool"):
+        SourceSetPerceptron(4, 10, 2, feedback=1)
+    machine = SourceSetPerceptron(4, 10, 3)
+    s = torch.zeros(5, 4, dtype=F64)
+    with pytest.raises(ValueError, match=r"responses as a long tensor of shape \(5,\)"):
+        machine.fit(s, torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"responses as a long tensor"):
+        machine.fit(s, torch.zeros(5))
+    with pytest.raises(ValueError, match=r"responses in 0..2"):
+        machine.fit(s, torch.full((5,), 3))
+    with pytest.raises(ValueError, match=r"SourceSetPerceptron: expected stimulus of shape \(B, 4\)"):
+        machine(torch.zeros(5, 3, dtype=F64))
 
 
 # ---- multi-store model ----

@@ -235,6 +235,28 @@ def test_linformer_projects_to_k(dev):
     assert tr.last("linformer.keys").shape == (B, H, 4, D // H)
 
 
+def test_linformer_dense_weights_are_the_map_to_the_values_low_rank_and_without_zeros(dev):
+    # one head of width D, identity projections of q, k, v and the output: the head's output is P F x
+    model = LinformerAttention(D, 1, seq_len=T, k=3, batch_first=True).to(dev, F64)
+    with torch.no_grad():
+        model.in_proj_weight.copy_(torch.eye(D).repeat(3, 1))
+        model.in_proj_bias.zero_()
+        model.out_proj.weight.copy_(torch.eye(D))
+        model.out_proj.bias.zero_()
+    x = randn(B, T, D, dev=dev)
+    out, weights = model(x, x, x)
+    dense = model.dense_weights(weights)  # (B, T, T)
+    assert_close(out, dense @ x)
+    assert (dense != 0).all()  # no structural zeros: every position reaches every output
+    assert (torch.linalg.matrix_rank(dense) <= 3).all()  # low rank: at most k
+    shorter = model(x[:, :7], x[:, :7], x[:, :7])
+    assert_close(shorter[0], model.dense_weights(shorter[1], 7) @ x[:, :7])
+    with pytest.raises(ValueError, match=r"weights of shape \(..., Tq, k = 3\), got \(2, 12, 4\)"):
+        model.dense_weights(torch.zeros(B, T, 4, dtype=F64))
+    with pytest.raises(ValueError, match="length <= seq_len = 12, got 13"):
+        model.dense_weights(weights, 13)
+
+
 # ---------------------------------------------------------------------------------------------
 # In a Transformer encoder layer
 # ---------------------------------------------------------------------------------------------
