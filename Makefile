@@ -56,15 +56,21 @@ book: setup
 lab: setup
 	BOOK_LIVE=1 $(BIN)/jupyter lab book/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
-# Re-executes every chapter in full mode and writes the outputs back (slow: trains models).
+# Where the independent units of `notebooks` and `bench compare` run (memlib.execute): WORKERS=N local Dask workers
+# (default: as many as the machine holds; 1: serial), SCHEDULER=ADDRESS an existing cluster (or MEMLIB_SCHEDULER).
+EXECUTE = $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+
+# Re-executes every chapter in full mode and writes the outputs back (slow: trains models), pages side by side;
+# finished pages are saved in _build/runs/notebooks and skipped by a rerun (FRESH=1 runs them all).
 # NB=book/ch01_introduction.ipynb limits it to some notebooks.
 notebooks: setup
-	$(PY) -m tests.chapters.run_notebooks $(NB)
+	$(PY) -m tests.chapters.run_notebooks $(NB) $(EXECUTE) $(if $(FRESH),--fresh)
 
-# SUITE=recurrent runs one suite; QUICK=1 passes --quick.
+# SUITE=recurrent runs one suite; QUICK=1 passes --quick. compare's cells are spread over workers (EXECUTE, and
+# saved in _build/runs/compare-SIZE for a rerun); the other suites time their variants side by side: serial.
 SUITE ?= trace recurrent attention memory compress compare
 bench: setup
-	for s in $(SUITE); do $(PY) -m memlib.bench $$s $(if $(QUICK),--quick); done
+	for s in $(SUITE); do $(PY) -m memlib.bench $$s $(if $(QUICK),--quick) $$([ $$s = compare ] && echo "$(EXECUTE) $(if $(FRESH),--fresh)"); done
 
 check-chromium:
 	@command -v chromium >/dev/null || { echo "Chromium is missing: the browser checks need Debian's chromium (apt-get install chromium). (Playwright's own browser download is not used)."; exit 1; }

@@ -1,14 +1,21 @@
 """`make notebooks`: execute every chapter in full mode with papermill and write the outputs back.
 
-Usage: python -m tests.chapters.run_notebooks [NOTEBOOK ...]   (default: every notebook page)
+Usage: python -m tests.chapters.run_notebooks [NOTEBOOK ...] [--workers N] [--scheduler ADDRESS] [--threads N]
+                                              [--results DIR] [--fresh]
+(default: every notebook page, on a local Dask cluster sized to the machine: see memlib.execute)
 
-Each notebook is executed into a temporary file and moved over the original only when it ran to
-the end, so a failing chapter keeps its previous outputs. The ledger page (book/article_checked.ipynb,
-every claim box of the pages in one table) is executed last, whenever another page was re-run.
+Each page is one unit of memlib.execute: executed into a temporary file and moved over the original only when it
+ran to the end, so a failing page keeps its previous outputs and is reported while the others go on. A page that
+finished is saved in the results directory (default _build/runs/notebooks) and not run again by a later call
+while its cells and the code of memlib and widgets are unchanged (--fresh runs it all the same). The ledger page
+(book/article_checked.ipynb, every claim box of the pages in one table) is executed last, whenever a page of the
+book was named, with the pages as they are then. Exit status 1 when a page failed.
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import os
 import shutil
 import sys
@@ -19,9 +26,11 @@ from pathlib import Path
 import nbformat
 import papermill
 
+from memlib.execute import GIB, Executor, Unit, source_fingerprint, visible_gpus
 from tests.chapters.pages import ROOT, notebook_pages
 
 LEDGER = ROOT / "book" / "article_checked.ipynb"
+PAGE_MEMORY = 6 * GIB  # the largest full-mode page's kernel at its peak, with room
 
 
 def execute_full(path: Path) -> float:
@@ -46,14 +55,48 @@ def execute_full(path: Path) -> float:
     return seconds
 
 
+def execute_page(path: str) -> dict:
+    """One unit: the page executed in full mode and written back; its time and size."""
+    seconds = execute_full(Path(path))
+    return dict(seconds=seconds, kB=round(Path(path).stat().st_size / 1e3))
+
+
+def sources(path: Path) -> str:
+    """A hash of the page's cells (their sources, not their outputs)."""
+    nb = nbformat.read(path, as_version=4)
+    return hashlib.sha256("\0".join(c.cell_type + c.source for c in nb.cells).encode()).hexdigest()[:16]
+
+
+def page_unit(path: Path, threads: int | None, gpu: bool, **config: str) -> Unit:
+    rel = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+    return Unit(path.stem, execute_page, (str(path),), dict(page=rel, **config), threads, PAGE_MEMORY, gpu)
+
+
 def main(argv: list[str]) -> int:
-    targets = [Path(a).resolve() for a in argv if a.endswith(".ipynb")] or notebook_pages()
-    if any(path != LEDGER for path in targets):  # the ledger reads the pages' outputs: last, and once
-        targets = [path for path in targets if path != LEDGER] + [LEDGER]
-    for path in targets:
-        seconds = execute_full(path)
-        print(f"{path}: {seconds:.1f} s, {path.stat().st_size / 1e3:.0f} kB")
-    return 0
+    parser = argparse.ArgumentParser(prog="python -m tests.chapters.run_notebooks", description=__doc__.splitlines()[0])
+    parser.add_argument("pages", nargs="*", metavar="NOTEBOOK", help="pages to run (default: every notebook page)")
+    parser.add_argument("--workers", type=int, help="local workers (default: as many as the machine holds; 1: serial)")
+    parser.add_argument("--scheduler", help="address of an existing Dask scheduler (default: $MEMLIB_SCHEDULER)")
+    parser.add_argument("--threads", type=int, help="threads per page (default: all of its worker's)")
+    parser.add_argument("--results", type=Path, default=ROOT / "_build" / "runs" / "notebooks", help="saved pages")
+    parser.add_argument("--fresh", action="store_true", help="run every page again, saved or not")
+    args = parser.parse_args(argv)
+    wrong = [p for p in args.pages if not p.endswith(".ipynb") or not Path(p).is_file()]
+    if wrong:
+        parser.error(f"expected notebook files (.ipynb), got {', '.join(wrong)}")
+    book = notebook_pages()
+    targets = [Path(a).resolve() for a in args.pages] or book
+    pages = [path for path in targets if path != LEDGER]
+    code = source_fingerprint(ROOT / "memlib", ROOT / "widgets")
+    gpu = bool(visible_gpus())
+    with Executor(args.results, workers=args.workers, scheduler=args.scheduler, fresh=args.fresh) as ex:
+        records = ex.run([page_unit(p, args.threads, gpu, sources=sources(p), code=code) for p in pages])
+        # The ledger reads the book's pages: last, once, with them as they are now.
+        if LEDGER in targets or any(p in book for p in pages):
+            state = hashlib.sha256(b"".join(p.read_bytes() for p in book if p != LEDGER)).hexdigest()[:16]
+            ledger = page_unit(LEDGER, args.threads, False, sources=sources(LEDGER), code=code, pages=state)
+            records += ex.run([ledger])
+    return int(any(r["status"] != "done" for r in records))
 
 
 if __name__ == "__main__":
