@@ -86,9 +86,10 @@ test: setup check-chromium
 lint:
 	$(BIN)/ruff check .
 
-# The unit tests, then every docstring example of memlib and widgets as a doctest (the API reference shows them).
+# The unit tests (two at a time: each runs on one thread, see tests/unit/conftest.py), then every docstring
+# example of memlib and widgets as a doctest (the API reference shows them).
 unit:
-	$(BIN)/pytest -q -m "not slow" tests/unit
+	$(BIN)/pytest -q -n 2 -m "not slow" tests/unit
 	$(BIN)/pytest -q -p no:cacheprovider --doctest-modules memlib widgets --ignore=memlib/bench/__main__.py
 
 # Every page executed once by papermill in quick mode, then nbval's comparison of the cells tagged
