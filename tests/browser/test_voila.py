@@ -24,7 +24,7 @@ from tests.browser.conftest import SHOTS, PageLog, open_logged, screenshot
 from tests.browser.test_live import ROOT, Voila, serving, wait_for_execution
 
 NOTEBOOK = "tests/browser/seven_explorers.ipynb"
-LOADS = 5
+LOADS = 3  # each load runs the page anew (40-50 s on two shared cores): the stage's longest part
 RENDER_S = 120  # after the last cell ran: the browser connects to the kernel and renders seven explorers
 ANSWER_S = 60  # an explorer reruns its model
 KERNEL_GONE_S = 90  # a closed page's kernel is shut down (beforeunload), or culled (idle 60 s, checked every 20 s)
