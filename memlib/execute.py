@@ -17,9 +17,11 @@ given:
 Every unit runs the same way in all three (:func:`perform`): its torch threads and ``OMP_NUM_THREADS`` set to
 its ``threads``, its printed output captured, an exception turned into a failed record (the others go on).
 A unit whose result depends on the machine being otherwise idle (a timing) is ``exclusive``: it runs after
-the others, alone. Each finished record is saved to ``results/<key>.json`` (atomically); a later run with the
-same ``results`` takes a saved record instead of running the unit again when its ``config`` is unchanged
-(``fresh=True`` runs everything). Values go through JSON in every case, so a resumed record equals a fresh one.
+the others, alone: in this process with all of the machine's cores where the cluster is local (as in a serial
+run), one at a time on an existing cluster. Each finished record is saved to ``results/<key>.json``
+(atomically); a later run with the same ``results`` takes a saved record instead of running the unit again
+when its ``config`` is unchanged (``fresh=True`` runs everything). Values go through JSON in every case, so a
+resumed record equals a fresh one.
 
 >>> with Executor(None, workers=1, log=None) as ex:
 ...     [r["value"] for r in ex.run([Unit("a", max, (1, 2)), Unit("b", sorted, ((3, 1),))])]
@@ -55,7 +57,7 @@ class Unit(NamedTuple):
     ``key`` names it (letters, digits, ``_.=+-``: its saved record is ``<results>/<key>.json``); ``config`` is
     what its result depends on (shown when it fails; a saved record is reused only when its config is equal);
     ``threads`` (None: all of its worker's), ``memory`` (peak bytes) and ``gpu`` are what it needs at its peak;
-    ``exclusive`` units run after the others, one at a time.
+    ``exclusive`` units (timings) run after the others, alone.
 
     >>> Unit("page", print, config=dict(page="ch01.ipynb")).memory == GIB
     True
@@ -265,6 +267,7 @@ class Executor:
         self._cluster = None
         self._client = None
         self._threads: int | None = None  # threads of a unit that takes all of its worker's
+        self._cores: int | None = None  # this machine's cores in the plan: an exclusive unit's, run here
 
     def __enter__(self) -> Executor:
         return self
@@ -321,6 +324,7 @@ class Executor:
             return
         plan = plan_workers(units, self.workers)
         self._threads = plan[0].threads
+        self._cores = plan[0].threads * len(plan)
         if len(plan) == 1:  # a plain run in this process (on its first visible GPU, where units take one)
             self.log(f"serial: in this process ({plan[0].threads} cores)")
             return
@@ -341,7 +345,7 @@ class Executor:
                 )
                 for i, w in enumerate(plan)
             }
-            scheduler = dict(cls=Scheduler, options=dict(host="127.0.0.1", dashboard=False))
+            scheduler = dict(cls=Scheduler, options=dict(host="127.0.0.1", dashboard=False, dashboard_address=":0"))
             self._cluster = SpecCluster(workers=specs, scheduler=scheduler, silence_logs=40)
             self._client = Client(self._cluster)
         gpus = [w.gpu for w in plan if w.gpu is not None]
@@ -390,7 +394,7 @@ class Executor:
         if todo:
             self._connect(todo)
             share = self._worker_threads(todo)
-            threads = {u.key: u.threads or share for u in todo}
+            threads = {u.key: u.threads or (self._cores if u.exclusive and self._cores else share) for u in todo}
             if self._client is not None and self.scheduler is not None:
                 self._check_cluster(todo, threads)
             started = time.perf_counter()
@@ -404,10 +408,11 @@ class Executor:
         return [records[u.key] for u in units]
 
     def _phase(self, units: list[Unit], threads: dict[str, int], started: float) -> Iterator[dict]:
-        """Records of ``units`` as they finish: in this process, or on the cluster (exclusive ones one at a time)."""
+        """Records of ``units`` as they finish: in this process (serial, or exclusive units beside a local cluster),
+        or on the cluster (exclusive ones one at a time)."""
         if not units:
             return
-        if self._client is None:
+        if self._client is None or (units[0].exclusive and self._cluster is not None):
             for unit in units:
                 yield perform(unit, threads[unit.key])
             return

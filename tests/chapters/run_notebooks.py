@@ -5,7 +5,8 @@ Usage: python -m tests.chapters.run_notebooks [NOTEBOOK ...] [--workers N] [--sc
 (default: every notebook page, on a local Dask cluster sized to the machine: see memlib.execute)
 
 Each page is one unit of memlib.execute: executed into a temporary file and moved over the original only when it
-ran to the end, so a failing page keeps its previous outputs and is reported while the others go on. A page that
+ran to the end, so a failing page keeps its previous outputs and is reported while the others go on. Pages that
+time something (TIMED) run after the others, alone, with all of the machine's cores. A page that
 finished is saved in the results directory (default _build/runs/notebooks) and not run again by a later call
 while its cells and the code of memlib and widgets are unchanged (--fresh runs it all the same). The ledger page
 (book/article_checked.ipynb, every claim box of the pages in one table) is executed last, whenever a page of the
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -31,6 +33,8 @@ from tests.chapters.pages import ROOT, notebook_pages
 
 LEDGER = ROOT / "book" / "article_checked.ipynb"
 PAGE_MEMORY = 6 * GIB  # the largest full-mode page's kernel at its peak, with room
+# A page that calls these measures time for a claim's verdict or a table: it runs alone, as in a serial run.
+TIMED = re.compile(r"time_ratio\(|target_met\(|time_call\(|memlib\.bench")
 
 
 def execute_full(path: Path) -> float:
@@ -61,15 +65,15 @@ def execute_page(path: str) -> dict:
     return dict(seconds=seconds, kB=round(Path(path).stat().st_size / 1e3))
 
 
-def sources(path: Path) -> str:
-    """A hash of the page's cells (their sources, not their outputs)."""
-    nb = nbformat.read(path, as_version=4)
-    return hashlib.sha256("\0".join(c.cell_type + c.source for c in nb.cells).encode()).hexdigest()[:16]
-
-
 def page_unit(path: Path, threads: int | None, gpu: bool, **config: str) -> Unit:
+    """The page as a unit: its config holds a hash of its cells (their sources, not their outputs); a page that
+    times something for a verdict or a table runs alone (exclusive), with all of the machine's cores."""
+    nb = nbformat.read(path, as_version=4)
+    cells = hashlib.sha256("\0".join(c.cell_type + c.source for c in nb.cells).encode()).hexdigest()[:16]
+    timed = any(c.cell_type == "code" and TIMED.search(c.source) for c in nb.cells)
     rel = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-    return Unit(path.stem, execute_page, (str(path),), dict(page=rel, **config), threads, PAGE_MEMORY, gpu)
+    return Unit(path.stem, execute_page, (str(path),), dict(page=rel, sources=cells, **config), threads, PAGE_MEMORY,
+                gpu, exclusive=timed)
 
 
 def main(argv: list[str]) -> int:
@@ -90,11 +94,11 @@ def main(argv: list[str]) -> int:
     code = source_fingerprint(ROOT / "memlib", ROOT / "widgets")
     gpu = bool(visible_gpus())
     with Executor(args.results, workers=args.workers, scheduler=args.scheduler, fresh=args.fresh) as ex:
-        records = ex.run([page_unit(p, args.threads, gpu, sources=sources(p), code=code) for p in pages])
+        records = ex.run([page_unit(p, args.threads, gpu, code=code) for p in pages])
         # The ledger reads the book's pages: last, once, with them as they are now.
         if LEDGER in targets or any(p in book for p in pages):
             state = hashlib.sha256(b"".join(p.read_bytes() for p in book if p != LEDGER)).hexdigest()[:16]
-            ledger = page_unit(LEDGER, args.threads, False, sources=sources(LEDGER), code=code, pages=state)
+            ledger = page_unit(LEDGER, args.threads, False, code=code, pages=state)
             records += ex.run([ledger])
     return int(any(r["status"] != "done" for r in records))
 

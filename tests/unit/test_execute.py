@@ -4,7 +4,9 @@ while the others finish; saved units are resumed, not re-run; the worker plan (G
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 import time
 
 import pytest
@@ -48,6 +50,14 @@ def test_two_workers_equal_a_serial_run(cluster):
     assert [r["key"] for r in records] == [f"sum-{i}" for i in range(6)]
     assert all(r["status"] == "done" and r["threads"] == 1 for r in records)
     assert len({r["worker"] for r in records}) == 2  # both workers took units
+
+
+def test_an_exclusive_unit_runs_after_the_others_alone_with_every_core(cluster):
+    alone = Unit("alone", seeded_sum, (9,), dict(seed=9), threads=None, exclusive=True)
+    records = cluster.run([alone, *units(n=2)])
+    assert [r["key"] for r in records] == ["alone", "sum-0", "sum-1"] and records[0]["value"] == seeded_sum(9)
+    assert records[0]["worker"] == f"{socket.gethostname()}:{os.getpid()}"  # here, beside the local cluster's workers
+    assert records[0]["threads"] == os.cpu_count() // 2 * 2  # both workers' cores
 
 
 def test_a_failing_unit_is_reported_with_its_config_and_the_others_finish(cluster):
