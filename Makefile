@@ -62,15 +62,17 @@ EXECUTE = $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(
 
 # Re-executes every chapter in full mode and writes the outputs back (slow: trains models), pages side by side;
 # finished pages are saved in _build/runs/notebooks and skipped by a rerun (FRESH=1 runs them all).
-# NB=book/ch01_introduction.ipynb limits it to some notebooks.
+# NB=book/ch01_introduction.ipynb limits it to some notebooks (run, saved or not).
 notebooks: setup
 	$(PY) -m tests.chapters.run_notebooks $(NB) $(EXECUTE) $(if $(FRESH),--fresh)
 
-# SUITE=recurrent runs one suite; QUICK=1 passes --quick. compare's cells are spread over workers (EXECUTE, and
-# saved in _build/runs/compare-SIZE for a rerun); the other suites time their variants side by side: serial.
+# SUITE=recurrent runs one suite; QUICK=1 passes --quick. compare's cells are spread over workers (EXECUTE) and
+# saved in _build/runs/compare-SIZE for a rerun (FRESH=1 runs them all); the other suites time their variants
+# side by side: serial.
+COMPARE_RUN = --results _build/runs/compare-$(if $(QUICK),quick,full) $(EXECUTE) $(if $(FRESH),--fresh)
 SUITE ?= trace recurrent attention memory compress compare
 bench: setup
-	for s in $(SUITE); do $(PY) -m memlib.bench $$s $(if $(QUICK),--quick) $$([ $$s = compare ] && echo "$(EXECUTE) $(if $(FRESH),--fresh)"); done
+	for s in $(SUITE); do $(PY) -m memlib.bench $$s $(if $(QUICK),--quick) $$([ $$s = compare ] && echo "$(COMPARE_RUN)"); done
 
 check-chromium:
 	@command -v chromium >/dev/null || { echo "Chromium is missing: the browser checks need Debian's chromium (apt-get install chromium). (Playwright's own browser download is not used)."; exit 1; }

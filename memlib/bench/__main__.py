@@ -9,14 +9,16 @@ its models and sections with the run's seed, so its records are those of a seria
 :func:`merge_compare` puts the parts together. Times are measurements: they differ between any two runs.
 
 ``--workers N`` (1: serial, in this process), ``--scheduler ADDRESS`` (or ``MEMLIB_SCHEDULER``: an existing
-cluster), ``--results DIR`` (saved units, resumed on a rerun; default ``_build/runs/compare-<size>``) and
-``--fresh`` (run every unit again) choose where and how; the other options are those of the serial command.
-The other suites time their variants interleaved on one machine: they run as before.
+cluster), ``--results DIR`` (saved units, resumed on a rerun) and ``--fresh`` (run every unit again) choose
+where and how; the other options are those of the serial command. ``compare`` takes this path when one of them
+is given (``make bench`` gives ``--results``), else it runs as :func:`memlib.bench.main` runs it, as do the other
+suites (they time their variants interleaved on one machine).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from memlib import bench
 from memlib.bench import compare
-from memlib.execute import GIB, Executor, Unit, source_fingerprint
+from memlib.execute import GIB, SCHEDULER_ENV, Executor, Unit, source_fingerprint
 
 LADDER_MEMORY = 3 * GIB  # the Transformer's attention at T = 1000, batch 32, with its backward pass
 FOOTPRINT_MEMORY = int(compare.MEMORY_LIMIT_GIB * GIB) + GIB  # a cell's projected cap, and the process
@@ -137,7 +139,7 @@ def _compare(argv: list[str]) -> int:
     parser.add_argument("--json", "--out", dest="out", type=Path, help="JSON file (default _build/bench/compare.json)")
     parser.add_argument("--workers", type=int, help="local workers (default: as many as the machine holds; 1: serial)")
     parser.add_argument("--scheduler", help="address of an existing Dask scheduler (default: $MEMLIB_SCHEDULER)")
-    parser.add_argument("--results", type=Path, help="saved units (default _build/runs/compare-SIZE)")
+    parser.add_argument("--results", type=Path, help="saved units, resumed by a rerun (default: none saved)")
     parser.add_argument("--fresh", action="store_true", help="run every unit again, saved or not")
     args = parser.parse_args(argv)
     size = args.size or ("quick" if args.quick else "full")
@@ -155,7 +157,7 @@ def _compare(argv: list[str]) -> int:
     except (ValueError, RuntimeError) as error:
         parser.error(f"--device: {error}")
     started = time.perf_counter()
-    results = args.results or Path("_build/runs") / f"compare-{size}"
+    results = args.results
     try:
         with Executor(results, workers=args.workers, scheduler=args.scheduler, fresh=args.fresh) as ex:
             records = ex.run(units)
@@ -163,10 +165,12 @@ def _compare(argv: list[str]) -> int:
         parser.error(str(error))
     failed = [r["key"] for r in records if r["status"] != "done"]
     if failed:
-        print(f"compare: {len(failed)} of {len(records)} units failed ({', '.join(failed)}); the others are saved "
-              f"in {results}: run the same command again to finish", file=sys.stderr)
+        saved = f"the others are saved in {results}: run the same command again to finish" if results else \
+            "pass --results DIR to keep the others for a rerun"
+        print(f"compare: {len(failed)} of {len(records)} units failed ({', '.join(failed)}); {saved}", file=sys.stderr)
         return 1
-    data = merge_compare([r["value"] for r in records], time.perf_counter() - started)
+    resumed = sum(r["seconds"] for r in records if r["resumed"])  # measured by an earlier run
+    data = merge_compare([r["value"] for r in records], time.perf_counter() - started + resumed)
     with bench.torch_threads(records[0]["threads"]):
         info = bench.machine()
     out = args.out or Path("_build/bench/compare.json")
@@ -176,10 +180,15 @@ def _compare(argv: list[str]) -> int:
     return 0
 
 
+EXECUTION_FLAGS = ("--workers", "--scheduler", "--results", "--fresh")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``compare`` through :mod:`memlib.execute`; any other suite through :func:`memlib.bench.main`."""
+    """``compare`` through :mod:`memlib.execute` when an execution flag or ``MEMLIB_SCHEDULER`` asks for it;
+    everything else through :func:`memlib.bench.main`."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["compare"]:
+    flagged = any(a.split("=")[0] in EXECUTION_FLAGS for a in argv) or os.environ.get(SCHEDULER_ENV)
+    if argv[:1] == ["compare"] and flagged:
         return _compare(argv[1:])
     return bench.main(argv)
 

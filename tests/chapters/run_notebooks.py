@@ -1,14 +1,15 @@
 """`make notebooks`: execute every chapter in full mode with papermill and write the outputs back.
 
 Usage: python -m tests.chapters.run_notebooks [NOTEBOOK ...] [--workers N] [--scheduler ADDRESS] [--threads N]
-                                              [--results DIR] [--fresh]
+                                              [--results DIR] [--fresh | --resume]
 (default: every notebook page, on a local Dask cluster sized to the machine: see memlib.execute)
 
 Each page is one unit of memlib.execute: executed into a temporary file and moved over the original only when it
 ran to the end, so a failing page keeps its previous outputs and is reported while the others go on. Pages that
 time something (TIMED) run after the others, alone, with all of the machine's cores. A page that
-finished is saved in the results directory (default _build/runs/notebooks) and not run again by a later call
-while its cells and the code of memlib and widgets are unchanged (--fresh runs it all the same). The ledger page
+finished is saved in the results directory (default _build/runs/notebooks); a run of every page (no NOTEBOOK
+named, or --resume) does not run it again while its cells and the code of memlib and widgets are unchanged
+(--fresh runs it all the same). Pages named are run. The ledger page
 (book/article_checked.ipynb, every claim box of the pages in one table) is executed last, whenever a page of the
 book was named, with the pages as they are then. Exit status 1 when a page failed.
 """
@@ -83,7 +84,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--scheduler", help="address of an existing Dask scheduler (default: $MEMLIB_SCHEDULER)")
     parser.add_argument("--threads", type=int, help="threads per page (default: all of its worker's)")
     parser.add_argument("--results", type=Path, default=ROOT / "_build" / "runs" / "notebooks", help="saved pages")
-    parser.add_argument("--fresh", action="store_true", help="run every page again, saved or not")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--fresh", action="store_true", help="run every page again, saved or not")
+    mode.add_argument("--resume", action="store_true", help="skip the pages named that are saved and unchanged")
     args = parser.parse_args(argv)
     wrong = [p for p in args.pages if not p.endswith(".ipynb") or not Path(p).is_file()]
     if wrong:
@@ -93,7 +96,8 @@ def main(argv: list[str]) -> int:
     pages = [path for path in targets if path != LEDGER]
     code = source_fingerprint(ROOT / "memlib", ROOT / "widgets")
     gpu = bool(visible_gpus())
-    with Executor(args.results, workers=args.workers, scheduler=args.scheduler, fresh=args.fresh) as ex:
+    fresh = args.fresh or (bool(args.pages) and not args.resume)  # a page named is a page to run
+    with Executor(args.results, workers=args.workers, scheduler=args.scheduler, fresh=fresh) as ex:
         records = ex.run([page_unit(p, args.threads, gpu, code=code) for p in pages])
         # The ledger reads the book's pages: last, once, with them as they are now.
         if LEDGER in targets or any(p in book for p in pages):
