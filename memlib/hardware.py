@@ -28,23 +28,41 @@ optimizer states, gradients, forward activations, temporary buffers):
 activations while it makes gradients. Activations and the backward workspace grow linearly with the batch;
 the rest does not, so an estimate made at a small batch scales to any other
 (:meth:`MemoryEstimate.at_batch`), which is what :func:`largest_batch` solves. :func:`validate` compares the
-estimate with a measured step.
+estimate with a measured step. :func:`estimate_inference_memory` does the same for one forward pass without
+autograd: the weights and the most memory the pass holds at once.
+
+Models too large to build: the same estimators take a model built on ``torch.device("meta")``, whose tensors
+have shapes and dtypes but no data. The weights, gradients and optimizer state are counted from the parameters
+as before; the activations are counted by the same saved-tensor hooks (so a meta model's count equals a CPU
+model's wherever both devices take the same kernels); the peaks (the backward pass's workspace, the inference
+pass) are tracked op by op with a ``TorchDispatchMode`` that adds each new storage when an op makes it and
+subtracts it when its last tensor dies, instead of asking an allocator. On the meta device attention takes
+PyTorch's math path, which keeps the ``T x T`` weights (as the original BERT and GPT-3 implementations did; a
+fused kernel such as FlashAttention, Dao et al. 2022, keeps neither); autocast has no meta backend, so ``"amp"``
+counts the activations of a float16 copy of the model plus a float16 copy of its weights; and the optimizer step
+is taken as on CUDA. :func:`bert`, :func:`gpt3` and :func:`evoformer` build the published configurations of BERT
+(Devlin et al. 2019), GPT-3 (Brown et al. 2020) and AlphaFold 2's Evoformer (Jumper et al. 2021) this way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from memlib import capability
 from memlib.profiling import peak_memory
-from memlib.validate import check_choice, check_float, check_int, is_int
+from memlib.transformer import TransformerEncoder, TransformerEncoderLayer
+from memlib.validate import check_choice, check_float, check_int, fail, is_int
 
 MiB = 2**20
 GiB = 2**30
@@ -145,6 +163,8 @@ def _as_inputs(where: str, model: nn.Module, example_input: object) -> Inputs:
     factory = {"device": like.device, "dtype": like.dtype} if like is not None else {}
     if isinstance(example_input, (tuple, list, torch.Size)) and example_input:
         if all(is_int(d) and d > 0 for d in example_input):
+            if factory.get("device", torch.device("cpu")).type == "meta":  # no data to draw
+                return (torch.empty(*example_input, **factory),)
             # a generator of its own, so that the caller's random state is left alone
             generator = torch.Generator(factory.get("device", "cpu")).manual_seed(0)
             return (torch.randn(*example_input, generator=generator, **factory),)
@@ -204,6 +224,8 @@ def _key(t: torch.Tensor) -> int:
 
 def _autocast(dev: torch.device, precision: str):
     """Autocast as mixed precision uses it: bfloat16 on the CPU, float16 on CUDA; a no-op otherwise."""
+    if dev.type == "meta":
+        return contextlib.nullcontext()  # autocast has no meta backend: "amp" counts a float16 copy instead
     if precision != "amp":
         return torch.autocast(dev.type, enabled=False)
     return torch.autocast(dev.type, dtype=torch.float16 if dev.type == "cuda" else torch.bfloat16)
@@ -314,14 +336,72 @@ def _backward_peak(model: nn.Module, inputs: Inputs, loss_fn: Callable[[object],
             loss = loss_fn(model(*xs))
         torch.autograd.grad(loss, trainable, allow_unused=True)
 
-    return peak_memory(forward_backward, dev)[0]
+    return _peak(forward_backward, dev)
+
+
+class _LiveBytes(TorchDispatchMode):
+    """The bytes of tensor storage alive at once, op by op: what an allocator without a cache would hold.
+
+    Each storage an op returns is added when it first appears and subtracted when the last tensor on it dies
+    (a finalizer per tensor; views of one storage share it). Storages made before the mode are not counted,
+    as :func:`memlib.profiling.peak_memory` counts only what a call adds. Temporaries inside a kernel are not
+    seen (on the meta device there are none).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.views: dict[int, int] = {}  # storage -> live tensors on it
+        self.nbytes: dict[int, int] = {}  # storage -> bytes
+        self.now = self.peak = 0
+
+    def _release(self, key: int) -> None:
+        self.views[key] -= 1
+        if self.views[key] == 0:
+            self.now -= self.nbytes.pop(key)
+            del self.views[key]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {_key(t) for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor):
+                key = _key(t)
+                if key in inputs and key not in self.views:
+                    continue  # a view of (or an in-place op on) a storage made before the call: not new memory
+                if key not in self.views:
+                    self.views[key], self.nbytes[key] = 0, t.untyped_storage().nbytes()
+                    self.now += self.nbytes[key]
+                    self.peak = max(self.peak, self.now)
+                self.views[key] += 1
+                weakref.finalize(t, self._release, key)
+        return out
+
+
+def _peak(fn: Callable[[], Any], dev: torch.device) -> int:
+    """Peak bytes one call of ``fn`` adds: the allocator's (CPU profiler, CUDA) or, on the meta device, tracked."""
+    if dev.type != "meta":
+        return peak_memory(fn, dev)[0]
+    live = _LiveBytes()
+    with live:
+        fn()
+    return live.peak
+
+
+_META_NOTE = (
+    "counted on the meta device (shapes, no data): attention by PyTorch's math path, which keeps the T x T "
+    "weights; peaks tracked op by op; the optimizer step as on CUDA"
+)
+_META_AMP_NOTE = (
+    "amp on the meta device: autocast does not run there, so the activations are those of a float16 copy of "
+    "the model, plus a float16 copy of every weight (autocast's cache)"
+)
 
 
 def _step_workspace(optimizer: str, trainable: list[torch.Tensor], dev: torch.device, bytes_per: float) -> int:
     """Temporaries of the optimizer step (see the module docstring: measured on the CPU, assumed on CUDA)."""
     if optimizer not in ("adam", "adamw") or not trainable:
         return 0  # SGD updates in place
-    if dev.type == "cuda":
+    if dev.type in ("cuda", "meta"):  # a meta model stands for one trained on a GPU
         return round(sum(p.numel() for p in trainable) * bytes_per)
     return round(2 * max(p.numel() for p in trainable) * bytes_per)
 
@@ -475,12 +555,15 @@ def _count_activations(
     training precision (a half-precision copy of the model for bf16 / fp16), leaving the caller's random
     state and the model's mode as they were; then again at half the batch, to split each part into what grows
     with the batch and what does not."""
-    half = _HALF.get(precision)
+    dev = inputs[0].device
+    meta_amp = dev.type == "meta" and precision == "amp"
+    half = torch.float16 if meta_amp else _HALF.get(precision)
     counted = copy.deepcopy(model).to(half) if half is not None else model
     if half is not None:
         inputs = tuple(x.to(half) if x.is_floating_point() else x for x in inputs)
+    if meta_amp:
+        gradients //= 2  # the float16 copy's gradients, which its backward pass holds
     was_training = counted.training
-    dev = inputs[0].device
     devices = [dev] if dev.type == "cuda" else []
 
     def count(xs: Inputs) -> tuple[int, int]:
@@ -506,7 +589,153 @@ def _count_activations(
                 activations_fixed = workspace_fixed = 0  # one sample: all of it is taken to grow with the batch
         finally:
             counted.train(was_training)
-    return _Counts(activations, workspace, activations_fixed, workspace_fixed, tuple(notes))
+    if meta_amp:  # autocast's float16 copies of the weights, made once per step whatever the batch
+        copies = 2 * sum(p.numel() for p in model.parameters() if p.is_floating_point())
+        activations, activations_fixed = activations + copies, activations_fixed + copies
+    meta = (_META_NOTE, _META_AMP_NOTE) if meta_amp else (_META_NOTE,) if dev.type == "meta" else ()
+    return _Counts(activations, workspace, activations_fixed, workspace_fixed, (*notes, *meta))
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference: one forward pass, no autograd graph.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InferenceEstimate:
+    """Bytes of one forward pass in eval mode without autograd: the weights, and the most memory the pass holds
+    at once beyond them (the input, the intermediate results alive together, the output).
+
+    >>> e = estimate_inference_memory(torch.nn.Linear(8, 1), (4, 8))
+    >>> e.parameters, e.at_batch(64).batch_size
+    (36, 64)
+    """
+
+    parameters: int  # weights and buffers at the precision
+    activations: int  # the forward pass's peak beyond the weights, input included
+    batch_size: int
+    precision: str
+    activations_fixed: int = 0  # the part that does not grow with the batch
+    notes: tuple[str, ...] = ()
+
+    @property
+    def total(self) -> int:
+        return self.parameters + self.activations
+
+    @property
+    def parts(self) -> dict[str, int]:
+        """The two parts by name, in the order of a stacked bar."""
+        return {"parameters": self.parameters, "activations": self.activations}
+
+    def at_batch(self, batch_size: int) -> InferenceEstimate:
+        """The same estimate for another batch: the activations beyond their fixed part scale linearly."""
+        _check_batch("InferenceEstimate.at_batch", batch_size)
+        grows = (self.activations - self.activations_fixed) * batch_size / self.batch_size
+        return replace(self, activations=self.activations_fixed + round(grows), batch_size=batch_size)
+
+    def __str__(self) -> str:
+        rows = [f"  {name:<16} {value / MiB:>10.2f} MiB" for name, value in self.parts.items()]
+        notes = [f"  note: {n}" for n in self.notes]
+        head = f"Inference memory at batch {self.batch_size} ({self.precision})"
+        return "\n".join([head, *rows, f"  {'total':<16} {self.total / MiB:>10.2f} MiB", *notes])
+
+
+INFERENCE_PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def estimate_inference_memory(
+    model: nn.Module,
+    example_input: object,
+    precision: str = "fp32",
+    batch_size: int | None = None,
+    *,
+    batch_dim: int | None = None,
+) -> InferenceEstimate:
+    """Bytes one forward pass of ``model`` takes in eval mode under ``torch.no_grad()``, by part.
+
+    ``example_input``, ``batch_size`` and ``batch_dim`` as for :func:`estimate_training_memory`. ``precision``:
+    ``"fp32"``, or ``"bf16"`` / ``"fp16"`` for the model cast to that dtype (how a model is served in half
+    precision). The peak is measured as :func:`memlib.profiling.peak_memory` measures it (on the CPU, torch's
+    profiler; on CUDA, the caching allocator), or tracked op by op for a model on the meta device; the part that
+    does not grow with the batch is found by a second pass at half the example's batch.
+
+    >>> model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+    >>> e = estimate_inference_memory(model, (4, 8))
+    >>> e.parameters == (8 * 16 + 16 + 16 + 1) * 4, e.activations >= 4 * 16 * 4  # the widest result is alive
+    (True, True)
+    """
+    where = "estimate_inference_memory"
+    check_choice(where, "precision", precision, INFERENCE_PRECISIONS)
+    inputs, dim, example_batch, batch = _checked_example(
+        where, model, example_input, "sgd", precision, False, batch_size, batch_dim
+    )
+    dev = inputs[0].device
+    parameters = _state_bytes(model, "sgd", precision, dev).parameters
+    half = _HALF.get(precision)
+    served = copy.deepcopy(model).to(half) if half is not None else model
+    if half is not None:
+        inputs = tuple(x.to(half) if x.is_floating_point() else x for x in inputs)
+    was_training = served.training
+
+    def peak(xs: Inputs) -> int:
+        def forward() -> None:
+            served(*(x.clone() for x in xs))  # the input copied inside the call, so that it is counted
+
+        with torch.no_grad():
+            return _peak(forward, dev)
+
+    with capability.fallbacks() as notes:
+        try:
+            served.eval()
+            activations = peak(inputs)
+            fixed = 0  # one sample: all of it is taken to grow with the batch
+            if example_batch >= 2:
+                half_batch = example_batch // 2
+                at_half = peak(_narrow(inputs, dim, example_batch, half_batch))
+                fixed = _intercept(activations, at_half, example_batch, half_batch)
+        finally:
+            served.train(was_training)
+    meta = (_META_NOTE.replace("; the optimizer step as on CUDA", ""),) if dev.type == "meta" else ()
+    estimate = InferenceEstimate(parameters, activations, example_batch, precision, fixed, (*notes, *meta))
+    return estimate if batch == example_batch else estimate.at_batch(batch)
+
+
+def at_depth(
+    shallow: MemoryEstimate | InferenceEstimate, deeper: MemoryEstimate | InferenceEstimate, depths: tuple[int, int],
+    depth: int,
+) -> MemoryEstimate | InferenceEstimate:
+    """The estimate of a stack of ``depth`` identical blocks (Transformer layers, Evoformer blocks) from the
+    estimates of the same model with ``depths[0]`` and ``depths[1]`` blocks.
+
+    Each block adds the same weights, gradients, optimizer state and saved tensors (with checkpointing: the same
+    input and the same recomputed block), so every part is a + b x blocks, which two depths fix; the inference
+    peak stops growing after two blocks (the stack's own input and the last block's results are held while a
+    block runs), so take ``depths`` of at least 2 for inference. The tests check this against whole stacks.
+    It spares the per-op cost of counting a deep model on the meta device.
+
+    >>> def mlp(n):
+    ...     return torch.nn.Sequential(*(torch.nn.Linear(8, 8) for _ in range(n)))
+    >>> e = at_depth(*(estimate_training_memory(mlp(n), (4, 8)) for n in (2, 3)), (2, 3), 6)
+    >>> e == estimate_training_memory(mlp(6), (4, 8))
+    True
+    """
+    where = "at_depth"
+    if type(shallow) is not type(deeper) or not isinstance(shallow, (MemoryEstimate, InferenceEstimate)):
+        fail(where, "two estimates of one kind", f"{type(shallow).__name__} and {type(deeper).__name__}", TypeError)
+    d1, d2 = depths
+    check_int(where, "depths[0]", d1, low=1)
+    check_int(where, "depths[1]", d2, low=d1 + 1, expected=f"depths[1] > depths[0] = {d1}", got=str(d2))
+    check_int(where, "depth", depth, low=1)
+    same = [f.name for f in fields(shallow) if not isinstance(getattr(shallow, f.name), int) or f.name == "batch_size"]
+    differ = [name for name in same if getattr(shallow, name) != getattr(deeper, name)]
+    if differ:
+        fail(where, "estimates that differ only in depth", f"different {', '.join(differ)}")
+    parts = {
+        f.name: round(getattr(shallow, f.name) + (getattr(deeper, f.name) - getattr(shallow, f.name)) * (depth - d1)
+                      / (d2 - d1))
+        for f in fields(shallow) if f.name not in same
+    }
+    return replace(shallow, **parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -685,8 +914,8 @@ def usable_memory(device: str | GPU, reserve: float = DEFAULT_RESERVE, *, where:
     return int(gpu(device).memory * (1 - reserve))
 
 
-def fits(estimate: MemoryEstimate, device: str | GPU, reserve: float = DEFAULT_RESERVE) -> bool:
-    """Whether ``estimate.total`` fits in the GPU's memory less the ``reserve`` fraction.
+def fits(estimate: MemoryEstimate | InferenceEstimate, device: str | GPU, reserve: float = DEFAULT_RESERVE) -> bool:
+    """Whether ``estimate.total`` (of training or of inference) fits in the GPU's memory less the ``reserve`` fraction.
 
     >>> estimate = estimate_training_memory(torch.nn.Linear(8, 1), (4, 8))
     >>> fits(estimate, "RTX 3090")
@@ -696,7 +925,7 @@ def fits(estimate: MemoryEstimate, device: str | GPU, reserve: float = DEFAULT_R
 
 
 def largest_batch(
-    model: nn.Module | MemoryEstimate,
+    model: nn.Module | MemoryEstimate | InferenceEstimate,
     example_input: object = None,
     device: str | GPU = "RTX 3090",
     reserve: float = DEFAULT_RESERVE,
@@ -704,14 +933,15 @@ def largest_batch(
 ) -> int:
     """The largest batch whose estimate fits on ``device`` (0 if not even one sample fits).
 
-    Give a model and an example input (``options`` go to :func:`estimate_training_memory`), or an estimate.
-    The estimate is fixed + per-sample x batch, so the batch is solved for, then checked by the estimate.
+    Give a model and an example input (``options`` go to :func:`estimate_training_memory`), or an estimate of
+    training or of inference (:func:`estimate_inference_memory`). The estimate is fixed + per-sample x batch, so
+    the batch is solved for, then checked by the estimate.
 
     >>> largest_batch(torch.nn.Linear(8, 1), (4, 8), device="RTX 3090") > 1000
     True
     """
     where = "largest_batch"
-    if isinstance(model, MemoryEstimate):
+    if isinstance(model, (MemoryEstimate, InferenceEstimate)):
         estimate = model
     else:
         if example_input is None:
@@ -719,12 +949,15 @@ def largest_batch(
         estimate = estimate_training_memory(model, example_input, **options)
     budget = usable_memory(device, reserve, where=where)
     e = estimate
-    grows = e.activations - e.activations_fixed + e.backward_workspace - e.backward_workspace_fixed
+    if isinstance(e, InferenceEstimate):
+        grows, fixed = e.activations - e.activations_fixed, e.parameters + e.activations_fixed
+    else:
+        grows = e.activations - e.activations_fixed + e.backward_workspace - e.backward_workspace_fixed
+        # Linear branch of the total: fixed + per_sample * batch (the step's workspace only matters at small batches).
+        fixed = e.parameters + e.gradients + e.optimizer_state + e.activations_fixed + e.backward_workspace_fixed
     per_sample = grows / e.batch_size
     if per_sample <= 0:
         raise ValueError(f"{where}: expected an estimate that grows with the batch, got {per_sample} bytes per sample")
-    # Linear branch of the total: fixed + per_sample * batch (the step's workspace only matters at small batches).
-    fixed = e.parameters + e.gradients + e.optimizer_state + e.activations_fixed + e.backward_workspace_fixed
     guess = max(1, int((budget - fixed) // per_sample))
 
     def fits_at(batch: int) -> bool:
@@ -782,3 +1015,315 @@ def recommended_ram(device: str | GPU | int, gpus: int = 1) -> RamRecommendation
     check_int(where, "gpus", gpus, low=1)
     total = memory * gpus
     return RamRecommendation(total, math.ceil(total * 1.25))
+
+
+# ---------------------------------------------------------------------------------------------
+# Published configurations, built where no memory is needed (``device="meta"``).
+# ---------------------------------------------------------------------------------------------
+
+
+class Bert(nn.Module):
+    """BERT (Devlin et al. 2019, section 3): token, position and segment embeddings, LayerNorm, a post-norm
+    Transformer encoder with GELU, and the pooler (a tanh layer on the first token).
+
+    ``forward(tokens (B, T) long) -> (sequence output (B, T, D), pooled (B, D))``: what a fine-tuning head reads
+    (the pre-training heads are left out). Every segment id is 0. Token ids are not range-checked, so that the
+    model runs on the meta device. Dropout 0.1 everywhere, as in the paper.
+
+    >>> model = Bert(vocab_size=100, d_model=16, layers=2, heads=2, d_ff=32, max_len=8)
+    >>> [o.shape for o in model(torch.zeros(3, 8, dtype=torch.long))]
+    [torch.Size([3, 8, 16]), torch.Size([3, 16])]
+    """
+
+    def __init__(
+        self, vocab_size: int = 30522, d_model: int = 768, layers: int = 12, heads: int = 12, d_ff: int = 3072,
+        max_len: int = 512, dropout: float = 0.1,
+    ):
+        super().__init__()
+        self.token = nn.Embedding(vocab_size, d_model)
+        self.position = nn.Embedding(max_len, d_model)
+        self.segment = nn.Embedding(2, d_model)
+        self.norm = nn.LayerNorm(d_model, eps=1e-12)
+        self.dropout = nn.Dropout(dropout)
+        layer = TransformerEncoderLayer(
+            d_model, heads, d_ff, dropout, activation="gelu", layer_norm_eps=1e-12, batch_first=True
+        )
+        layer.dropout = nn.Identity()  # BERT drops out attention weights and sub-layer outputs, not inside the FF
+        self.encoder = TransformerEncoder(layer, layers)
+        self.pooler = nn.Linear(d_model, d_model)
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        T = tokens.shape[1]
+        positions = torch.arange(T, device=tokens.device)
+        x = self.token(tokens) + self.position(positions) + self.segment(torch.zeros_like(tokens))  # (B, T, D)
+        h = self.encoder(self.dropout(self.norm(x)))  # (B, T, D)
+        return h, torch.tanh(self.pooler(h[:, 0]))  # (B, T, D), (B, D)
+
+
+class GPT(nn.Module):
+    """A GPT-2/GPT-3 language model (Radford et al. 2019; Brown et al. 2020, section 2.1): token and learned
+    position embeddings, pre-norm causal Transformer layers with GELU and a final LayerNorm; the output layer
+    shares the token embedding's weights. GPT-3 alternates dense and locally banded sparse attention layers;
+    every layer here is dense (an upper bound on attention's memory).
+
+    ``forward(tokens (B, T) long) -> logits (B, T, V)``. Token ids are not range-checked (meta device).
+
+    >>> GPT(vocab_size=50, d_model=16, layers=2, heads=2, max_len=8)(torch.zeros(2, 8, dtype=torch.long)).shape
+    torch.Size([2, 8, 50])
+    """
+
+    def __init__(
+        self, vocab_size: int = 50257, d_model: int = 12288, layers: int = 96, heads: int = 96, max_len: int = 2048,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        self.token = nn.Embedding(vocab_size, d_model)
+        self.position = nn.Embedding(max_len, d_model)
+        self.dropout = nn.Dropout(dropout)
+        layer = TransformerEncoderLayer(
+            d_model, heads, 4 * d_model, dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        layer.dropout = nn.Identity()  # as in GPT-2: no dropout inside the feed-forward network
+        self.decoder = TransformerEncoder(layer, layers, norm=nn.LayerNorm(d_model))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        x = self.dropout(self.token(tokens) + self.position(positions))  # (B, T, D)
+        h = self.decoder(x, is_causal=True)  # (B, T, D): position t attends to 0..t
+        return h @ self.token.weight.T  # (B, T, V): the embedding, tied
+
+
+def _chunked(
+    fn: Callable[..., torch.Tensor], chunk: int | None, dim: int, x: torch.Tensor, *shared: torch.Tensor,
+    out_dim: int | None = None,
+) -> torch.Tensor:
+    """``fn(x, *shared)`` computed ``chunk`` entries of ``x``'s axis ``dim`` at a time and concatenated along
+    ``out_dim`` (default ``dim``): AlphaFold's inference "subbatching" (Jumper et al. 2021, Supplementary 1.11.8),
+    the same result with a smaller peak. ``None``: all at once. Only for layers whose outputs are independent
+    along that axis; ``shared`` inputs (a bias common to every entry) are passed whole."""
+    n = x.shape[dim]
+    if chunk is None or chunk >= n:
+        return fn(x, *shared)
+    parts = [fn(x.narrow(dim, start, min(chunk, n - start)), *shared) for start in range(0, n, chunk)]
+    return torch.cat(parts, dim if out_dim is None else out_dim)
+
+
+class _GatedAttention(nn.Module):
+    """Gated self-attention along axis 2 of x (B, N1, N2, C), independently for each of the N1 rows, with an
+    optional bias (B, H, N2, N2) shared by the rows (Jumper et al. 2021, Supplementary Algorithms 7, 8, 13, 14).
+
+    a = softmax(q k^T / sqrt(c) + b); o = sigmoid(W_g x) * (a v); out = W_o o. The weights a are materialised.
+    """
+
+    def __init__(self, c_in: int, c: int, heads: int, c_bias: int | None = None):
+        super().__init__()
+        self.c, self.heads = c, heads
+        self.norm = nn.LayerNorm(c_in)
+        self.qkv = nn.Linear(c_in, 3 * heads * c, bias=False)
+        self.gate = nn.Linear(c_in, heads * c)
+        self.out = nn.Linear(heads * c, c_in)
+        if c_bias is not None:
+            self.bias_norm = nn.LayerNorm(c_bias)
+            self.bias = nn.Linear(c_bias, heads, bias=False)
+
+    def pair_bias(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, N2, N2, c_bias) -> (B, H, N2, N2)."""
+        return self.bias(self.bias_norm(z)).permute(0, 3, 1, 2)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        B, N1, N2, _ = x.shape
+        x = self.norm(x)
+        q, k, v = self.qkv(x).view(B, N1, N2, 3, self.heads, self.c).permute(3, 0, 1, 4, 2, 5)  # (B, N1, H, N2, c)
+        logits = q @ k.transpose(-1, -2) / math.sqrt(self.c)  # (B, N1, H, N2, N2)
+        if bias is not None:
+            logits = logits + bias[:, None]
+        o = (logits.softmax(-1) @ v).permute(0, 1, 3, 2, 4).reshape(B, N1, N2, self.heads * self.c)
+        return self.out(torch.sigmoid(self.gate(x)) * o)  # (B, N1, N2, C)
+
+
+class _Transition(nn.Module):
+    """LayerNorm, then a ReLU layer n times wider, then back (Supplementary Algorithms 9 and 15)."""
+
+    def __init__(self, c: int, n: int = 4):
+        super().__init__()
+        # no Sequential: the stack's list of blocks stays the longest list, the one checkpointing wraps
+        self.norm, self.up, self.down = nn.LayerNorm(c), nn.Linear(c, n * c), nn.Linear(n * c, c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(torch.relu(self.up(self.norm(x))))
+
+
+class _OuterProductMean(nn.Module):
+    """MSA (B, S, R, c_m) -> pair update (B, R, R, c_z): the mean over the S rows of a_si (x) b_sj, flattened
+    (c * c) and projected (Supplementary Algorithm 10)."""
+
+    def __init__(self, c_m: int, c_z: int, c: int = 32):
+        super().__init__()
+        self.norm = nn.LayerNorm(c_m)
+        self.a, self.b = nn.Linear(c_m, c), nn.Linear(c_m, c)
+        self.out = nn.Linear(c * c, c_z)
+
+    def forward(self, m: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+        m = self.norm(m)
+        a, b = self.a(m), self.b(m)  # (B, S, R, c)
+
+        def rows(a_i: torch.Tensor) -> torch.Tensor:  # (B, S, r, c) -> (B, r, R, c_z)
+            o = torch.einsum("bsic,bsjd->bijcd", a_i, b) / m.shape[1]  # (B, r, R, c, c)
+            return self.out(o.flatten(-2))
+
+        return _chunked(rows, chunk, 2, a, out_dim=1)  # residues i of a: rows i of the update
+
+
+class _TriangleMultiplication(nn.Module):
+    """Pair (B, R, R, c_z) update through the third edge of each triangle: "outgoing" x_ij = sum_k a_ik b_jk,
+    "incoming" x_ij = sum_k a_ki b_kj; a, b gated projections, out = sigmoid(W_g z) * W_o LN(x)
+    (Supplementary Algorithms 11 and 12)."""
+
+    def __init__(self, c_z: int, c: int = 128, outgoing: bool = True):
+        super().__init__()
+        self.outgoing = outgoing
+        self.norm = nn.LayerNorm(c_z)
+        self.a, self.a_gate = nn.Linear(c_z, c), nn.Linear(c_z, c)
+        self.b, self.b_gate = nn.Linear(c_z, c), nn.Linear(c_z, c)
+        self.gate = nn.Linear(c_z, c_z)
+        self.out_norm = nn.LayerNorm(c)
+        self.out = nn.Linear(c, c_z)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        z = self.norm(z)
+        a = torch.sigmoid(self.a_gate(z)) * self.a(z)  # (B, R, R, c)
+        b = torch.sigmoid(self.b_gate(z)) * self.b(z)
+        if self.outgoing:  # x_ij = sum_k a_ik b_jk
+            x = a.permute(0, 3, 1, 2) @ b.permute(0, 3, 2, 1)  # (B, c, R, R)
+        else:  # x_ij = sum_k a_ki b_kj
+            x = a.permute(0, 3, 2, 1) @ b.permute(0, 3, 1, 2)
+        return torch.sigmoid(self.gate(z)) * self.out(self.out_norm(x.permute(0, 2, 3, 1)))
+
+
+class EvoformerBlock(nn.Module):
+    """One Evoformer block (Jumper et al. 2021, Supplementary Algorithm 6), without dropout: the MSA
+    representation m (B, S, R, c_m) is updated by row attention with pair bias, column attention and a
+    transition; the pair representation z (B, R, R, c_z) by the outer product mean of m, the two triangle
+    multiplications, the two triangle attentions and a transition. Each update is added (residual).
+
+    ``chunk``: compute the attention, transition and outer-product layers that many rows at a time (as AlphaFold
+    does at inference); ``None``: all at once. ``forward(m, z) -> (m, z)``.
+
+    >>> block = EvoformerBlock(c_m=8, c_z=4, heads_msa=2, heads_pair=2, c=4)
+    >>> [t.shape for t in block(torch.zeros(1, 3, 5, 8), torch.zeros(1, 5, 5, 4))]
+    [torch.Size([1, 3, 5, 8]), torch.Size([1, 5, 5, 4])]
+    """
+
+    def __init__(
+        self, c_m: int = 256, c_z: int = 128, heads_msa: int = 8, heads_pair: int = 4, c: int = 32,
+        c_opm: int = 32, c_mul: int = 128, chunk: int | None = None,
+    ):
+        super().__init__()
+        self.chunk = chunk
+        self.row_attention = _GatedAttention(c_m, c, heads_msa, c_bias=c_z)
+        self.column_attention = _GatedAttention(c_m, c, heads_msa)
+        self.msa_transition = _Transition(c_m)
+        self.outer_product_mean = _OuterProductMean(c_m, c_z, c_opm)
+        self.triangle_out = _TriangleMultiplication(c_z, c_mul, outgoing=True)
+        self.triangle_in = _TriangleMultiplication(c_z, c_mul, outgoing=False)
+        self.triangle_start = _GatedAttention(c_z, c, heads_pair, c_bias=c_z)
+        self.triangle_end = _GatedAttention(c_z, c, heads_pair, c_bias=c_z)
+        self.pair_transition = _Transition(c_z)
+
+    def forward(self, m: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self.chunk
+        # MSA stack: rows attend along residues with a bias from the pair; columns attend along sequences
+        m = m + _chunked(self.row_attention, n, 1, m, self.row_attention.pair_bias(z))
+        mt = m.transpose(1, 2)  # (B, R, S, c_m)
+        m = m + _chunked(self.column_attention, n, 1, mt).transpose(1, 2)
+        m = m + _chunked(self.msa_transition, n, 1, m)
+        # pair stack: communication from the MSA, then triangles
+        z = z + self.outer_product_mean(m, n)
+        z = z + self.triangle_out(z)
+        z = z + self.triangle_in(z)
+        # starting node: z_ij attends to z_ik (rows of z); ending node: z_ij attends to z_kj (its columns)
+        z = z + _chunked(self.triangle_start, n, 1, z, self.triangle_start.pair_bias(z))
+        zt = z.transpose(1, 2)
+        z = z + _chunked(self.triangle_end, n, 1, zt, self.triangle_end.pair_bias(zt)).transpose(1, 2)
+        z = z + _chunked(self.pair_transition, n, 1, z)
+        return m, z
+
+
+class Evoformer(nn.Module):
+    """AlphaFold 2's Evoformer stack (Jumper et al. 2021): ``blocks`` :class:`EvoformerBlock` in turn.
+
+    ``forward(m (B, S, R, c_m), z (B, R, R, c_z)) -> (m, z)``; the blocks are in ``self.blocks``, the list that
+    gradient checkpointing wraps. The extra-MSA stack, templates and structure module are not included.
+
+    >>> stack = Evoformer(blocks=2, c_m=8, c_z=4, heads_msa=2, heads_pair=2, c=4)
+    >>> [t.shape for t in stack(torch.zeros(1, 3, 5, 8), torch.zeros(1, 5, 5, 4))]
+    [torch.Size([1, 3, 5, 8]), torch.Size([1, 5, 5, 4])]
+    """
+
+    def __init__(self, blocks: int = 48, **block: Any):
+        super().__init__()
+        self.blocks = nn.ModuleList(EvoformerBlock(**block) for _ in range(blocks))
+
+    def forward(self, m: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for block in self.blocks:
+            m, z = block(m, z)
+        return m, z
+
+
+def both_outputs_loss(output: object) -> torch.Tensor:
+    """A stand-in loss over every floating output (the Evoformer's m and z), so the backward pass reaches both.
+
+    >>> both_outputs_loss((torch.ones(2), torch.ones(3))).item()
+    2.0
+    """
+    return sum(t.float().pow(2).mean() for t in _tensors(output) if t.is_floating_point())
+
+
+# The published sizes: (layers, width, heads, feed-forward width) for BERT (Devlin et al. 2019, section 3) and
+# (layers, width, heads) for GPT-3 (Brown et al. 2020, Table 2.1), with the parameter counts the papers give.
+BERT_SIZES = {"base": (12, 768, 12, 3072), "large": (24, 1024, 16, 4096)}
+# (Table 2.1's 1.3B and 13B rows list more heads x head width than their width; they are left out.)
+GPT3_SIZES = {"125M": (12, 768, 12), "2.7B": (32, 2560, 32), "6.7B": (32, 4096, 32), "175B": (96, 12288, 96)}
+PUBLISHED_PARAMETERS = {
+    "BERT-base": 110e6, "BERT-large": 340e6, "GPT-3 125M": 125e6, "GPT-3 2.7B": 2.7e9, "GPT-3 6.7B": 6.7e9,
+    "GPT-3 175B": 175e9,
+}
+
+
+def bert(size: str = "base", *, layers: int | None = None, device: str | torch.device = "meta") -> Bert:
+    """BERT-base (110M parameters) or BERT-large (340M) as Devlin et al. (2019) configured them, on ``device``;
+    ``layers`` overrides the depth (see :func:`at_depth`).
+
+    >>> round(sum(p.numel() for p in bert("base").parameters()) / 1e6, 1)
+    109.5
+    """
+    depth, width, heads, d_ff = BERT_SIZES[check_choice("bert", "size", size, tuple(BERT_SIZES))]
+    with torch.device(device):
+        depth = depth if layers is None else check_int("bert", "layers", layers, low=1)
+        return Bert(d_model=width, layers=depth, heads=heads, d_ff=d_ff)
+
+
+def gpt3(size: str = "175B", *, layers: int | None = None, device: str | torch.device = "meta") -> GPT:
+    """A GPT-3 model of Brown et al. (2020), Table 2.1 (context 2048 tokens, vocabulary 50257), on ``device``;
+    ``layers`` overrides the depth (see :func:`at_depth`).
+
+    >>> round(sum(p.numel() for p in gpt3("175B").parameters()) / 1e9, 1)
+    174.6
+    """
+    depth, width, heads = GPT3_SIZES[check_choice("gpt3", "size", size, tuple(GPT3_SIZES))]
+    with torch.device(device):
+        return GPT(d_model=width, layers=depth if layers is None else check_int("gpt3", "layers", layers, low=1),
+                   heads=heads)
+
+
+def evoformer(blocks: int = 48, *, chunk: int | None = None, device: str | torch.device = "meta") -> Evoformer:
+    """AlphaFold 2's Evoformer stack as Jumper et al. (2021) configured it (48 blocks, MSA channels c_m = 256, pair
+    channels c_z = 128, 8 MSA and 4 pair attention heads of 32 channels), on ``device``; its inputs are the MSA
+    representation (B, N_seq, N_res, 256) and the pair representation (B, N_res, N_res, 128).
+
+    >>> round(sum(p.numel() for p in evoformer().parameters()) / 1e6, 1)
+    87.9
+    """
+    check_int("evoformer", "blocks", blocks, low=1)
+    with torch.device(device):
+        return Evoformer(blocks, chunk=chunk)
