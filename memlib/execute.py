@@ -238,7 +238,8 @@ class Executor:
 
     ``results``: the directory of saved records (None: nothing saved or resumed); ``workers``: how many local
     workers (default: :func:`plan_workers`' choice; 1: serial, no cluster); ``scheduler``: an existing cluster's
-    address (default: ``MEMLIB_SCHEDULER``, if set); ``log``: where progress goes (None: nowhere); ``fresh``:
+    address (default: ``MEMLIB_SCHEDULER``, if set); ``gpus``: the devices local workers are pinned to for units
+    that take a GPU (default: :func:`visible_gpus`); ``log``: where progress goes (None: nowhere); ``fresh``:
     run every unit, saved or not; ``timeout``: seconds a run may take before the units still out are failed.
     The local cluster starts at the first :meth:`run` and stays up until :meth:`close` (or the ``with`` block's end).
     """
@@ -249,6 +250,7 @@ class Executor:
         *,
         workers: int | None = None,
         scheduler: str | None = None,
+        gpus: Sequence[str] | None = None,
         log: Callable[[str], None] | None = print,
         fresh: bool = False,
         timeout: float | None = None,
@@ -261,6 +263,7 @@ class Executor:
         if self.scheduler is not None and workers is not None:
             fail("Executor", "either workers (a local cluster) or a scheduler address",
                  f"workers={workers} and scheduler={self.scheduler!r}")
+        self.gpus = None if gpus is None else [str(g) for g in gpus]
         self.log = log or (lambda _: None)
         self.fresh = fresh
         self.timeout = timeout
@@ -322,7 +325,7 @@ class Executor:
             self._client = Client(self.scheduler, timeout="30s")
             self.log(f"cluster {self.scheduler}: {len(self._client.scheduler_info()['workers'])} workers")
             return
-        plan = plan_workers(units, self.workers)
+        plan = plan_workers(units, self.workers, gpus=self.gpus)
         self._threads = plan[0].threads
         self._cores = plan[0].threads * len(plan)
         if len(plan) == 1:  # a plain run in this process (on its first visible GPU, where units take one)

@@ -33,11 +33,25 @@ def units(call=seeded_sum, n: int = 6) -> list[Unit]:
     return [Unit(f"sum-{i}", call, (i,), dict(seed=i)) for i in range(n)]
 
 
+def pinned_device() -> str | None:
+    time.sleep(0.3)
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+GPU_UNITS = [Unit(f"gpu-{i}", pinned_device, gpu=True) for i in range(4)]
+
+
 @pytest.fixture(scope="module")
-def cluster():
-    """One local cluster of two workers for the module, shut down after it."""
-    with Executor(None, workers=2, log=None, timeout=TIMEOUT) as ex:
-        yield ex
+def started():
+    """One local cluster for the module, shut down after it: planned for units that take a GPU, with two GPUs faked
+    (there is no CUDA here), so two workers pinned to "0" and "1"; the other tests' units run on it too."""
+    with Executor(None, gpus=["0", "1"], log=None, timeout=TIMEOUT) as ex:
+        yield ex, ex.run(GPU_UNITS)
+
+
+@pytest.fixture
+def cluster(started):
+    return started[0]
 
 
 def test_two_workers_equal_a_serial_run(cluster):
@@ -96,7 +110,12 @@ def test_a_cluster_without_a_worker_that_fits_a_unit_says_so(cluster):
         ex.run([Unit("huge", print, memory=1000 * GIB)])
     message = str(error.value)
     assert "expected a worker offering resources {'threads': 1, 'memory': 1073741824000} for unit huge" in message
-    assert "got a worker offering {'threads': 1, 'memory':" in message
+    assert "got a worker offering {'threads': " in message
+
+
+def test_units_that_take_a_gpu_run_on_one_worker_per_gpu_pinned_to_it(started):
+    records = started[1]
+    assert {r["value"] for r in records} == {"0", "1"} and all(r["gpu"] == r["value"] for r in records)
 
 
 def test_the_plan_fits_the_machine_and_pins_one_worker_per_gpu():
