@@ -79,6 +79,15 @@ def test_the_record_is_json_and_the_box_says_what_decided():
     assert "holds if m &gt;= 0.9, in part if &gt;= 0.5; measured 0.93 [0.91, 0.97] (3 seeds: min..max)" in html
 
 
+def test_the_box_escapes_the_quote_and_keeps_the_findings_html():
+    claim = Claim("t", '<script>alert("x")</script> & more', "2", "m", at_least(0.9))
+    record = check(claim, exact(0.95), "Measured <b>0.95</b>.", show=False).record
+    html = claims.box_html(claim, record)
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; more" in html
+    assert "Measured <b>0.95</b>." in html  # a finding may hold simple HTML
+
+
 def test_not_tested_has_its_reason_in_the_box():
     result = not_tested(_claim(), "no data ships offline", show=False)
     assert result.verdict == "not tested"
