@@ -1028,7 +1028,8 @@ class Bert(nn.Module):
 
     ``forward(tokens (B, T) long) -> (sequence output (B, T, D), pooled (B, D))``: what a fine-tuning head reads
     (the pre-training heads are left out). Every segment id is 0. Token ids are not range-checked, so that the
-    model runs on the meta device. Dropout 0.1 everywhere, as in the paper.
+    model runs on the meta device. Dropout 0.1 on the embeddings, the attention weights and each sub-layer's
+    output, as in the paper.
 
     >>> model = Bert(vocab_size=100, d_model=16, layers=2, heads=2, d_ff=32, max_len=8)
     >>> [o.shape for o in model(torch.zeros(3, 8, dtype=torch.long))]
