@@ -9,7 +9,7 @@ from widgets.attribution import AttributionExplorer
 from widgets.base import Explorer
 from widgets.budget import BudgetModel, MemoryBudgetExplorer, book_models
 from widgets.caption import CaptionExplorer
-from widgets.display import bokeh_html, claim_check, claim_check_html, load_bokeh_inline, show_bokeh
+from widgets.display import bokeh_html, load_bokeh_inline, show_bokeh
 from widgets.gates import GateExplorer
 from widgets.hidden_state import HiddenStateExplorer
 from widgets.memory import AddressingPipeline, MemoryExplorer
@@ -28,8 +28,6 @@ __all__ = [
     "MemoryExplorer",
     "bokeh_html",
     "book_models",
-    "claim_check",
-    "claim_check_html",
     "load_bokeh_inline",
     "show_bokeh",
 ]

@@ -20,15 +20,6 @@ from tests.chapters.pages import ROOT, notebook_pages
 
 LEDGER = ROOT / "book" / "article_checked.ipynb"
 PAGES = [p for p in notebook_pages() if p != LEDGER]
-# Pages whose committed outputs still come from before memlib.claims: their boxes carry a verdict written by
-# hand, and their full-mode re-run with computed verdicts is pending (issue 17). The list can only shrink: a page
-# listed here whose outputs carry records fails test_pending_pages_have_no_records, so it is taken off when re-run.
-PENDING_RERUN: set[str] = {"ch05_performance_comparison", "ch07_software_memory", "ch12_benchmarks"}
-
-
-def _checked(page):
-    if page.stem in PENDING_RERUN:
-        pytest.skip(f"{page.stem}: full-mode re-run with memlib.claims pending (PENDING_RERUN)")
 
 
 def _html_outputs(path):
@@ -40,7 +31,6 @@ def _html_outputs(path):
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.stem)
 def test_every_claim_box_carries_its_record(page):
-    _checked(page)
     boxes = 0
     for index, _, output, html in _html_outputs(page):
         if 'class="claim-check"' not in html:
@@ -58,19 +48,11 @@ def test_every_claim_box_carries_its_record(page):
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.stem)
 def test_no_verdict_is_written_by_hand(page):
-    _checked(page)
     for index, cell in enumerate(json.loads(page.read_text())["cells"]):
         source = "".join(cell["source"])
         assert cell["cell_type"] != "code" or "claim_check(" not in source, (
             f"{page.stem} cell {index}: claim_check() takes a verdict by hand; use memlib.claims.check"
         )
-
-
-def test_pending_pages_have_no_records():
-    listed = {p.stem: p for p in PAGES if p.stem in PENDING_RERUN}
-    assert set(listed) == PENDING_RERUN, f"PENDING_RERUN names pages that are not in _toc.yml: {PENDING_RERUN}"
-    rerun = [stem for stem, page in listed.items() if claims.collect([page])]
-    assert not rerun, f"re-run with memlib.claims, so take them off PENDING_RERUN: {rerun}"
 
 
 def test_one_claim_gets_one_verdict_wherever_it_is_checked():

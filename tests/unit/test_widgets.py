@@ -12,7 +12,7 @@ from jsparity import run_callback
 import memlib
 from memlib.hybrid import SequenceRegressor
 from memlib.tasks import encode_bits
-from widgets import HiddenStateExplorer, claim_check_html
+from widgets import HiddenStateExplorer
 from widgets.base import MAX_MESSAGE, Refused, check_number, check_text, describe, load_js, status_html
 
 
@@ -332,27 +332,3 @@ def test_a_paste_too_long_is_refused_before_the_model_runs(live_box, monkeypatch
     box.value = "0" * 9
     assert status.value == "Not updated: expected input of at most 8 characters (longer input is not run), got 9"
     assert box.value == "0110"
-
-
-# Claim checks ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "verdict,label", [("holds", "Holds."), ("partly", "Holds in part."), ("fails", "Does not hold.")]
-)
-def test_claim_check_shows_the_verdict(verdict, label):
-    html = claim_check_html("LSTMs have 4x the parameters", "Measured <b>4.0x</b>.", verdict)
-    assert 'class="claim-check"' in html
-    assert label in html
-    assert "Measured <b>4.0x</b>." in html  # the finding may hold HTML
-
-
-def test_claim_check_escapes_the_claim():
-    html = claim_check_html('<script>alert("x")</script> & more', "ok", "holds")
-    assert "<script>" not in html
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; more" in html
-
-
-def test_claim_check_rejects_an_unknown_verdict():
-    with pytest.raises(ValueError, match=r"\['fails', 'holds', 'partly'\], got 'maybe'"):
-        claim_check_html("claim", "finding", "maybe")
