@@ -294,7 +294,7 @@ class SourceSetPerceptron(AssociationUnits):
     to one response at random (``source`` (A,), the paper's omega = 1 / N_R). Each A-unit carries a *value*
     V (``value`` (A,)): how potent its impulses are. A stimulus runs in two phases (p. 392):
 
-    - predominant: some A-units respond (:meth:`associate`); the R-units are still silent;
+    - predominant: some A-units respond (:meth:`AssociationUnits.associate`); the R-units are still silent;
     - postdominant: the response whose active inputs have the greatest mean value becomes dominant (the
       paper's mean-discriminating mu-system; ties, as before any learning, are broken at random), and, with
       ``feedback``, it inhibits the complement of its own source-set (the paper's rule (b), p. 390): only
