@@ -14,10 +14,10 @@ One switch, in one place (here), honoured by every memory model:
 
 The compiled step is used only where it can give the same result: outside ``memlib.trace()`` (records
 are taken by the eager step) and outside ``memlib.reference_path()``, and not inside another compile.
-A step compiles once per model, shape, dtype and device (and once more when the state starts to need
-gradients, after the first step); inductor keeps what it generated on disk (``TORCHINDUCTOR_CACHE_DIR``,
-by default under the system's temporary folder), so a second process with the same model and sizes
-skips most of the compile. Where ``torch.compile`` cannot work (no C++ compiler, an unsupported
+A step compiles once per model size, batch, dtype and device (and once more when the state starts to need
+gradients, after the first step), whatever the sequence length; inductor keeps what it generated on disk
+(``TORCHINDUCTOR_CACHE_DIR``, by default under the system's temporary folder), so a second process with the
+same model and sizes skips most of the compile. Where ``torch.compile`` cannot work (no C++ compiler, an unsupported
 platform), the first use prints one line saying so and every step runs eager.
 """
 
@@ -34,8 +34,9 @@ import torch
 from memlib.tracing import tracing, use_reference
 
 ENV = "MEMLIB_FAST_MEMORY"
-# Each model instance is one more compile of the same step code (dynamo guards on the module): room for many
-# models in one process (a test suite, a benchmark) before dynamo gives up and runs eager.
+# Each new size of model (or batch, dtype, device) is one more compile of the same step code; a second instance of
+# the same sizes, or a new sequence length, reuses it (torch 2.13, counted in tests/unit/test_fast_memory.py). Room
+# for many sizes in one process (a test suite, a benchmark) before dynamo gives up and runs eager.
 RECOMPILE_LIMIT = 64
 
 

@@ -268,7 +268,9 @@ class NSM(nn.Module):
             raise ValueError(f"NSM: expected input of shape (B, T, I), non-empty, got {tuple(x.shape)}")
         step = step_function(self.cell.forward)  # the compiled step where memlib.memory.fast_steps is on
         outputs = []
-        for x_t in x.unbind(1):  # T x (B, I)
+        # Time-major and contiguous, so every step's input has the strides of a fresh (B, I) tensor: the compiled
+        # step guards on strides, and slices of (B, T, I) would compile once more for every sequence length T.
+        for x_t in x.transpose(0, 1).contiguous().unbind(0):  # T x (B, I)
             y, state = step(x_t, state)
             outputs.append(y)
         return torch.stack(outputs, dim=1), state  # (B, T, O)

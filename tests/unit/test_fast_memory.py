@@ -62,6 +62,24 @@ def test_fast_step_equals_eager_in_outputs_state_and_gradients(name):
         torch.testing.assert_close(g_fast, g_eager, **TOL, msg=lambda m, p=pname: f"{name}.{p}: {m}")
 
 
+@pytest.mark.parametrize("name", ["ntm", pytest.param("nsm", marks=pytest.mark.slow)])
+def test_a_new_sequence_length_reuses_the_compiled_step(name):
+    # Dynamo guards on the step input's strides; slicing (B, T, I) along T gave each T its own strides, so
+    # every new sequence length compiled the step again (2 more graphs here; minutes on a real task).
+    from torch._dynamo.utils import counters
+
+    model = _make(name)
+    with fast_steps(True):
+        if not fast._probe():
+            pytest.skip("torch.compile does not work on this machine")
+        _run(model, torch.randn(B, T, IN))  # compiles: the first step, then the steps whose state needs grad
+        graphs = counters["stats"]["unique_graphs"]
+        assert graphs > 0  # the counter sees this model's compiles
+        _run(model, torch.randn(B, T + 3, IN))
+        _run(model, torch.randn(B, 1, IN))
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
 def test_without_a_compiler_the_switch_prints_one_line_and_runs_eager(monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise RuntimeError("no C++ compiler found\nsecond line of the toolchain's error")
