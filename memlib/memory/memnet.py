@@ -21,6 +21,7 @@ Trace names (per hop ``k = 1..K``, in order):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +51,7 @@ class MemN2NConfig:
     position_encoding: bool = True  # PE (sec. 4.1): word order matters; False is a bag of words
     temporal_encoding: bool = True  # TE (sec. 4.1): a learned vector per distance from the question
     linear_start: bool = False  # LS (sec. 4.2): the initial mode; see MemN2N
+    random_noise: float = 0.0  # RN (sec. 4.1): in training, insert up to this share of empty memories (paper: 0.1)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "embedding_dim", "memory_size", "hops"):
@@ -57,8 +59,30 @@ class MemN2NConfig:
             check_int("MemN2NConfig", name, value, low=1)
         if self.vocab_size < 2:
             raise ValueError(f"MemN2NConfig: expected vocab_size >= 2 (padding and a word), got {self.vocab_size}")
+        if not (isinstance(self.random_noise, int | float) and 0 <= self.random_noise <= 1):
+            raise ValueError(f"MemN2NConfig: expected random_noise in [0, 1], got {self.random_noise!r}")
         if self.tying not in TYINGS:
             raise ValueError(f"MemN2NConfig: expected tying in {TYINGS}, got {self.tying!r}")
+
+
+def position_weights(
+    lengths: torch.Tensor, max_len: int, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two word-position factors of PE (sec. 4.1): ``l_kj = a_j + (k/d) b_j``, each (..., max_len).
+
+    ``a_j = 1 - j/J`` and ``b_j = 2j/J - 1`` for word ``j = 1..J`` of a sentence of ``J`` words; zero past
+    each sentence's last word. They do not depend on the embedding component ``k``, so a sentence vector
+    ``sum_j l_j * E x_j`` is ``sum_j a_j E x_j + (k/d) sum_j b_j E x_j``: two weighted bags of words.
+
+    >>> a, b = position_weights(torch.tensor([2]), max_len=3)
+    >>> a.tolist(), b.tolist()  # j = 1, 2 and a padding position
+    ([[0.5, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+    """
+    j = torch.arange(1, max_len + 1, device=lengths.device, dtype=dtype)  # (max_len,)
+    J = lengths.to(dtype)[..., None]  # (..., 1)
+    words = j <= J  # (..., max_len)
+    J = J.clamp(min=1)  # an empty sentence has no words to weigh: avoid 0/0
+    return torch.where(words, 1 - j / J, 0.0), torch.where(words, 2 * j / J - 1, 0.0)
 
 
 def position_encoding(lengths: torch.Tensor, max_len: int, d: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -70,18 +94,14 @@ def position_encoding(lengths: torch.Tensor, max_len: int, d: int, dtype: torch.
     >>> position_encoding(torch.tensor([3]), max_len=4, d=2).shape  # (B, J, d); padding positions are 0
     torch.Size([1, 4, 2])
     """
-    j = torch.arange(1, max_len + 1, device=lengths.device, dtype=dtype)[:, None]  # (max_len, 1)
     k = torch.arange(1, d + 1, device=lengths.device, dtype=dtype)  # (d,)
-    J = lengths.to(dtype)[..., None, None]  # (..., 1, 1)
-    words = j <= J  # (..., max_len, 1)
-    J = J.clamp(min=1)  # an empty sentence has no words to weigh: avoid 0/0
-    # l_kj = (1 - j/J) - (k/d)(1 - 2j/J)
-    weights = (1 - j / J) - (k / d) * (1 - 2 * j / J)  # (..., max_len, d)
-    return weights * words
+    a, b = position_weights(lengths, max_len, dtype)  # (..., max_len) each
+    # l_kj = (1 - j/J) - (k/d)(1 - 2j/J) = a_j + (k/d) b_j
+    return a[..., None] + (k / d) * b[..., None]
 
 
 class MemN2N(nn.Module):
-    """MemN2N with ``K`` hops (sec. 2.2), PE and TE (sec. 4.1) and linear start (sec. 4.2).
+    """MemN2N with ``K`` hops (sec. 2.2), PE, TE and random noise (sec. 4.1) and linear start (sec. 4.2).
 
     Weight tying (sec. 2.2):
 
@@ -97,8 +117,16 @@ class MemN2N(nn.Module):
     so the model is linear up to the answer's softmax; the paper re-inserts the softmax
     (``model.linear_start = False``) when the validation loss stops falling. It is a mode, like ``training``.
 
-    Differences from the paper: empty slots are masked out (the paper's fixed memory held zero vectors);
-    no random noise (RN, sec. 4.1: empty memories added in training); initial weights N(0, 0.1) as in sec. 4.2.
+    Random noise (RN, sec. 4.1, with ``random_noise > 0``, only in training mode): "at training time we can
+    randomly add 10% of empty memories to the stories", to regularise the temporal matrices. As in the authors'
+    code, a story of ``n`` sentences gets ``r`` empty memories (``r`` drawn uniformly from
+    ``0 .. ceil(random_noise * n)``) at random places among its sentences, which keep their order; each
+    sentence's temporal index becomes its distance from the question in the longer story (at most
+    ``memory_size - 1``). See :meth:`temporal_indices`.
+
+    Differences from the paper: empty slots are masked out (the paper's fixed memory held zero vectors, which
+    took part in the softmax), and so are the empty memories of RN, whose effect here is on the temporal
+    indices alone; initial weights N(0, 0.1) as in sec. 4.2.
 
     ``forward(stories (B, S, L), questions (B, L')) -> logits (B, V)`` (the answer softmax is left to the loss).
 
@@ -134,11 +162,28 @@ class MemN2N(nn.Module):
     def _hop(self, k: int) -> int:
         return check_int("MemN2N", "k", k, low=1, high=self.config.hops, expected=f"a hop k in [1, {self.config.hops}]")
 
+    # A^k and C^k (and T_A^k, T_C^k) sit at these places of the embedding (temporal) lists
+    def _a_index(self, k: int) -> int:
+        return self._hop(k) - 1 if self._adjacent else 0
+
+    def _c_index(self, k: int) -> int:
+        return self._hop(k) if self._adjacent else 1
+
+    @property
+    def _story_matrices(self) -> list[nn.Parameter]:
+        """The distinct memory matrices, in list order: E_0 .. E_K (adjacent) or A, C (layerwise)."""
+        # indexed one by one: a slice of a ParameterList makes new Parameters (cut off under functional_call)
+        return [self.embeddings[i] for i in range(self.config.hops + 1 if self._adjacent else 2)]
+
+    @property
+    def _temporal_matrices(self) -> list[nn.Parameter]:
+        return [self.temporal[i] for i in range(len(self.temporal))]
+
     def A(self, k: int) -> nn.Parameter:
-        return self.embeddings[self._hop(k) - 1 if self._adjacent else 0]
+        return self.embeddings[self._a_index(k)]
 
     def C(self, k: int) -> nn.Parameter:
-        return self.embeddings[self._hop(k) if self._adjacent else 1]
+        return self.embeddings[self._c_index(k)]
 
     @property
     def B(self) -> nn.Parameter:
@@ -151,18 +196,18 @@ class MemN2N(nn.Module):
     def T_A(self, k: int) -> nn.Parameter | None:
         if not self.config.temporal_encoding:
             return None
-        return self.temporal[self._hop(k) - 1 if self._adjacent else 0]
+        return self.temporal[self._a_index(k)]
 
     def T_C(self, k: int) -> nn.Parameter | None:
         if not self.config.temporal_encoding:
             return None
-        return self.temporal[self._hop(k) if self._adjacent else 1]
+        return self.temporal[self._c_index(k)]
 
     def extra_repr(self) -> str:
         c = self.config
         return (
             f"V={c.vocab_size}, d={c.embedding_dim}, memory_size={c.memory_size}, K={c.hops}, tying={c.tying!r}, "
-            f"PE={c.position_encoding}, TE={c.temporal_encoding}, linear_start={self.linear_start}"
+            f"PE={c.position_encoding}, TE={c.temporal_encoding}, RN={c.random_noise}, linear_start={self.linear_start}"
         )
 
     def _check(self, stories: object, questions: object) -> None:
@@ -191,30 +236,75 @@ class MemN2N(nn.Module):
             raise ValueError(f"MemN2N: expected at least one sentence per story, got empty stories at batch rows {at}")
 
     def _embed(self, ids: torch.Tensor, E: torch.Tensor) -> torch.Tensor:
-        """Sentence vectors: sum_j l_j * E x_ij (PE) or sum_j E x_ij (bag of words): (..., L) ids -> (..., d)."""
-        words = ids != 0  # (..., L)
-        x = F.embedding(ids, E) * words[..., None]  # (..., L, d); padding adds nothing whatever E[0] holds
+        """Sentence vectors ``sum_j l_j * E x_ij`` (PE) or ``sum_j E x_ij`` (bag of words).
+
+        ``ids`` (..., L) with 0 for padding; ``E`` (V, d) gives (..., d), a stack ``E`` (n, V, d) gives (..., n, d).
+        Computed as weighted bags of words times ``E`` (see :func:`position_weights`): one small matmul per
+        batch for every matrix at once, instead of a (..., L, d) lookup per matrix.
+        """
+        words = ids != 0  # (..., L); padding adds nothing whatever E[0] holds
         if self.config.position_encoding:
-            x = x * position_encoding(words.sum(-1), ids.shape[-1], E.shape[1], E.dtype)
-        return x.sum(-2)
+            a, b = position_weights(words.sum(-1), ids.shape[-1], E.dtype)  # (..., L) each
+            weights = torch.stack((a, b), -2) * words[..., None, :]  # (..., P=2, L)
+        else:
+            weights = words.to(E.dtype)[..., None, :]  # (..., P=1, L)
+        bags = weights.new_zeros(*weights.shape[:-1], E.shape[-2])  # (..., P, V)
+        bags.scatter_add_(-1, ids[..., None, :].expand_as(weights), weights)
+        stacked = E.dim() == 3
+        n, V, d = E.shape if stacked else (1, *E.shape)
+        x = (bags @ E.reshape(n, V, d).transpose(0, 1).reshape(V, n * d)).unflatten(-1, (n, d))  # (..., P, n, d)
+        if self.config.position_encoding:
+            k = torch.arange(1, d + 1, device=E.device, dtype=E.dtype)  # (d,)
+            # sum_j l_kj E x_j = sum_j a_j E x_j + (k/d) sum_j b_j E x_j
+            x = x[..., 0, :, :] + (k / d) * x[..., 1, :, :]  # (..., n, d)
+        else:
+            x = x[..., 0, :, :]
+        return x if stacked else x[..., 0, :]
+
+    def temporal_indices(self, filled: torch.Tensor) -> torch.Tensor:
+        """The row of ``T_A``, ``T_C`` for every slot: (B, S) bool, True where a slot holds a sentence -> (B, S).
+
+        Sec. 4.1: sentences are indexed in reverse order, by their distance from the question (the last
+        sentence 0); empty slots get 0 (they get no attention). With random noise, in training mode, the
+        distances are those in the story with empty memories inserted (see the class docstring).
+
+        >>> model = MemN2N(MemN2NConfig(vocab_size=5, memory_size=4))
+        >>> model.temporal_indices(torch.tensor([[True, True, True, False]])).tolist()
+        [[2, 1, 0, 0]]
+        """
+        B, S = filled.shape
+        n = filled.sum(-1, keepdim=True)  # (B, 1) sentences per story
+        slots = torch.arange(S, device=filled.device)  # (S,)
+        if not (self.training and self.config.random_noise > 0):
+            return (n - 1 - slots).clamp(min=0)  # (B, S)
+        # r ~ U{0 .. ceil(rn * n)} empty memories: the n sentences take n of the n + r places, in order
+        most = torch.ceil(self.config.random_noise * n)  # (B, 1)
+        r = (torch.rand(B, 1, device=filled.device) * (most + 1)).floor().long()  # (B, 1)
+        places = n + r  # (B, 1)
+        width = S + int(math.ceil(self.config.random_noise * S))  # room for every place of any story
+        keys = torch.rand(B, width, device=filled.device)  # (B, width): a random order of the places ...
+        keys = keys.masked_fill(torch.arange(width, device=filled.device) >= places, 2.0)  # ... that exist
+        taken = keys.argsort(-1)[:, :S]  # (B, S): the first n are n distinct places, in random order
+        taken = taken.masked_fill(slots >= n, width).sort(-1).values  # (B, S): those n places, ascending
+        # sentence i (of n) is the (n - 1 - i)-th place counted from the question
+        distance = taken.gather(1, (n - 1 - slots).clamp(min=0))  # (B, S)
+        return distance.clamp(max=self.config.memory_size - 1).masked_fill(~filled, 0)
 
     def forward(self, stories: torch.Tensor, questions: torch.Tensor) -> torch.Tensor:
         self._check(stories, questions)
-        S = stories.shape[1]
         filled = (stories != 0).any(-1)  # (B, S): slots holding a sentence
-        n = filled.sum(-1, keepdim=True)  # (B, 1) sentences per story
-        # Sec. 4.1: sentences are indexed in reverse order, by their distance from the question.
-        distance = (n - 1 - torch.arange(S, device=stories.device)).clamp(min=0)  # (B, S)
+        distance = self.temporal_indices(filled)  # (B, S)
 
         # u^1 = B q  (with PE: sum_j l_j * B q_j)
         u = self._embed(questions, self.B)  # (B, d)
+        # Every memory matrix embeds the story once: A^1 .. A^K and C^1 .. C^K are n distinct tensors
+        memories = self._embed(stories, torch.stack(tuple(self._story_matrices)))  # (B, S, n, d)
+        if self.config.temporal_encoding:
+            memories = memories + torch.stack(tuple(self._temporal_matrices))[:, distance].permute(1, 2, 0, 3)
         for k in range(1, self.config.hops + 1):
             # m_i = sum_j l_j * A^k x_ij + T_A^k(i);  c_i = sum_j l_j * C^k x_ij + T_C^k(i)
-            m = self._embed(stories, self.A(k))  # (B, S, d)
-            c = self._embed(stories, self.C(k))  # (B, S, d)
-            if self.config.temporal_encoding:
-                m = m + self.T_A(k)[distance]
-                c = c + self.T_C(k)[distance]
+            m = memories[:, :, self._a_index(k)]  # (B, S, d)
+            c = memories[:, :, self._c_index(k)]  # (B, S, d)
             scores = torch.einsum("bsd,bd->bs", m, u)  # (B, S): u^T m_i
             if self.linear_start:
                 # Sec. 4.2: linear start removes the softmax: p_i = u^T m_i

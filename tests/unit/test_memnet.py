@@ -5,6 +5,8 @@ Shapes: ``B`` batch, ``S`` sentences, ``L`` words, ``V`` vocabulary, ``d`` embed
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,7 +14,7 @@ from torch.func import functional_call
 from torch.testing import assert_close
 
 import memlib
-from memlib.memory.memnet import MemN2N, MemN2NConfig, position_encoding
+from memlib.memory.memnet import MemN2N, MemN2NConfig, position_encoding, position_weights
 from memlib.tasks.babi import babi_samples, build_vocab, generate_babi, vectorize_babi
 
 V, d, S, K = 12, 6, 5, 3
@@ -143,6 +145,66 @@ def test_temporal_encoding_counts_back_from_the_question():
     assert_close(shorter(stories[:, :2], questions), model(stories, questions))
 
 
+@pytest.mark.parametrize("pe", [True, False])
+def test_sentence_vectors_are_the_papers_sums(pe):
+    """m_i = sum_j l_j * A x_ij (PE) or sum_j A x_ij: the bag-of-words matmul equals the word-by-word sum."""
+    model = make(position_encoding=pe)
+    stories, _ = story_batch()
+    words = stories != 0  # (B, S, L)
+    L = stories.shape[-1]
+    weights = position_encoding(words.sum(-1), L, d, torch.float64) if pe else torch.ones(*stories.shape, d).double()
+    for E in (model.A(1), model.C(2)):
+        direct = (F.embedding(stories, E) * words[..., None] * weights).sum(-2)  # (B, S, d)
+        assert_close(model._embed(stories, E), direct)
+    stacked = model._embed(stories, torch.stack([model.A(1), model.C(2)]))  # (B, S, 2, d)
+    assert_close(stacked[:, :, 1], model._embed(stories, model.C(2)))
+
+
+def test_position_weights_factor_the_encoding():
+    a, b = position_weights(torch.tensor([[3, 1]]), 4, torch.float64)  # (1, 2, 4) each
+    k = torch.arange(1, d + 1, dtype=torch.float64)
+    assert_close(a[..., None] + (k / d) * b[..., None], position_encoding(torch.tensor([[3, 1]]), 4, d, torch.float64))
+
+
+def _filled(n=(2, 5, 3), slots=S):
+    return torch.arange(slots) < torch.tensor(n)[:, None]  # (B, S): the first n[b] slots hold sentences
+
+
+def test_random_noise_is_only_applied_in_training():
+    model = make(random_noise=0.5)
+    filled = _filled()
+    plain = (filled.sum(-1, keepdim=True) - 1 - torch.arange(S)).clamp(min=0) * filled
+    model.eval()
+    assert_close(model.temporal_indices(filled), plain)
+    model.train()
+    draws = torch.stack([model.temporal_indices(filled) for _ in range(50)])  # (50, B, S)
+    assert (draws != plain).any(), "training mode moves some sentences back"
+    assert make(random_noise=0.0).train().temporal_indices(filled).equal(plain), "no noise: the plain indices"
+    stories, questions = story_batch()
+    model.eval()
+    assert_close(model(stories, questions), model(stories, questions))  # evaluation is deterministic
+
+
+def test_random_noise_inserts_empty_memories_among_the_sentences():
+    model = make(random_noise=0.5, memory_size=10).train()  # room for 6 sentences and 3 empty memories
+    n = torch.tensor([1, 3, 6])
+    filled = _filled(n.tolist(), slots=8)
+    for _ in range(50):
+        t = model.temporal_indices(filled)  # (B, S)
+        for b, count in enumerate(n.tolist()):
+            sentences = t[b, :count]
+            assert (sentences[:-1] > sentences[1:]).all(), f"sentences keep their order: {t[b]}"
+            places = count + math.ceil(0.5 * count)  # at most ceil(rn * n) empty memories are added
+            assert sentences.max() <= places - 1 and sentences.min() >= 0, t[b]
+            assert (t[b, count:] == 0).all(), "empty slots keep index 0"
+
+
+def test_random_noise_stays_inside_the_temporal_matrix():
+    model = make(random_noise=1.0, memory_size=4).train()
+    t = torch.stack([model.temporal_indices(_filled((4,), slots=4)) for _ in range(50)])
+    assert t.max() == 3, "indices past the memory are clamped to its last row, as in the authors' code"
+
+
 def test_linear_start_removes_the_softmax():
     model = make()
     stories, questions = story_batch()
@@ -219,6 +281,7 @@ BAD = [  # (call, exception, message with the expected and the actual value)
     (_bad(embedding_dim=-4), ValueError, r"embedding_dim as a positive integer, got -4"),
     (_bad(memory_size=-1), ValueError, r"memory_size as a positive integer, got -1"),
     (_bad(vocab_size=1), ValueError, r"vocab_size >= 2 .*got 1"),
+    (_bad(random_noise=1.5), ValueError, r"random_noise in \[0, 1\], got 1.5"),
     (_bad(tying="rnn"), ValueError, r"tying in \('adjacent', 'layerwise'\), got 'rnn'"),
     (lambda: MemN2N({"vocab_size": V}), TypeError, r"expected a MemN2NConfig, got dict"),
     (_call(stories=torch.ones(3, S + 1, 4, dtype=torch.long)), ValueError, r"at most memory_size=5 .*got S=6"),
