@@ -16,7 +16,8 @@ export OMP_WAIT_POLICY ?= PASSIVE
 # Times each stage of `make test` (bash's time keyword prints to stderr).
 TIMEFORMAT := %R s
 
-.PHONY: setup book lab notebooks test test-gpu test-slow lint unit portable chapters build-book browser bench check-chromium clean \
+.PHONY: setup book lab notebooks test test-gpu test-slow lint unit portable chapters build-book browser screenshots bench \
+	check-chromium clean \
 	unit-gpu chapters-gpu
 
 setup: $(INSTALLED) $(VENDORED) $(VOILA_TEMPLATE)
@@ -135,6 +136,11 @@ build-book:
 # worker: a Voila kernel keeps one core busy while Chromium reads the book on the other.
 browser:
 	$(BIN)/pytest -q -n 2 --dist loadgroup tests/browser
+# Every built page in headless Chromium as in `browser`, with whole-page screenshots (the tests take the first screen)
+# in _build/screenshots: to look at the rendered book.
+screenshots: setup check-chromium
+	test -f $(HTML)/index.html || $(MAKE) --no-print-directory build-book
+	BOOK_SHOTS=full $(BIN)/pytest -q tests/browser/test_book.py -k test_page_is_clean_offline
 
 clean:
 	rm -rf _build _vendor

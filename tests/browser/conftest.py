@@ -25,6 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 # check fails on it); by default they read this checkout's build.
 HTML = Path(os.environ["BOOK_HTML"]) if os.environ.get("BOOK_HTML") else ROOT / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
+# Every built page's screenshot (reading.py) is its first screen unless BOOK_SHOTS=full: a full page is a re-layout at
+# its whole height and a PNG of it (the API page on training is 94,000 px: 13-19 s), which took about a third of the
+# built pages' browser time. `make screenshots` takes them whole, to look at.
+FULL_SHOTS = os.environ.get("BOOK_SHOTS", "") == "full"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -176,8 +180,8 @@ def readings(browser, book_url):
     pages.close()
 
 
-def screenshot(page, name: str) -> Path:
+def screenshot(page, name: str, full_page: bool = True) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path

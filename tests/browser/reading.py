@@ -2,9 +2,9 @@
 
 test_book (every page clean offline, its equations typeset) and test_reader (every page as a reader meets it) check
 the same pages. Each page is loaded here once and read in full, in this order: the Bokeh roots drawn, the load and
-then network idle (no request in flight for 500 ms), MathJax done, the text and HTML, the layout measured, a full-page
-screenshot, the controls read in the dark theme, and last the page's log (conftest's PageLog). A `Reading` holds all
-of it; the tests assert on it.
+then network idle (no request in flight for 500 ms), MathJax done, the text and HTML, the layout measured, a screenshot
+(the first screen; the whole page with BOOK_SHOTS=full), the controls read in the dark theme, and last the page's log
+(conftest's PageLog). A `Reading` holds all of it; the tests assert on it.
 
 Pages are not routed (routing turns Chromium's cache off: every page would load BokehJS and MathJax anew); conftest's
 FLAGS let no host but this one resolve, so a request that tries to leave the machine fails, and the request listener
@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.browser.conftest import PageLog, open_logged, screenshot, wait_for_quiet_network
+from tests.browser.conftest import FULL_SHOTS, PageLog, open_logged, screenshot, wait_for_quiet_network
 
 AHEAD = 2  # pages loading at once; on the loaded 2-core machine 3 were no faster than 1 (10 pages: 147 s, 134 s)
 READY_MS = 30_000  # the Bokeh roots drawn, after the HTML arrived
@@ -235,7 +235,7 @@ def read(page, log: PageLog, name: str) -> Reading:
     reading.layout = step("layout", lambda: page.evaluate(_LAYOUT, [MIN_TEXT_PX]))
     reading.uncaptioned = step("uncaptioned", lambda: page.evaluate(_UNCAPTIONED))
     # After the measurements, as the reader's test took them before any capture; before the dark theme: light.
-    reading.screenshot = step("screenshot", lambda: screenshot(page, name.replace("/", "_")))
+    reading.screenshot = step("screenshot", lambda: screenshot(page, name.replace("/", "_"), full_page=FULL_SHOTS))
     reading.dark = step("dark", lambda: page.evaluate(_DARK_CONTROLS, [MIN_CONTRAST]))
     reading.problems = log.problems()
     step("close", page.close)
