@@ -107,7 +107,7 @@ chapters:
 PORTABLE_ENV := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=default
 PORTABLE_PAGES := ch06_hardware ch07_software_memory ch08_optimization
 portable:
-	$(PORTABLE_ENV) $(BIN)/pytest -q -m kernels tests/unit
+	$(PORTABLE_ENV) $(BIN)/pytest -q -n 2 -m kernels tests/unit
 	$(PORTABLE_ENV) BOOK_QUICK=1 BOOK_PAGES="$(PORTABLE_PAGES)" $(BIN)/pytest -q -n 2 tests/chapters/test_papermill.py -k test_page_runs_in_quick_mode
 
 # The unit tests that take a device, on CUDA only, then every page in quick mode with device="cuda"
