@@ -298,13 +298,18 @@ class MemN2N(nn.Module):
         # u^1 = B q  (with PE: sum_j l_j * B q_j)
         u = self._embed(questions, self.B)  # (B, d)
         # Every memory matrix embeds the story once: A^1 .. A^K and C^1 .. C^K are n distinct tensors
-        memories = self._embed(stories, torch.stack(tuple(self._story_matrices)))  # (B, S, n, d)
+        memories = self._embed(stories, torch.stack(self._story_matrices))  # (B, S, n, d)
         if self.config.temporal_encoding:
-            memories = memories + torch.stack(tuple(self._temporal_matrices))[:, distance].permute(1, 2, 0, 3)
+            T = torch.stack(self._temporal_matrices)  # (n, memory_size, d)
+            n, rows, d = T.shape
+            # T(i) for every slot and matrix, as a one-hot matmul (its backward is a matmul, not a scatter)
+            at = F.one_hot(distance, rows).to(T.dtype)  # (B, S, memory_size)
+            memories = memories + (at @ T.transpose(0, 1).reshape(rows, n * d)).unflatten(-1, (n, d))
+        memories = memories.unbind(2)  # n tensors (B, S, d)
         for k in range(1, self.config.hops + 1):
             # m_i = sum_j l_j * A^k x_ij + T_A^k(i);  c_i = sum_j l_j * C^k x_ij + T_C^k(i)
-            m = memories[:, :, self._a_index(k)]  # (B, S, d)
-            c = memories[:, :, self._c_index(k)]  # (B, S, d)
+            m = memories[self._a_index(k)]  # (B, S, d)
+            c = memories[self._c_index(k)]  # (B, S, d)
             scores = torch.einsum("bsd,bd->bs", m, u)  # (B, S): u^T m_i
             if self.linear_start:
                 # Sec. 4.2: linear start removes the softmax: p_i = u^T m_i
