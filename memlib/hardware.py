@@ -57,7 +57,6 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from memlib import capability
 from memlib.profiling import peak_memory
@@ -211,10 +210,14 @@ def default_loss(output: object) -> torch.Tensor:
 
 
 def _tensors(output: object) -> list[torch.Tensor]:
+    """The tensors in nested tuples, lists and dicts (a model's output, an op's arguments or results): what torch's
+    ``tree_flatten`` finds there, for a fraction of its cost, which :class:`_LiveBytes` pays on every op."""
     if isinstance(output, torch.Tensor):
         return [output]
     if isinstance(output, (tuple, list)):
         return [t for item in output for t in _tensors(item)]
+    if isinstance(output, dict):
+        return [t for item in output.values() for t in _tensors(item)]
     return []
 
 
@@ -362,18 +365,19 @@ class _LiveBytes(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        inputs = {_key(t) for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
-        for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor):
-                key = _key(t)
-                if key in inputs and key not in self.views:
+        inputs = None  # the storages of the op's tensor arguments, found when an output's storage is new to the mode
+        for t in _tensors(out):
+            key = _key(t)
+            if key not in self.views:
+                if inputs is None:
+                    inputs = {_key(a) for a in _tensors((args, kwargs))}
+                if key in inputs:
                     continue  # a view of (or an in-place op on) a storage made before the call: not new memory
-                if key not in self.views:
-                    self.views[key], self.nbytes[key] = 0, t.untyped_storage().nbytes()
-                    self.now += self.nbytes[key]
-                    self.peak = max(self.peak, self.now)
-                self.views[key] += 1
-                weakref.finalize(t, self._release, key)
+                self.views[key], self.nbytes[key] = 0, t.untyped_storage().nbytes()
+                self.now += self.nbytes[key]
+                self.peak = max(self.peak, self.now)
+            self.views[key] += 1
+            weakref.finalize(t, self._release, key)
         return out
 
 
@@ -1101,12 +1105,38 @@ def _chunked(
     """``fn(x, *shared)`` computed ``chunk`` entries of ``x``'s axis ``dim`` at a time and concatenated along
     ``out_dim`` (default ``dim``): AlphaFold's inference "subbatching" (Jumper et al. 2021, Supplementary 1.11.8),
     the same result with a smaller peak. ``None``: all at once. Only for layers whose outputs are independent
-    along that axis; ``shared`` inputs (a bias common to every entry) are passed whole."""
+    along that axis; ``shared`` inputs (a bias common to every entry) are passed whole. On the meta device without
+    autograd, the ops of three chunks stand for all (:func:`_chunks_on_meta`)."""
     n = x.shape[dim]
     if chunk is None or chunk >= n:
         return fn(x, *shared)
-    parts = [fn(x.narrow(dim, start, min(chunk, n - start)), *shared) for start in range(0, n, chunk)]
+    if x.device.type == "meta" and not torch.is_grad_enabled():
+        parts = _chunks_on_meta(fn, chunk, dim, x, shared)
+    else:
+        parts = [fn(x.narrow(dim, start, min(chunk, n - start)), *shared) for start in range(0, n, chunk)]
     return torch.cat(parts, dim if out_dim is None else out_dim)
+
+
+def _chunks_on_meta(
+    fn: Callable[..., torch.Tensor], chunk: int, dim: int, x: torch.Tensor, shared: tuple[torch.Tensor, ...]
+) -> list[torch.Tensor]:
+    """The parts of :func:`_chunked` on the meta device without autograd, for the ops of at most three chunks.
+
+    There every chunk of ``chunk`` entries runs the same ops on the same shapes, and holds the same temporaries on
+    top of the parts made before it; so the peak, op by op (:class:`_LiveBytes`), is reached in the last full chunk
+    (or the shorter remainder). The first and the last full chunk and the remainder are computed; the chunks between
+    are stood in for by empty tensors of the first part's shape, which hold the same bytes. Where the first part is
+    not a whole contiguous storage, every chunk is computed."""
+    n = x.shape[dim]
+    full, rest = divmod(n, chunk)  # chunks of `chunk` entries, then one of `rest`
+    first = fn(x.narrow(dim, 0, chunk), *shared)
+    whole = first.is_contiguous() and first.untyped_storage().nbytes() == first.numel() * first.element_size()
+    middle = [
+        torch.empty_like(first) if whole else fn(x.narrow(dim, i * chunk, chunk), *shared) for i in range(1, full - 1)
+    ]
+    last = [fn(x.narrow(dim, (full - 1) * chunk, chunk), *shared)] if full > 1 else []
+    remainder = [fn(x.narrow(dim, full * chunk, rest), *shared)] if rest else []
+    return [first, *middle, *last, *remainder]
 
 
 class _GatedAttention(nn.Module):

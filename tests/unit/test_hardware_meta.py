@@ -194,6 +194,25 @@ def test_evoformer_chunks_give_the_same_result_and_a_smaller_peak():
     assert estimate_inference_memory(big, shapes).activations < 0.6 * at_once
 
 
+@pytest.mark.parametrize("residues", [18, 20])  # 6 chunks of 3; 6 and a remainder of 2
+def test_chunked_inference_on_meta_tracks_the_peak_of_every_chunk_computed(residues):
+    # the meta device computes three chunks of each chunked layer and stands in for the others by empty parts; the
+    # same tracker on the CPU, where every chunk is computed, sees the same peak
+    def make():
+        return Evoformer(blocks=2, c_m=16, c_z=8, heads_msa=2, heads_pair=2, c=4, c_opm=4, c_mul=8, chunk=3).eval()
+
+    shapes = ((1, 7, residues, 16), (1, residues, residues, 8))
+    peaks, outputs = [], []
+    for device in ("cpu", "meta"):
+        with torch.device(device):
+            model, inputs = make(), [torch.zeros(s) for s in shapes]
+        live = memlib.hardware._LiveBytes()
+        with torch.no_grad(), live:
+            outputs.append([t.shape for t in model(*(x.clone() for x in inputs))])
+        peaks.append(live.peak)
+    assert peaks[0] == peaks[1] and outputs[0] == outputs[1] == [torch.Size(s) for s in shapes], (peaks, outputs)
+
+
 def test_evoformer_inference_peak_does_not_grow_past_two_blocks():
     # identical blocks run in turn, each freeing the results of the one before it: beyond the second block (whose
     # inputs are the first's outputs while the stack's own inputs are still held) the peak does not grow with depth
