@@ -12,6 +12,7 @@ import torch
 from torch.testing import assert_close
 
 import memlib
+from memlib.memory import dnc
 from memlib.memory.dnc import (
     DNC,
     DNCState,
@@ -307,6 +308,16 @@ def test_link_update_gradcheck_and_gradgradcheck():
     assert torch.autograd.gradcheck(update_link, args)
     assert torch.autograd.gradgradcheck(update_link, args)
 
+
+
+def test_directional_weightings_hand_written_backward_equals_autograd():
+    # The compiled DNC step uses memlib.memory.dnc._directional_backward for large links: same gradients as autograd
+    g = torch.Generator().manual_seed(2)
+    link, read_weights = torch.rand(3, N, N, dtype=F64, generator=g), torch.rand(3, R, N, dtype=F64, generator=g)
+    grad_forward, grad_backward = torch.randn(2, 3, R, N, dtype=F64, generator=g)
+    inputs = [t.clone().requires_grad_() for t in (link, read_weights)]
+    want = torch.autograd.grad(directional_weightings(*inputs), inputs, (grad_forward, grad_backward))
+    assert_close(dnc._directional_backward(grad_forward, grad_backward, link, read_weights), want)
 
 def test_link_update_leaves_its_inputs_alone():
     link, precedence, w = torch.rand(2, N, N, dtype=F64), torch.rand(2, N, dtype=F64), torch.rand(2, N, dtype=F64)

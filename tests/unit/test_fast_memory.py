@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import memlib
-from memlib.memory import DNC, MANN, NSM, NTM, NSMConfig, fast
+from memlib.memory import DNC, MANN, NSM, NTM, NSMConfig, dnc, fast
 from memlib.memory.fast import fast_steps
 
 B, T, IN, OUT = 2, 4, 5, 3  # batch, steps, input and output features
@@ -48,6 +48,23 @@ def eager_after():
 
 @pytest.mark.parametrize("name", ["ntm", *(pytest.param(n, marks=pytest.mark.slow) for n in ("dnc", "mann", "nsm"))])
 def test_fast_step_equals_eager_in_outputs_state_and_gradients(name):
+    _check_fast_equals_eager(name)
+
+
+@pytest.mark.slow
+def test_a_large_link_runs_as_custom_operators_with_the_same_result(monkeypatch):
+    # Above dnc.OPAQUE_LINK_ELEMENTS the compiled DNC step calls the link update and the directional weightings as
+    # custom operators (their hand-written backward passes included); this model's link is small, so lower the limit.
+    monkeypatch.setattr(dnc, "OPAQUE_LINK_ELEMENTS", 0)
+    with torch.profiler.profile() as profile:
+        _check_fast_equals_eager("dnc")
+    called = {event.key for event in profile.key_averages()}
+    names = ("update_link", "directional_weightings")
+    operators = {f"memlib::{name}{part}" for name in names for part in ("", "_backward")}
+    assert operators <= called, f"expected {sorted(operators)} among the calls, missing {sorted(operators - called)}"
+
+
+def _check_fast_equals_eager(name: str) -> None:
     model, x = _make(name), torch.randn(B, T, IN, generator=torch.Generator().manual_seed(1))
     y_eager, state_eager, grads_eager = _run(model, x)
     with fast_steps(True):
