@@ -77,7 +77,11 @@ def compare_units(
     def unit(key: str, part_models: list[str], part_sections: list[str], memory: int, exclusive: bool = False):
         args = (size, part_models, part_sections, repeats, device, seed)
         cfg = dict(config, models=part_models, sections=part_sections)
-        units.append(Unit(key, measure_part, args, cfg, threads, memory, gpu, exclusive))
+        # A trained ladder's records depend on the thread count (it orders the float sums): with all of its worker's
+        # threads, a serial run (2 threads here) and 2 workers (1 each) learned different ladders from the same seeds.
+        # So every unit but the timing one runs on `threads`, by default 1, wherever it runs; timing takes the cores.
+        unit_threads = threads if threads is not None or exclusive else 1
+        units.append(Unit(key, measure_part, args, cfg, unit_threads, memory, gpu, exclusive))
 
     for m in models:
         if trained:
@@ -134,7 +138,9 @@ def _compare(argv: list[str]) -> int:
     parser.add_argument("--sections", help=f"comma-separated, from {', '.join(compare.SECTIONS)}")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, else the CPU), cpu or cuda")
     parser.add_argument("--repeats", type=int, help="timed repeats of a training step (default: the size's)")
-    parser.add_argument("--threads", type=int, help="torch threads per unit (default: all of its worker's)")
+    parser.add_argument("--threads", type=int,
+                        help="torch threads per unit (default: 1, wherever a unit runs, so that serial and parallel "
+                             "runs learn the same ladders; the timing unit takes all of its worker's)")
     parser.add_argument("--seed", type=int, default=0, help="the run's seed (default 0)")
     parser.add_argument("--json", "--out", dest="out", type=Path, help="JSON file (default _build/bench/compare.json)")
     parser.add_argument("--workers", type=int, help="local workers (default: as many as the machine holds; 1: serial)")

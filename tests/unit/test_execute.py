@@ -176,6 +176,16 @@ def untimed(data: object) -> object:
     return [untimed(v) for v in data] if isinstance(data, list) else data
 
 
+def test_compare_units_learn_on_one_thread_wherever_they_run():
+    # a serial run gave its units all (2) cores and 2 workers gave them 1 each: the ladders differed (float sums)
+    from memlib.bench.__main__ import compare_units
+
+    units = {u.key: u for u in compare_units("smoke", models=("rnn",), device="cpu")}
+    assert {k: u.threads for k, u in units.items()} == {"long_term-rnn": 1, "memory-rnn": 1, "speed": None}
+    assert units["speed"].exclusive  # timing alone, on all the cores
+    assert {u.threads for u in compare_units("smoke", models=("rnn",), device="cpu", threads=2)} == {2}
+
+
 @pytest.mark.filterwarnings("ignore:The value of the smallest subnormal")
 def test_compare_in_units_merges_to_the_serial_result():
     from memlib.bench import compare
