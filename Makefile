@@ -132,8 +132,9 @@ build-book:
 	rm -rf _build
 	$(BIN)/jupyter-book build --warningiserror --nitpick --keep-going .
 
-# The built pages (test_book, test_reader) and the Voila pages (test_live, test_voila) side by side, one group per
-# worker: a Voila kernel keeps one core busy while Chromium reads the book on the other.
+# The built pages read once each (test_book, test_reader) and the explorers driven (test_live, test_voila, and
+# test_book's explorer tests) side by side, one group per worker: a Voila kernel keeps one core busy while Chromium
+# reads the book on the other.
 browser:
 	$(BIN)/pytest -q -n 2 --dist loadgroup tests/browser
 # Every built page in headless Chromium as in `browser`, with whole-page screenshots (the tests take the first screen)

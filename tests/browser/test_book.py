@@ -10,9 +10,11 @@ from tests.browser.conftest import screenshot
 from tests.chapters.pages import ROOT, toc_files
 
 PAGES = toc_files()
-# `pytest -n 2 --dist loadgroup tests/browser` runs this file and test_reader in one worker (they share the session's
-# readings: each page is loaded once) while the two Voila files run in the other.
+# `pytest -n 2 --dist loadgroup tests/browser` runs the page checks here and test_reader in one worker (they share the
+# session's readings: each page is loaded once). The explorer tests below load their pages anew to drive them: they
+# run in the other worker, with the Voila files (EXPLORERS), which leave Chromium idle while a kernel runs a page.
 pytestmark = pytest.mark.xdist_group("pages")
+EXPLORERS = pytest.mark.xdist_group("explorers")
 
 def _has_math(name: str) -> bool:
     for suffix in (".ipynb", ".md"):
@@ -70,6 +72,7 @@ _CANVASES = """
 """
 
 
+@EXPLORERS
 def test_chapter1_explorer_answers_its_slider(book_url, open_page):
     page, log = open_page(f"{book_url}/book/ch01_introduction.html")
     page.wait_for_function("() => window.Bokeh && Bokeh.documents.length >= 2")
@@ -117,6 +120,7 @@ _SELECT_OTHER_VARIANT = """
 """
 
 
+@EXPLORERS
 @pytest.mark.parametrize("name", ["book/ch02_lstm", "book/ch02_gru"])
 def test_gate_explorer_answers_its_controls(name, book_url, open_page):
     page, log = open_page(f"{book_url}/{name}.html")
@@ -170,25 +174,26 @@ _DIV_TEXT = """
 """
 
 
+@EXPLORERS
 @pytest.mark.parametrize(
-    ("name", "select", "caption"),
+    ("name", "selects", "caption"),
     [
-        ("book/ch05_performance_comparison", "advisor_seq_len", "advisor_caption"),
-        ("book/ch05_performance_comparison", "advisor_memory_budget", "advisor_caption"),
-        ("book/ch06_hardware", "budget_model_select", "budget_caption"),
-        ("book/ch06_hardware", "budget_optimizer_select", "budget_caption"),
-        ("book/ch12_interpretability", "attribution_method_select", "attribution_caption"),
-        ("book/ch12_interpretability", "attribution_example_select", "attribution_caption"),
+        ("book/ch05_performance_comparison", ["advisor_seq_len", "advisor_memory_budget"], "advisor_caption"),
+        ("book/ch06_hardware", ["budget_model_select", "budget_optimizer_select"], "budget_caption"),
+        ("book/ch12_interpretability", ["attribution_method_select", "attribution_example_select"],
+         "attribution_caption"),
     ],
 )
-def test_explorer_caption_answers_its_select(name, select, caption, book_url, open_page):
+def test_explorer_caption_answers_its_selects(name, selects, caption, book_url, open_page):
+    """Each select in turn, on one load of the page: choosing another option rewrites the explorer's caption."""
     page, log = open_page(f"{book_url}/{name}.html")
-    page.wait_for_function(f"() => window.Bokeh && Bokeh.documents.some(d => d.get_model_by_name('{select}'))")
-    before = page.evaluate(_DIV_TEXT, caption)
-    assert before, f"the explorer's caption {caption!r} is missing"
-    chosen = page.evaluate(_SELECT_OTHER, select)
-    assert chosen is not None, f"no select named {select!r}"
-    after = page.evaluate(_DIV_TEXT, caption)
-    assert after != before, f"choosing {chosen!r} in {select} did not change {caption}"
-    screenshot(page, name.replace("/", "_") + "_" + select)
+    for select in selects:
+        page.wait_for_function(f"() => window.Bokeh && Bokeh.documents.some(d => d.get_model_by_name('{select}'))")
+        before = page.evaluate(_DIV_TEXT, caption)
+        assert before, f"the explorer's caption {caption!r} is missing"
+        chosen = page.evaluate(_SELECT_OTHER, select)
+        assert chosen is not None, f"no select named {select!r}"
+        after = page.evaluate(_DIV_TEXT, caption)
+        assert after != before, f"choosing {chosen!r} in {select} did not change {caption}"
+        screenshot(page, name.replace("/", "_") + "_" + select)
     assert not log.problems(), "\n".join(log.problems())

@@ -28,9 +28,10 @@ LOADS = 3  # each load runs the page anew (40-50 s on two shared cores): the sta
 RENDER_S = 120  # after the last cell ran: the browser connects to the kernel and renders seven explorers
 ANSWER_S = 60  # an explorer reruns its model
 KERNEL_GONE_S = 90  # a closed page's kernel is shut down (beforeunload), or culled (idle 60 s, checked every 20 s)
-# `pytest -n 2 --dist loadgroup tests/browser` runs the two Voila files in one worker while the built book's pages
-# (test_book, test_reader) are read in the other: Voila's kernel runs on one core while Chromium draws on the other.
-pytestmark = pytest.mark.xdist_group("voila")
+# `pytest -n 2 --dist loadgroup tests/browser` runs the explorer tests (the two Voila files, test_book's explorers) in
+# one worker while the built book's pages (test_book, test_reader) are read in the other: Voila's kernel runs on one
+# core while Chromium draws on the other.
+pytestmark = pytest.mark.xdist_group("explorers")
 
 # Root model of each explorer's Bokeh document, in page order.
 ROOTS = ["hidden_state_explorer", "gate_explorer", "attention_explorer", "memory_explorer", "addressing_pipeline",
