@@ -49,6 +49,7 @@ def execute_full(path: Path) -> float:
                                        progress_bar=False)
             seconds = time.perf_counter() - start
             nb = nbformat.read(out, as_version=4)
+            print(slowest_cells(nb, path.stem), flush=True)
             for cell in nb.cells:  # per-cell timestamps only make diffs noisy
                 cell.metadata.pop("papermill", None)
                 cell.metadata.pop("execution", None)
@@ -58,6 +59,15 @@ def execute_full(path: Path) -> float:
         if env_quick is not None:
             os.environ["BOOK_QUICK"] = env_quick
     return seconds
+
+
+def slowest_cells(nb, name: str, count: int = 6) -> str:
+    """The ``count`` code cells that took longest in papermill's run of ``nb``: where a page's time goes."""
+    timed = sorted(((c.metadata.get("papermill", {}).get("duration") or 0.0, i, c.source.strip().split("\n")[0])
+                    for i, c in enumerate(nb.cells) if c.cell_type == "code"), reverse=True)
+    total = sum(t for t, _, _ in timed)
+    return f"{name}: {total:.0f} s in cells; slowest: " + "; ".join(
+        f"cell {i} {t:.0f} s ({first[:50]})" for t, i, first in timed[:count])
 
 
 def execute_page(path: str) -> dict:
