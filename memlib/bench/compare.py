@@ -15,14 +15,15 @@ width and about the same parameter count (the table prints each model's count):
 
 Metrics (a ``Size`` fixes the sizes; :data:`SIZES` holds ``smoke``, ``quick`` and ``full``):
 
-1. **Long-term dependencies.** Each model trains from scratch for ``size.steps`` Adam steps of ``BATCH``
-   sequences on the adding problem (Hochreiter & Schmidhuber 1997; :func:`~memlib.tasks.sequences.adding_batch`) at
-   each length of a ladder, and on copy (Graves et al. 2014; :func:`~memlib.tasks.sequences.copy_batch`, ``COPY_BITS``
-   bits) at each copy length. A rung is solved when the held-out metric meets the criterion: adding, test
-   MSE <= ``ADDING_SOLVED`` (always answering 1.0 scores 1/6); copy, bit error <= ``COPY_SOLVED``. The ladder
-   stops at a model's first failure. The *lag* of a rung is the number of steps between the earliest input
-   the answer needs and the answer: ``T - 1`` on adding (a marker may sit at step 0, the answer is read at
-   step ``T - 1``), ``L + 1`` on copy (vector ``i`` enters at step ``i`` and is due at step ``L + 1 + i``).
+1. **Long-term dependencies.** Each model trains from scratch for its rung's step budget (:func:`step_budget`: at
+   most ``size.steps``) of Adam steps of ``BATCH`` sequences on the adding problem (Hochreiter & Schmidhuber 1997;
+   :func:`~memlib.tasks.sequences.adding_batch`) at each length of a ladder, and on copy (Graves et al. 2014;
+   :func:`~memlib.tasks.sequences.copy_batch`, ``COPY_BITS`` bits) at each copy length. A rung is solved when the
+   held-out metric meets the criterion: adding, test MSE <= ``ADDING_SOLVED`` (always answering 1.0 scores 1/6);
+   copy, bit error <= ``COPY_SOLVED``. The ladder stops at a model's first rung not solved. The *lag* of a rung
+   is the number of steps between the earliest input the answer needs and the answer: ``T - 1`` on adding (a
+   marker may sit at step 0, the answer is read at step ``T - 1``), ``L + 1`` on copy (vector ``i`` enters at
+   step ``i`` and is due at step ``L + 1 + i``).
 2. **Training speed.** At each ``T`` of ``size.lengths``: median time of a training step (forward, MSE on
    the adding problem, backward, Adam step) over ``size.repeats`` repeats run interleaved across models,
    and sequences per second (``BATCH`` / median); latency of one forward pass of one sequence, no grad.
@@ -37,10 +38,17 @@ Metrics (a ``Size`` fixes the sizes; :data:`SIZES` holds ``smoke``, ``quick`` an
    step): the fraction of held-out sequences whose two most attributed steps are their two marked steps.
    It means something only where the model solved that rung; the table says so.
 
-A ladder rung that runs out of ``size.cell_seconds`` of training before it is solved or its budget is
-spent is *capped*: the ladder stops and the largest lag is a lower bound. A speed or memory cell is skipped
-(with the reason under ``skipped``) when its time, projected from the model's own previous measurement,
-passes ``size.cell_seconds``. ``summary`` collects what
+A rung's step budget is fixed before it trains, from constants: ``size.steps``, or fewer where their modelled
+cost (:data:`STEP_COST`: milliseconds of a training step against ``T``, measured once) passes
+``size.rung_seconds``. No clock decides how long a model learns, so two runs of the same size and seed learn the
+same rungs, serial or spread over workers, on a loaded machine or an idle one (on the same CPU type, torch
+build and thread count: those change the floating-point sums). A rung that spends a budget cut below
+``size.steps`` without being solved is *capped*: the ladder stops and the largest lag is a lower bound; one
+that spends all ``size.steps`` has *failed*. A memory cell is skipped (with the reason under ``skipped``) when
+the modelled cost of its step passes ``size.cell_seconds``, or its peak, projected from the model's previous
+length, passes :data:`MEMORY_LIMIT_GIB`; a speed cell, when its steps' time, projected from the model's own
+previous measurement, passes ``size.cell_seconds`` (the speed section is timed alone, the same way in a serial
+run and on a cluster). ``summary`` collects what
 :func:`~memlib.advise.advise` reads. Shapes: ``B`` batch, ``T`` steps, ``I`` input features, ``O`` outputs, ``L`` copy
 length, ``K`` bits.
 """
@@ -68,7 +76,7 @@ from memlib.tasks.sequences import adding_batch, copy_batch
 from memlib.train import device as pick_device
 from memlib.train import seed_everything
 from memlib.transformer import SinusoidalPositionalEncoding, TransformerEncoder, TransformerEncoderLayer
-from memlib.validate import check_int, is_int
+from memlib.validate import check_float, check_int, fail, is_int
 
 #: The compared models, in table order.
 MODELS = ("rnn", "lstm", "gru", "transformer", "ntm", "linformer")
@@ -89,25 +97,30 @@ DEFAULT_REPEATS = None  # each size has its own
 
 
 class Size(NamedTuple):
-    """The settings of one run size (``quick`` or ``full``): steps, length ladders, repeats and the time limit per cell.
+    """The settings of one run size (``smoke``, ``quick`` or ``full``): steps and budget per rung, length ladders,
+    repeats and the limit per speed or memory cell. :func:`check_size` says what each field must be.
 
     >>> SIZES['quick'].repeats >= 1
     True
     """
-    steps: int  # training steps per ladder rung
+    steps: int  # training steps per ladder rung, at most
     adding_lengths: tuple[int, ...]  # T of the adding ladder
     copy_lengths: tuple[int, ...]  # L of the copy ladder
     lengths: tuple[int, ...]  # T of the speed measurements
     memory_lengths: tuple[int, ...]  # T of the memory measurements
     interpret_length: int  # T of the interpretability score (a rung of the adding ladder)
-    cell_seconds: float  # a cell projected to take longer is skipped
+    rung_seconds: float  # a rung's training budget in modelled seconds (STEP_COST): fixes its step budget
+    cell_seconds: float  # a speed or memory cell projected to take longer is skipped
     repeats: int  # timed repeats of a training step
 
 
-#: The run sizes by name: full and quick.
+#: The run sizes by name: smoke, quick and full. A rung's budget is about what its time limit was before the
+#: budget was modelled (40 s in quick, 300 s in full), so the sizes take about as long as they did.
 SIZES = {
-    "smoke": Size(30, (10,), (2,), (25, 50), (25, 50), 10, 10.0, 2),
-    "quick": Size(1000, (10, 25, 50, 100, 200), (4, 8, 16, 32), (50, 200, 1000), (50, 200, 500, 1000), 25, 40.0, 3),
+    "smoke": Size(30, (10,), (2,), (25, 50), (25, 50), 10, 10.0, 10.0, 2),
+    "quick": Size(
+        1000, (10, 25, 50, 100, 200), (4, 8, 16, 32), (50, 200, 1000), (50, 200, 500, 1000), 25, 40.0, 40.0, 3
+    ),
     "full": Size(
         2000,
         (10, 25, 50, 100, 200, 500, 1000),
@@ -116,9 +129,44 @@ SIZES = {
         (50, 100, 200, 500, 1000, 2000),
         50,
         300.0,
+        300.0,
         5,
     ),
 }
+
+
+class StepCost(NamedTuple):
+    """The modelled time of one training step (forward, loss, backward, clipping, Adam; ``BATCH`` sequences) of a
+    model at ``T`` time steps: ``fixed + per_step T + per_pair T^2`` milliseconds.
+
+    >>> StepCost(1.0, 0.5, 0.01).seconds(10)
+    0.007
+    """
+    fixed: float  # ms whatever T: the optimizer step, the readout, Python
+    per_step: float  # ms per time step: a recurrence's steps, a layer's positions
+    per_pair: float = 0.0  # ms per pair of time steps: full attention's T^2 scores
+
+    def seconds(self, T: int) -> float:
+        """Modelled seconds of one training step at ``T`` time steps."""
+        return (self.fixed + self.per_step * T + self.per_pair * T * T) / 1e3
+
+
+#: Modelled cost of a training step per model (:class:`StepCost`), from which every rung's step budget is fixed
+#: before it trains (:func:`step_budget`). Measured once, on the machine that built the book (a 2-core AMD EPYC
+#: VM shared with other work, torch 2.13 CPU, 1 thread, flushed denormals): the adding problem's training step at
+#: T = 10, 25, 50, 100, 200, 500 and 1000, the least over 5 interleaved rounds of each round's median of 3 steps
+#: (wall time, and in 3 more rounds CPU time; the least of both), fitted by non-negative least squares on the
+#: relative error: a quadratic term for the Transformer only. The fits are within 17% of those measurements
+#: (the LSTM at T = 1000: 27% under) and within 25% on copy (T = 66). They are constants of the suite, not a
+#: description of another machine: a faster machine spends the same steps in less time.
+STEP_COST = dict(
+    rnn=StepCost(1.21, 0.0991),
+    lstm=StepCost(1.36, 0.107),
+    gru=StepCost(1.14, 0.272),
+    transformer=StepCost(4.94, 0.107, 0.00218),
+    ntm=StepCost(2.09, 4.22),
+    linformer=StepCost(5.50, 0.195),
+)
 
 
 class Recurrent(nn.Module):
@@ -279,24 +327,43 @@ def _train_step(task: str, model: nn.Module, optimizer: torch.optim.Optimizer, b
 # --- 1. long-term dependencies ------------------------------------------------------------------------------
 
 
-def _rung(run: _Run, name: str, task: str, length: int) -> tuple[dict, nn.Module]:
-    """Train ``name`` from scratch on one rung until solved (checked every ``EVAL_EVERY`` steps), the step
-    budget is spent, or ``size.cell_seconds`` of training have passed; the rung's record and the model.
+def step_budget(size: Size, name: str, T: int) -> int:
+    """The training steps a ladder rung of model ``name`` at ``T`` time steps may take: ``size.steps``, or
+    ``floor(size.rung_seconds / cost)`` where that is fewer, ``cost`` being the modelled seconds of one of its
+    training steps (:data:`STEP_COST`); at least one. Constants only: the same on every machine and in every run.
 
-    ``status``: ``"solved"``, ``"failed"`` (budget spent) or ``"capped"`` (out of time first: neither)."""
+    >>> quick = SIZES["quick"]
+    >>> step_budget(quick, "rnn", 25), step_budget(quick, "transformer", 200), step_budget(quick, "ntm", 25)
+    (1000, 352, 371)
+    """
+    if name not in STEP_COST:
+        raise ValueError(f"step_budget: expected a model in {MODELS}, got {name!r}")
+    check_int("step_budget", "T", T, low=1)
+    return max(1, min(size.steps, math.floor(size.rung_seconds / STEP_COST[name].seconds(T))))
+
+
+def _rung(run: _Run, name: str, task: str, length: int, section: str = "long_term") -> tuple[dict, nn.Module]:
+    """Train ``name`` from scratch on one rung until it is solved (checked every ``EVAL_EVERY`` steps and after
+    the last) or its step budget (:func:`step_budget`) is spent; the rung's record and the model.
+
+    ``status``: ``"solved"``; ``"failed"``: all ``size.steps`` spent, or the held-out metric not finite;
+    ``"capped"``: a budget cut below ``size.steps`` by the rung's modelled cost spent first (the rung neither
+    solved nor failed). No clock decides anything here: ``seconds`` (training time, evaluation not counted) is
+    recorded, not read. A capped rung is listed under ``skipped`` in ``section`` (the one that trained it)."""
     spec, size = TASKS[task], run.size
     T = spec.steps(length)
+    budget = step_budget(size, name, T)
     seed_everything(run.seed)
     model = build(name, spec.input_size, spec.output_size, T).to(run.dev)
     optimizer = _optimizer(name, model)
     test = spec.batch(TEST_SIZE, length, run.seed + 1000, 0, run.dev)
     seconds, value, status, step = 0.0, math.inf, "failed", 0
-    while step < size.steps:
+    while step < budget:
         batch = spec.batch(BATCH, length, run.seed, step, run.dev)
         model.train()
         seconds += time_call(lambda b=batch: _train_step(task, model, optimizer, b), run.dev)
         step += 1
-        if step % EVAL_EVERY == 0 or step == size.steps:
+        if step % EVAL_EVERY == 0 or step == budget:
             model.eval()
             value = metric(task, model, test)
             if value <= spec.solved:
@@ -304,27 +371,23 @@ def _rung(run: _Run, name: str, task: str, length: int) -> tuple[dict, nn.Module
                 break
             if not math.isfinite(value):
                 break
-        if seconds > size.cell_seconds and step < size.steps:
-            model.eval()
-            value = metric(task, model, test)
-            if value <= spec.solved:  # solved between two checks
-                status = "solved"
-                break
-            status = "capped"
-            _skip(
-                run,
-                "long_term",
-                name,
-                f"{task} T={T}",
-                f"out of time: {seconds:.0f} s > {size.cell_seconds:.0f} s "
-                f"after {step} of {size.steps} steps, test metric {value:.4f}",
-            )
-            break
+    if status == "failed" and math.isfinite(value) and budget < size.steps:
+        status = "capped"
+        cost = STEP_COST[name].seconds(T)
+        _skip(
+            run,
+            section,
+            name,
+            f"{task} T={T}",
+            f"step budget spent: {budget} of {size.steps} steps ({size.rung_seconds:g} s at a modelled "
+            f"{cost * 1e3:.1f} ms per step), test metric {value:.4f}",
+        )
     model.eval()
     record = dict(
         length=length,
         T=T,
         lag=spec.lag(length),
+        budget=budget,
         steps=step,
         seconds=seconds,
         metric=value,
@@ -335,8 +398,8 @@ def _rung(run: _Run, name: str, task: str, length: int) -> tuple[dict, nn.Module
 
 
 def long_term(run: _Run, models: Sequence[str]) -> tuple[dict, dict]:
-    """Each model's ladder on each task, stopping at its first failure (or time cap: then the largest lag is a
-    lower bound); also the adding models at ``size.interpret_length`` (for the interpretability score)."""
+    """Each model's ladder on each task, stopping at its first rung not solved (a capped one: then the largest lag is
+    a lower bound); also the adding models at ``size.interpret_length`` (for the interpretability score)."""
     out, kept = {}, {}
     for task in TASKS:
         spec = TASKS[task]
@@ -443,7 +506,7 @@ def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def time_to_solve(data: dict) -> dict[str, dict[int, tuple[float, int] | None]]:
     """``{model: {T: (seconds, steps) or None}}``: the training time and steps each adding rung took to be solved
-    (None where it was not: failed, out of time, or beyond the model's first failure)."""
+    (None where it was not: failed, capped, or beyond the model's first rung not solved)."""
     rungs = data["long_term"]["adding"]
     out = {}
     for m in data["models"]:
@@ -461,23 +524,26 @@ MEMORY_LIMIT_GIB = 6.0  # a cell whose projected peak passes this is skipped (th
 
 
 def memory(run: _Run, models: Sequence[str]) -> dict:
-    """Peak memory of one training step (forward and backward) against T, and its growth exponent."""
+    """Peak memory of one training step (forward and backward) against T, and its growth exponent. A model's
+    lengths stop where its step's modelled cost (:data:`STEP_COST`, no clock: the same rows in every run) passes
+    ``size.cell_seconds`` or its peak, grown quadratically from the previous length, passes the memory limit."""
     size, rows, method = run.size, {name: [] for name in models}, None
     for name in models:
-        previous = None  # (T, peak bytes, seconds)
+        previous = None  # (T, peak bytes) at the model's previous length
         for T in size.memory_lengths:
-            if previous is not None:
-                T0, peak0, seconds0 = previous
-                grown = peak0 * (T / T0) ** 2 / 2**30  # quadratic: the worst growth among these models
-                if grown > MEMORY_LIMIT_GIB or seconds0 * T / T0 > size.cell_seconds:
-                    _skip(
-                        run,
-                        "memory",
-                        name,
-                        f"T={T}",
-                        f"projected {grown:.1f} GiB or {seconds0 * T / T0:.0f} s (from T={T0}) past the limits",
-                    )
-                    break
+            modelled = STEP_COST[name].seconds(T)
+            grown = None if previous is None else previous[1] * (T / previous[0]) ** 2 / 2**30  # the worst growth
+            if modelled > size.cell_seconds or (grown is not None and grown > MEMORY_LIMIT_GIB):
+                _skip(
+                    run,
+                    "memory",
+                    name,
+                    f"T={T}",
+                    f"a step modelled at {modelled:.3g} s > {size.cell_seconds:g} s"
+                    if modelled > size.cell_seconds
+                    else f"projected {grown:.1f} GiB (from T={previous[0]}) > {MEMORY_LIMIT_GIB:g} GiB",
+                )
+                break
             seed_everything(run.seed)
             model = build(name, 2, 1, T).to(run.dev)
             batch = adding_batch(BATCH, T, seed=run.seed, device=run.dev)
@@ -487,10 +553,10 @@ def memory(run: _Run, models: Sequence[str]) -> dict:
                     p.grad = None  # each call allocates its gradients: a training step's real peak
                 loss("adding", model, batch).backward()
 
-            seconds = time_call(step, run.dev)  # warm-up, and the time that decides the next length
+            step()  # warm-up: lazy first-call allocations are not the step's peak
             peak, method = peak_memory(step, run.dev)
             rows[name].append(dict(T=T, peak_mib=peak / 2**20))
-            previous = (T, peak, seconds)
+            previous = (T, peak)
         run.log(f"  memory {LABELS[name]}: " + ", ".join(f"T={r['T']} {r['peak_mib']:.1f} MiB" for r in rows[name]))
     exponents = {
         name: growth_exponent([r["T"] for r in rows[name]], [r["peak_mib"] for r in rows[name]]) for name in models
@@ -513,7 +579,7 @@ def interpretability(run: _Run, models: Sequence[str], kept: dict) -> dict:
         if name in kept:
             model, record = kept[name]
         else:  # its ladder stopped below T: train one for this score
-            record, model = _rung(run, name, "adding", T)
+            record, model = _rung(run, name, "adding", T, "interpretability")
         attribution = interpret.attribute(LastOutput(model), test.inputs, "integrated_gradients", n_steps=32)
         score = interpret.ground_truth_score(attribution, marks, reduce="l1")
         rows[name] = dict(score=score, test_mse=record["metric"], solved=record["solved"])
@@ -546,20 +612,40 @@ def summary(data: dict) -> dict:
     return dict(batch=BATCH, models=models)
 
 
-def _check_size(size: Size) -> None:
+def check_size(size: object) -> Size:
+    """``size`` if it is a valid :class:`Size`, else a ``TypeError`` or ``ValueError`` that names the field, what it
+    must be and what it is: ``steps`` and ``repeats`` positive ints; every ladder and measured length an int (at
+    least 2 for an adding or measured ``T``, 1 for a copy ``L``), none repeated, in increasing order;
+    ``interpret_length`` an int >= 2; ``rung_seconds`` a finite number of modelled seconds > 0 (a rung's budget);
+    ``cell_seconds`` a finite number of seconds >= 0.
+
+    >>> check_size(SIZES["quick"]) is SIZES["quick"]
+    True
+    >>> check_size(SIZES["quick"]._replace(rung_seconds=0))
+    Traceback (most recent call last):
+    ...
+    ValueError: compare: expected Size.rung_seconds as a finite number of modelled seconds > 0, got 0
+    """
+    if not isinstance(size, Size):
+        fail("compare", f"a Size with the fields {', '.join(Size._fields)}", type(size).__name__, TypeError)
     least = dict(adding_lengths=2, copy_lengths=1, lengths=2, memory_lengths=2)
     for field, low in least.items():
         values = getattr(size, field)
-        if not values or any(not is_int(v) or v < low for v in values):
-            raise ValueError(f"compare: expected every length in Size.{field} to be an int >= {low}, got {values!r}")
+        if (
+            not isinstance(values, (tuple, list))
+            or not values
+            or any(not is_int(v) or v < low for v in values)
+            or any(b <= a for a, b in zip(values, values[1:], strict=False))
+        ):
+            fail("compare", f"Size.{field} as a non-empty increasing tuple of ints >= {low}", repr(values))
     for field in ("steps", "repeats", "interpret_length"):
-        value = getattr(size, field)
         low = 2 if field == "interpret_length" else 1
-        check_int("compare", field, value, low=low, expected=f"Size.{field} to be a positive int")
-    for field in ("cell_seconds",):
-        value = getattr(size, field)
-        if not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
-            raise ValueError(f"compare: expected Size.{field} to be a finite number of seconds >= 0, got {value!r}")
+        check_int("compare", field, getattr(size, field), low=low, expected=f"Size.{field} as an int >= {low}")
+    check_float("compare", "rung_seconds", size.rung_seconds, low=0, low_open=True, finite=True,
+                expected="Size.rung_seconds as a finite number of modelled seconds > 0")
+    check_float("compare", "cell_seconds", size.cell_seconds, low=0, finite=True,
+                expected="Size.cell_seconds as a finite number of seconds >= 0")
+    return size
 
 
 def measure(
@@ -579,7 +665,7 @@ def measure(
         size_name, size = size, SIZES[size]
     elif isinstance(size, Size):
         size_name = "custom"
-        _check_size(size)
+        check_size(size)
     else:
         raise TypeError(f"compare: expected size as a name in {sorted(SIZES)} or a Size, got {type(size).__name__}")
     unknown = [m for m in models if m not in MODELS] if not isinstance(models, str) else [models]
@@ -630,6 +716,7 @@ def _measure(
             ntm_width=NTM_WIDTH,
             copy_bits=COPY_BITS,
             lr=dict(LR),
+            step_cost={m: cost._asdict() for m, cost in STEP_COST.items()},  # ms: what fixes each budget
             adding_solved=ADDING_SOLVED,
             copy_solved=COPY_SOLVED,
             test_size=TEST_SIZE,
@@ -678,7 +765,8 @@ def tables(data: dict) -> str:
         lt = data["long_term"]
         lines += [
             "",
-            f"long-term dependencies: largest lag solved in {s['steps']} steps of {s['batch']} "
+            f"long-term dependencies: largest lag solved in at most {s['steps']} steps of {s['batch']} per rung, "
+            f"fewer where a rung's modelled cost passes {s['rung_seconds']:g} s "
             f"(adding: {lt['adding']['criterion']}; copy: {lt['copy']['criterion']}); held-out metric per rung",
         ]
         for task in TASKS:
@@ -698,8 +786,8 @@ def tables(data: dict) -> str:
                 bound = ">=" if rungs["lower_bound"][m] else ""
                 lines.append(f"{LABELS[m]:<12}{row}{bound + str(rungs['largest_lag'][m]):>9}")
         lines.append(
-            "(* solved; + out of time before the step budget: the lag is a lower bound; a ladder stops at its "
-            "first failure)"
+            f"(* solved; + capped: a step budget cut below {s['steps']} by the rung's modelled cost, spent "
+            "before the rung was solved: the lag is a lower bound; a ladder stops at its first rung not solved)"
         )
     if "speed" in data:
         sp = data["speed"]

@@ -22,6 +22,7 @@ TINY = compare.Size(
     lengths=(8, 16),
     memory_lengths=(8, 16),
     interpret_length=4,
+    rung_seconds=5.0,
     cell_seconds=5.0,
     repeats=2,
 )
@@ -65,15 +66,17 @@ def test_json_schema(tiny):
     assert data["suite"] == "compare" and data["size"] == "custom" and data["device"] == "cpu"
     assert data["models"] == ["rnn", "transformer", "linformer"]
     assert set(data["params"]) == set(data["models"]) and all(v > 0 for v in data["params"].values())
-    for key in ("steps", "batch", "seed", "threads", "lr", "adding_solved", "copy_solved"):
+    for key in ("steps", "rung_seconds", "batch", "seed", "threads", "lr", "adding_solved", "copy_solved"):
         assert key in data["settings"]
+    assert data["settings"]["step_cost"] == {m: cost._asdict() for m, cost in compare.STEP_COST.items()}
     for task in ("adding", "copy"):
         section = data["long_term"][task]
         assert set(section["rows"]) == set(section["largest_lag"]) == set(section["lower_bound"]) == set(data["models"])
-        for rows in section["rows"].values():
+        for m, rows in section["rows"].items():
             for r in rows:
                 assert r["status"] in ("solved", "failed", "capped") and r["solved"] == (r["status"] == "solved")
-                assert r["lag"] == compare.TASKS[task].lag(r["length"]) and r["steps"] <= TINY.steps
+                assert r["lag"] == compare.TASKS[task].lag(r["length"])
+                assert r["budget"] == compare.step_budget(TINY, m, r["T"]) and r["steps"] <= r["budget"] <= TINY.steps
     speed = data["speed"]
     assert speed["lengths"] == [8, 16]
     for rows in speed["rows"].values():
@@ -133,19 +136,66 @@ def test_a_rung_stops_once_solved(monkeypatch):
     assert record["status"] == "solved" and record["steps"] == compare.EVAL_EVERY
 
 
-def test_a_rung_out_of_time_is_capped_not_failed(monkeypatch):
+def test_the_step_budget_is_the_modelled_cost_of_a_rung_floored_at_most_the_size_steps():
+    quick, full = compare.SIZES["quick"], compare.SIZES["full"]
+    # NTM at T = 25: 2.09 + 4.22 * 25 = 107.59 ms a step; 40 s / 0.10759 s = 371.8 steps
+    assert compare.STEP_COST["ntm"].seconds(25) == pytest.approx(0.10759)
+    assert compare.step_budget(quick, "ntm", 25) == 371
+    # Transformer at T = 200: 4.94 + 0.107 * 200 + 0.00218 * 200^2 = 113.54 ms; 40 / 0.11354 = 352.3
+    assert compare.step_budget(quick, "transformer", 200) == 352
+    assert compare.step_budget(full, "transformer", 200) == 2000  # 300 / 0.11354 = 2642: all of the size's steps
+    assert compare.step_budget(quick, "rnn", 10) == quick.steps
+    assert compare.step_budget(quick._replace(rung_seconds=1e-9), "ntm", 200) == 1  # at least one step
+    with pytest.raises(ValueError, match=r"step_budget: expected a model in .*, got 'cnn'"):
+        compare.step_budget(quick, "cnn", 25)
+    with pytest.raises(ValueError, match="step_budget: expected T as a positive integer, got 0"):
+        compare.step_budget(quick, "rnn", 0)
+
+
+def _clock(seconds: float):
+    """``time_call`` on a machine where every training step takes ``seconds`` (the step still runs)."""
+    return lambda fn, device: (fn(), seconds)[1]
+
+
+@pytest.mark.parametrize("seconds_per_step", [1e-6, 1e3])  # a fast machine and a very slow (or loaded) one
+def test_a_rung_stops_exactly_at_its_step_budget_whatever_the_machine_speed(monkeypatch, seconds_per_step):
+    monkeypatch.setattr(compare, "time_call", _clock(seconds_per_step))
+    monkeypatch.setattr(compare, "metric", lambda task, model, batch: 1.0)  # never solved
+    size = TINY._replace(steps=10_000, rung_seconds=7.5 * compare.STEP_COST["rnn"].seconds(4))
+    run = compare._Run(size, torch.device("cpu"), 0, compare._quiet, [])
+    record, _ = compare._rung(run, "rnn", "adding", 4)
+    assert record["budget"] == record["steps"] == 7 and record["status"] == "capped" and not record["solved"]
+    assert record["seconds"] == pytest.approx(7 * seconds_per_step)  # recorded, not read
+    assert [s["reason"] for s in run.skipped] == [
+        f"step budget spent: 7 of 10000 steps ({size.rung_seconds:g} s at a modelled 1.6 ms per step), "
+        "test metric 1.0000"
+    ]
+
+
+def test_a_rung_that_spends_all_the_size_steps_has_failed_not_capped(monkeypatch):
     monkeypatch.setattr(compare, "metric", lambda task, model, batch: 1.0)
-    run = compare._Run(TINY._replace(steps=10_000, cell_seconds=0.0), torch.device("cpu"), 0, compare._quiet, [])
+    run = compare._Run(TINY._replace(steps=3), torch.device("cpu"), 0, compare._quiet, [])
     record, _ = compare._rung(run, "rnn", "adding", 4)
-    assert record["status"] == "capped" and not record["solved"] and record["steps"] == 1
-    assert run.skipped and "out of time" in run.skipped[0]["reason"]
+    assert record["status"] == "failed" and record["budget"] == record["steps"] == 3 and not run.skipped
 
 
-def test_a_rung_solved_when_its_time_runs_out_counts_as_solved(monkeypatch):
+def test_a_rung_solved_at_the_last_step_of_its_budget_counts_as_solved(monkeypatch):
     monkeypatch.setattr(compare, "metric", lambda task, model, batch: 0.0)
-    run = compare._Run(TINY._replace(steps=10_000, cell_seconds=0.0), torch.device("cpu"), 0, compare._quiet, [])
+    size = TINY._replace(steps=10_000, rung_seconds=7.5 * compare.STEP_COST["rnn"].seconds(4))  # 7 < EVAL_EVERY
+    run = compare._Run(size, torch.device("cpu"), 0, compare._quiet, [])
     record, _ = compare._rung(run, "rnn", "adding", 4)
-    assert record["status"] == "solved" and record["steps"] == 1 and not run.skipped
+    assert record["status"] == "solved" and record["steps"] == 7 and not run.skipped
+
+
+def test_memory_cells_past_the_modelled_cost_are_skipped_without_a_clock(monkeypatch):
+    monkeypatch.setattr(compare, "time_call", _clock(1e3))  # however slow the machine, the same rows
+    cost = compare.STEP_COST["rnn"]
+    size = TINY._replace(cell_seconds=(cost.seconds(8) + cost.seconds(16)) / 2)  # T = 8 fits, T = 16 does not
+    data = compare.measure(size, models=["rnn"], sections=["memory"])
+    assert [r["T"] for r in data["memory"]["rows"]["rnn"]] == [8]
+    assert data["skipped"] == [
+        dict(section="memory", model="rnn", at="T=16", reason=f"a step modelled at 0.0028 s > {size.cell_seconds:g} s")
+    ]
 
 
 def test_diff_of_a_result_with_itself_is_all_ones(tiny):
@@ -222,9 +272,37 @@ def test_bad_arguments_are_named(kwargs, message):
         compare.measure(**kwargs)
 
 
-def test_a_negative_length_is_refused():
-    with pytest.raises(ValueError, match="expected every length"):
-        compare.measure(TINY._replace(lengths=(-5, 16)))
+def test_the_named_sizes_are_valid():
+    assert all(compare.check_size(size) is size for size in compare.SIZES.values())
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("lengths", (-5, 16), "Size.lengths as a non-empty increasing tuple of ints >= 2"),
+        ("adding_lengths", (), "Size.adding_lengths as a non-empty increasing tuple of ints >= 2"),
+        ("copy_lengths", (8, 4), "Size.copy_lengths as a non-empty increasing tuple of ints >= 1"),
+        ("memory_lengths", (8, 16.0), "Size.memory_lengths as a non-empty increasing tuple of ints >= 2"),
+        ("steps", 0, "Size.steps as an int >= 1"),
+        ("repeats", 2.0, "Size.repeats as an int >= 1"),
+        ("interpret_length", 1, "Size.interpret_length as an int >= 2"),
+        ("rung_seconds", 0, "Size.rung_seconds as a finite number of modelled seconds > 0"),
+        ("rung_seconds", float("inf"), "Size.rung_seconds as a finite number of modelled seconds > 0"),
+        ("rung_seconds", "40", "Size.rung_seconds as a finite number of modelled seconds > 0"),
+        ("rung_seconds", True, "Size.rung_seconds as a finite number of modelled seconds > 0"),
+        ("cell_seconds", -1.0, "Size.cell_seconds as a finite number of seconds >= 0"),
+        ("cell_seconds", float("nan"), "Size.cell_seconds as a finite number of seconds >= 0"),
+    ],
+)
+def test_bad_size_fields_are_named(field, value, expected):
+    with pytest.raises(ValueError) as error:
+        compare.measure(TINY._replace(**{field: value}))
+    assert str(error.value) == f"compare: expected {expected}, got {value!r}"
+
+
+def test_a_size_must_be_a_size():
+    with pytest.raises(TypeError, match="compare: expected a Size with the fields steps, adding_lengths, .* got tuple"):
+        compare.check_size(tuple(TINY))
 
 
 def _made_up(speeds: dict[str, tuple[float, float]], lags: dict[str, int]) -> dict:
