@@ -46,9 +46,8 @@ build and thread count: those change the floating-point sums). A rung that spend
 ``size.steps`` without being solved is *capped*: the ladder stops and the largest lag is a lower bound; one
 that spends all ``size.steps`` has *failed*. A memory cell is skipped (with the reason under ``skipped``) when
 the modelled cost of its step passes ``size.cell_seconds``, or its peak, projected from the model's previous
-length, passes :data:`MEMORY_LIMIT_GIB`; a speed cell, when its steps' time, projected from the model's own
-previous measurement, passes ``size.cell_seconds`` (the speed section is timed alone, the same way in a serial
-run and on a cluster). ``summary`` collects what
+length, passes :data:`MEMORY_LIMIT_GIB`; a speed cell, when the modelled cost of its timed steps (and warm-up)
+does: which cells exist never depends on the machine's load. ``summary`` collects what
 :func:`~memlib.advise.advise` reads. Shapes: ``B`` batch, ``T`` steps, ``I`` input features, ``O`` outputs, ``L`` copy
 length, ``K`` bits.
 """
@@ -110,7 +109,7 @@ class Size(NamedTuple):
     memory_lengths: tuple[int, ...]  # T of the memory measurements
     interpret_length: int  # T of the interpretability score (a rung of the adding ladder)
     rung_seconds: float  # a rung's training budget in modelled seconds (STEP_COST): fixes its step budget
-    cell_seconds: float  # a speed or memory cell projected to take longer is skipped
+    cell_seconds: float  # a speed or memory cell modelled (STEP_COST) to take longer is skipped
     repeats: int  # timed repeats of a training step
 
 
@@ -437,24 +436,20 @@ def long_term(run: _Run, models: Sequence[str]) -> tuple[dict, dict]:
 
 
 def speed(run: _Run, models: Sequence[str], repeats: int) -> dict:
-    """Median training-step time and forward latency at each T, interleaved across models."""
+    """Median training-step time and forward latency at each T, interleaved across models. A model's cell is
+    skipped where its ``repeats + 1`` steps (warm-up and timed) are modelled (:data:`STEP_COST`, no clock: the same
+    rows in every run) to pass ``size.cell_seconds``."""
     size, rows = run.size, {name: [] for name in models}
-    last: dict[str, tuple[float, int]] = {}  # a model's step seconds at the previous T, and that T
     for T in size.lengths:
         seed_everything(run.seed)
         batch = adding_batch(BATCH, T, seed=run.seed, device=run.dev)
         single = adding_batch(1, T, seed=run.seed, device=run.dev).inputs  # (1, T, 2)
         steps, forwards = {}, {}
         for name in models:
-            if name in last and last[name][0] * T / last[name][1] * (repeats + 1) > size.cell_seconds:
-                _skip(
-                    run,
-                    "speed",
-                    name,
-                    f"T={T}",
-                    f"{repeats + 1} steps projected past {size.cell_seconds:.0f} s "
-                    "(linear growth from the previous length: a lower bound)",
-                )
+            modelled = (repeats + 1) * STEP_COST[name].seconds(T)
+            if modelled > size.cell_seconds:
+                _skip(run, "speed", name, f"T={T}", f"{repeats + 1} steps modelled at {modelled:.3g} s > "
+                      f"{size.cell_seconds:g} s")
                 continue
             model = build(name, 2, 1, T).to(run.dev)
             optimizer = _optimizer(name, model)
@@ -472,7 +467,6 @@ def speed(run: _Run, models: Sequence[str], repeats: int) -> dict:
                 forward_s[name].append(time_call(forwards[name], run.dev))
         for name in names:
             median = statistics.median(step_s[name])
-            last[name] = median, T
             rows[name].append(
                 dict(
                     T=T,

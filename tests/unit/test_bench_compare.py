@@ -187,13 +187,16 @@ def test_a_rung_solved_at_the_last_step_of_its_budget_counts_as_solved(monkeypat
     assert record["status"] == "solved" and record["steps"] == 7 and not run.skipped
 
 
-def test_memory_cells_past_the_modelled_cost_are_skipped_without_a_clock(monkeypatch):
+def test_speed_and_memory_cells_past_the_modelled_cost_are_skipped_without_a_clock(monkeypatch):
     monkeypatch.setattr(compare, "time_call", _clock(1e3))  # however slow the machine, the same rows
     cost = compare.STEP_COST["rnn"]
-    size = TINY._replace(cell_seconds=(cost.seconds(8) + cost.seconds(16)) / 2)  # T = 8 fits, T = 16 does not
-    data = compare.measure(size, models=["rnn"], sections=["memory"])
-    assert [r["T"] for r in data["memory"]["rows"]["rnn"]] == [8]
-    assert data["skipped"] == [
+    size = TINY._replace(cell_seconds=(cost.seconds(8) + cost.seconds(16)) / 2)  # a step at T = 8 fits, T = 16 not
+    data = compare.measure(size, models=["rnn"], sections=["speed", "memory"], repeats=1)
+    assert [r["T"] for r in data["memory"]["rows"]["rnn"]] == [8] and data["speed"]["rows"]["rnn"] == []
+    assert data["skipped"] == [  # speed: the warm-up and the timed step, 2 x 2.0 ms, pass already at T = 8
+        dict(section="speed", model="rnn", at=f"T={T}", reason=f"2 steps modelled at {2 * cost.seconds(T):.3g} s > "
+             f"{size.cell_seconds:g} s") for T in (8, 16)
+    ] + [
         dict(section="memory", model="rnn", at="T=16", reason=f"a step modelled at 0.0028 s > {size.cell_seconds:g} s")
     ]
 
