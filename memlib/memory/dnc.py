@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from memlib.memory import dnc_cpu
 from memlib.memory.addressing import (
     content_weighting,
     read,
@@ -202,37 +203,6 @@ def _link_backward(
     return grad_link, grad_precedence, grad_write
 
 
-# The link update and the directional weightings (below) as custom operators, which torch.compile calls as they are
-# instead of tracing into them, where the link matrix is large. Traced, they and their gradients fused with the rest
-# of the step into one loop nest over (B, N, N) that transposed 8 x 8 tiles of several (B, N, N) tensors: at B = 16,
-# N = 128 the DNC's compiled training step on copy spent two thirds of its time there (measured with and without the
-# link matrix). Each call of a custom operator costs about 0.1 ms, so small links stay traced: the compiled training
-# step (copy, L = 10, N = 128, one thread, CPU time) took 117 ms with the operators and 153 ms traced at B = 16, and
-# 52 ms with them, 24 ms traced at B = 1. The crossover between was not measured: the limit sits between the two.
-OPAQUE_LINK_ELEMENTS = 2**17  # B N^2: B = 8 at N = 128
-
-
-def _opaque(link: torch.Tensor) -> bool:
-    """Whether the compiled step calls the link matrix's custom operators (inside torch.compile, large links)."""
-    return torch.compiler.is_compiling() and link.numel() >= OPAQUE_LINK_ELEMENTS
-
-
-_LINK_OP = torch.library.custom_op("memlib::update_link", _link_forward, mutates_args=())
-_LINK_BACKWARD_OP = torch.library.custom_op("memlib::update_link_backward", _link_backward, mutates_args=())
-
-
-@_LINK_OP.register_fake
-def _(link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor) -> torch.Tensor:
-    return torch.empty_like(link)
-
-
-@_LINK_BACKWARD_OP.register_fake
-def _(
-    grad: torch.Tensor, link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return torch.empty_like(grad), torch.empty_like(precedence), torch.empty_like(write_weights)
-
-
 class _LinkUpdate(torch.autograd.Function):
     """:func:`update_link` with one new (B, N, N) tensor per step and a hand-written backward pass.
 
@@ -240,20 +210,18 @@ class _LinkUpdate(torch.autograd.Function):
     result, and autograd keeps one of them, ``1 - w_i - w_j``, alive until the backward pass, at every
     step of a sequence. Here the forward pass updates its result in place and keeps only the inputs
     (``L_{t-1}`` is alive anyway, as the previous state), and the backward pass makes two (B, N, N)
-    temporaries beside the gradient it returns. Inside ``torch.compile``, for a large link, both passes are the
-    custom operators above; eager, the backward pass is plain tensor algebra, so that it can be differentiated again.
+    temporaries beside the gradient it returns, as plain tensor algebra, so that it can be differentiated again.
     tests/unit/test_dnc.py checks values and gradients (and second derivatives).
     """
 
     @staticmethod
     def forward(ctx, link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(link, precedence, write_weights)
-        return (_LINK_OP if _opaque(link) else _link_forward)(link, precedence, write_weights)
+        return _link_forward(link, precedence, write_weights)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        backward = _LINK_BACKWARD_OP if _opaque(grad) else _link_backward
-        return backward(grad.contiguous(), *ctx.saved_tensors)
+        return _link_backward(grad.contiguous(), *ctx.saved_tensors)
 
 
 def directional_weightings(link: torch.Tensor, read_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -270,8 +238,6 @@ def directional_weightings(link: torch.Tensor, read_weights: torch.Tensor) -> tu
     _expect("directional_weightings", "link", link, "(B, N, N)", (None, None, None))
     B, N = link.shape[:2]
     _expect("directional_weightings", "read_weights", read_weights, "(B, R, N)", (B, None, N))
-    if _opaque(link):  # one call with a hand-written backward pass
-        return _DIRECTIONAL_OP(link, read_weights)
     return _directional(link, read_weights)
 
 
@@ -296,31 +262,105 @@ def _directional_backward(
     return grad_link, grad_read
 
 
-_DIRECTIONAL_OP = torch.library.custom_op("memlib::directional_weightings", _directional, mutates_args=())
-_DIRECTIONAL_BACKWARD_OP = torch.library.custom_op(
-    "memlib::directional_weightings_backward", _directional_backward, mutates_args=()
-)
+def temporal_linkage(
+    link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor, read_weights: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step of temporal linkage: :func:`update_link`, then :func:`directional_weightings` of the new link.
+
+    The previous ``link`` (B, N, N) and ``precedence`` (B, N), this step's ``write_weights`` (B, N) and the previous
+    ``read_weights`` (B, R, N) -> (link (B, N, N), forward (B, R, N), backward (B, R, N)). Inside ``torch.compile``,
+    for a large link, one custom operator computes all three (below).
+
+    >>> link, forward, backward = temporal_linkage(torch.zeros(1, 2, 2), torch.tensor([[1.0, 0.0]]),
+    ...                                            torch.tensor([[0.0, 1.0]]), torch.tensor([[[1.0, 0.0]]]))
+    >>> forward  # slot 1 was just written after slot 0: a focus on slot 0 moves forward to slot 1
+    tensor([[[0., 1.]]])
+    """
+    _expect("temporal_linkage", "read_weights", read_weights, "(B, R, N)", (None, None, None))
+    B, R, N = read_weights.shape
+    _expect("temporal_linkage", "link", link, "(B, N, N)", (B, N, N))
+    _expect("temporal_linkage", "precedence", precedence, "(B, N)", (B, N))
+    _expect("temporal_linkage", "write_weights", write_weights, "(B, N)", (B, N))
+    if torch.compiler.is_compiling() and link.numel() >= OPAQUE_LINK_ELEMENTS:
+        return _LINKAGE_OP(link, precedence, write_weights, read_weights)
+    link = _LinkUpdate.apply(link, precedence, write_weights)
+    return (link, *_directional(link, read_weights))
 
 
-@_DIRECTIONAL_OP.register_fake
-def _(link: torch.Tensor, read_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.empty_like(read_weights), torch.empty_like(read_weights)
+# The link update and the directional weightings as one custom operator, which torch.compile calls as it is instead of
+# tracing into it, where the link matrix is large. Traced, they and their gradients fused with the rest of the step
+# into one loop nest over (B, N, N) that transposed 8 x 8 tiles of several (B, N, N) tensors: at B = 16, N = 128 the
+# DNC's compiled training step on copy spent two thirds of its time there (measured with and without the link matrix).
+# On the CPU (float32, float64) the operator runs memlib.memory.dnc_cpu's loops, one pass over the link matrix each
+# way; elsewhere the tensor code below (the functions above). A call of a custom operator costs more than a traced
+# kernel, so small links stay traced: the compiled training step on copy (L = 10, N = 128, one thread, CPU time,
+# medians of 9 interleaved) took 1.11x the traced step's time with the operator at B = 1, 1.00x at B = 2, 0.79x at
+# B = 4, and its graphs compiled in 27-34 s against 39-47 s traced.
+OPAQUE_LINK_ELEMENTS = 2**15  # B N^2: B = 2 at N = 128
 
 
-@_DIRECTIONAL_BACKWARD_OP.register_fake
+def _linkage(
+    link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor, read_weights: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`temporal_linkage` on checked input, as the custom operator runs it."""
+    if dnc_cpu.supports(link):
+        return dnc_cpu.linkage(link, precedence, write_weights, read_weights)
+    updated = _link_forward(link, precedence, write_weights)  # (B, N, N)
+    return (updated, *_directional(updated, read_weights))
+
+
+def _linkage_backward(
+    grad_link: torch.Tensor,
+    grad_forward: torch.Tensor,
+    grad_backward: torch.Tensor,
+    link: torch.Tensor,
+    precedence: torch.Tensor,
+    write_weights: torch.Tensor,
+    read_weights: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gradients of :func:`_linkage`'s inputs (link, precedence, write_weights, read_weights) for those of its
+    values (B, N, N), (B, R, N), (B, R, N)."""
+    if dnc_cpu.supports(link):
+        return dnc_cpu.linkage_backward(
+            grad_link, grad_forward, grad_backward, link, precedence, write_weights, read_weights
+        )
+    updated = _link_forward(link, precedence, write_weights)  # (B, N, N): recomputed rather than kept
+    grad_updated, grad_read = _directional_backward(grad_forward, grad_backward, updated, read_weights)
+    return (*_link_backward(grad_link + grad_updated, link, precedence, write_weights), grad_read)
+
+
+_LINKAGE_OP = torch.library.custom_op("memlib::linkage", _linkage, mutates_args=())
+_LINKAGE_BACKWARD_OP = torch.library.custom_op("memlib::linkage_backward", _linkage_backward, mutates_args=())
+
+
+@_LINKAGE_OP.register_fake
 def _(
-    grad_forward: torch.Tensor, grad_backward: torch.Tensor, link: torch.Tensor, read_weights: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.empty_like(link), torch.empty_like(read_weights)
+    link: torch.Tensor, precedence: torch.Tensor, write_weights: torch.Tensor, read_weights: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return torch.empty_like(link), torch.empty_like(read_weights), torch.empty_like(read_weights)
+
+
+@_LINKAGE_BACKWARD_OP.register_fake
+def _(
+    grad_link: torch.Tensor,
+    grad_forward: torch.Tensor,
+    grad_backward: torch.Tensor,
+    link: torch.Tensor,
+    precedence: torch.Tensor,
+    write_weights: torch.Tensor,
+    read_weights: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (torch.empty_like(link), torch.empty_like(precedence), torch.empty_like(write_weights),
+            torch.empty_like(read_weights))
 
 
 def _save_inputs(ctx, inputs: tuple[torch.Tensor, ...], output: object) -> None:
     ctx.save_for_backward(*inputs)
 
 
-_DIRECTIONAL_OP.register_autograd(
-    lambda ctx, grad_forward, grad_backward: _DIRECTIONAL_BACKWARD_OP(
-        grad_forward.contiguous(), grad_backward.contiguous(), *ctx.saved_tensors
+_LINKAGE_OP.register_autograd(
+    lambda ctx, grad_link, grad_forward, grad_backward: _LINKAGE_BACKWARD_OP(
+        grad_link, grad_forward, grad_backward, *ctx.saved_tensors
     ),
     setup_context=_save_inputs,
 )
@@ -464,9 +504,9 @@ class DNC(MemoryAugmented):
         write_content = content_weighting(state.memory, write_key, write_strength)[:, 0]  # (B, N)
         write_weights = write_weighting(allocation, write_content, write_gate, allocation_gate)  # (B, N)
         memory = write(state.memory, write_weights[:, None], erase, write_vector)  # (B, N, W)
-        link = update_link(state.link, state.precedence, write_weights)  # (B, N, N)
+        # update_link, then directional_weightings of the new link: (B, N, N), (B, R, N), (B, R, N)
+        link, forward, backward = temporal_linkage(state.link, state.precedence, write_weights, state.read_weights)
         precedence = update_precedence(state.precedence, write_weights)  # (B, N)
-        forward, backward = directional_weightings(link, state.read_weights)  # (B, R, N) each
         read_content = content_weighting(memory, read_keys, read_strengths)  # (B, R, N)
         read_weights = read_weighting(backward, read_content, forward, read_modes)  # (B, R, N)
         read_vectors = read(memory, read_weights)  # (B, R, W)

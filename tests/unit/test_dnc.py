@@ -12,7 +12,7 @@ import torch
 from torch.testing import assert_close
 
 import memlib
-from memlib.memory import dnc
+from memlib.memory import dnc, dnc_cpu
 from memlib.memory.dnc import (
     DNC,
     DNCState,
@@ -311,13 +311,81 @@ def test_link_update_gradcheck_and_gradgradcheck():
 
 
 def test_directional_weightings_hand_written_backward_equals_autograd():
-    # The compiled DNC step uses memlib.memory.dnc._directional_backward for large links: same gradients as autograd
+    # The compiled DNC step's operator, off the CPU, uses memlib.memory.dnc._directional_backward: same as autograd
     g = torch.Generator().manual_seed(2)
     link, read_weights = torch.rand(3, N, N, dtype=F64, generator=g), torch.rand(3, R, N, dtype=F64, generator=g)
     grad_forward, grad_backward = torch.randn(2, 3, R, N, dtype=F64, generator=g)
     inputs = [t.clone().requires_grad_() for t in (link, read_weights)]
     want = torch.autograd.grad(directional_weightings(*inputs), inputs, (grad_forward, grad_backward))
     assert_close(dnc._directional_backward(grad_forward, grad_backward, link, read_weights), want)
+
+
+def test_temporal_linkage_is_the_link_update_then_the_directional_weightings_to_the_bit():
+    g = torch.Generator().manual_seed(3)
+    link, precedence, w = torch.rand(2, N, N, generator=g), torch.rand(2, N, generator=g), torch.rand(2, N, generator=g)
+    read_weights = torch.rand(2, R, N, generator=g)
+    updated = update_link(link, precedence, w)
+    got = dnc.temporal_linkage(link, precedence, w, read_weights)
+    for a, b in zip(got, (updated, *directional_weightings(updated, read_weights)), strict=True):
+        assert torch.equal(a, b)
+
+
+def _linkage_case(B, N, R, dtype, seed=4):
+    """Inputs of one linkage step like the DNC's (weightings sum to <= 1), and gradients for its three values."""
+    g = torch.Generator().manual_seed(seed)
+    link = torch.rand(B, N, N, dtype=dtype, generator=g) / N * (1 - torch.eye(N, dtype=dtype))
+    precedence = torch.softmax(torch.randn(B, N, dtype=dtype, generator=g), -1) * 0.8
+    w = torch.softmax(3 * torch.randn(B, N, dtype=dtype, generator=g), -1) * 0.9
+    read_weights = torch.softmax(3 * torch.randn(B, R, N, dtype=dtype, generator=g), -1)
+    grads = (torch.randn(B, N, N, dtype=dtype, generator=g), *torch.randn(2, B, R, N, dtype=dtype, generator=g))
+    return (link, precedence, w, read_weights), grads
+
+
+def _autograd_linkage(inputs, grads):
+    """Values and input gradients of update_link then directional_weightings, by autograd."""
+    leaves = [t.clone().requires_grad_() for t in inputs]
+    values = dnc.temporal_linkage(*leaves)
+    return [v.detach() for v in values] + list(torch.autograd.grad(values, leaves, grads))
+
+
+# N from 1 to 9 covers every remainder of the loops' blocks of four rows; R from 1 to 5, every group of heads
+SIZES = [(1, 1, 1), (2, 4, 2), (3, 5, 1), (2, 6, 3), (1, 7, 4), (2, 9, 5), (4, 16, 2)]  # (B, N, R)
+
+
+@pytest.mark.parametrize(("B", "N", "R"), SIZES)
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_linkage_loops_equal_autograd_in_values_and_gradients(B, N, R, dtype):
+    # memlib.memory.dnc_cpu: the compiled CPU step's one pass over the link matrix each way
+    if not dnc_cpu.supports(torch.zeros(1, dtype=dtype)):
+        pytest.skip("the linkage loops do not compile here")
+    inputs, grads = _linkage_case(B, N, R, dtype)
+    got = [*dnc_cpu.linkage(*inputs), *dnc_cpu.linkage_backward(*grads, *inputs)]
+    names = ("link", "forward", "backward", "d link", "d precedence", "d write_weights", "d read_weights")
+    tolerance = {} if dtype == F64 else dict(atol=1e-6, rtol=1e-6)
+    for name, a, b in zip(names, got, _autograd_linkage(inputs, grads), strict=True):
+        assert_close(a, b, **tolerance, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_linkage_loops_take_strided_inputs_and_leave_them_alone():
+    if not dnc_cpu.supports(torch.zeros(1, dtype=F64)):
+        pytest.skip("the linkage loops do not compile here")
+    inputs, grads = _linkage_case(2, 6, 2, F64)
+    strided = [t.transpose(-1, -2).contiguous().transpose(-1, -2) if t.dim() == 3 else t for t in (*inputs, *grads)]
+    copies = [t.clone() for t in strided]
+    got = [*dnc_cpu.linkage(*strided[:4]), *dnc_cpu.linkage_backward(*strided[4:], *strided[:4])]
+    for a, b in zip(got, _autograd_linkage(inputs, grads), strict=True):
+        assert_close(a, b)
+    assert all(torch.equal(a, b) for a, b in zip(copies, strided, strict=True))
+
+
+def test_the_linkage_operator_runs_the_tensor_code_where_the_loops_do_not(monkeypatch):
+    # off the CPU (or in another dtype) the custom operator computes with memlib.memory.dnc's tensor functions
+    monkeypatch.setattr(dnc_cpu, "supports", lambda link: False)
+    inputs, grads = _linkage_case(2, 6, 2, F64)
+    got = [*dnc._linkage(*inputs), *dnc._linkage_backward(*grads, *inputs)]
+    for a, b in zip(got, _autograd_linkage(inputs, grads), strict=True):
+        assert_close(a, b)
+
 
 def test_link_update_leaves_its_inputs_alone():
     link, precedence, w = torch.rand(2, N, N, dtype=F64), torch.rand(2, N, dtype=F64), torch.rand(2, N, dtype=F64)

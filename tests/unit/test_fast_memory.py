@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import memlib
-from memlib.memory import DNC, MANN, NSM, NTM, NSMConfig, dnc, fast
+from memlib.memory import DNC, MANN, NSM, NTM, NSMConfig, dnc, dnc_cpu, fast
 from memlib.memory.fast import fast_steps
 
 B, T, IN, OUT = 2, 4, 5, 3  # batch, steps, input and output features
@@ -52,16 +52,35 @@ def test_fast_step_equals_eager_in_outputs_state_and_gradients(name):
 
 
 @pytest.mark.slow
-def test_a_large_link_runs_as_custom_operators_with_the_same_result(monkeypatch):
-    # Above dnc.OPAQUE_LINK_ELEMENTS the compiled DNC step calls the link update and the directional weightings as
-    # custom operators (their hand-written backward passes included); this model's link is small, so lower the limit.
+@pytest.mark.parametrize("loops", [True, False], ids=["cpu loops", "tensor code"])
+def test_a_large_link_runs_as_one_custom_operator_with_the_same_result(monkeypatch, loops):
+    # Above dnc.OPAQUE_LINK_ELEMENTS the compiled DNC step calls the link update and the directional weightings as one
+    # custom operator with a hand-written backward pass, which runs memlib.memory.dnc_cpu's loops on the CPU (float32,
+    # float64) and the tensor code elsewhere; this model's link is small, so lower the limit.
     monkeypatch.setattr(dnc, "OPAQUE_LINK_ELEMENTS", 0)
+    calls = []
+
+    def counted(name):
+        original = getattr(dnc_cpu, name)
+
+        def call(*args):
+            calls.append(name)
+            return original(*args)
+
+        return call
+
+    if loops:
+        for name in ("linkage", "linkage_backward"):
+            monkeypatch.setattr(dnc_cpu, name, counted(name))
+    else:
+        monkeypatch.setattr(dnc_cpu, "supports", lambda link: False)
     with torch.profiler.profile() as profile:
         _check_fast_equals_eager("dnc")
     called = {event.key for event in profile.key_averages()}
-    names = ("update_link", "directional_weightings")
-    operators = {f"memlib::{name}{part}" for name in names for part in ("", "_backward")}
+    operators = {"memlib::linkage", "memlib::linkage_backward"}
     assert operators <= called, f"expected {sorted(operators)} among the calls, missing {sorted(operators - called)}"
+    if loops:  # one call each way per step
+        assert sorted(set(calls)) == ["linkage", "linkage_backward"] and len(calls) == 2 * T, calls
 
 
 def _check_fast_equals_eager(name: str) -> None:
