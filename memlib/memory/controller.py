@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from memlib.memory.fast import step_function
+from memlib.memory import fast
 from memlib.validate import check_input, check_sizes, check_state
 
 
@@ -65,15 +65,12 @@ class MemoryAugmented(nn.Module):
     def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         """Run over a sequence: ``x`` (B, T, I) -> outputs (B, T, O) and the state after the last step."""
         state = self._validate(x, state, sequence=True)
-        step = step_function(self._step)  # the compiled step where memlib.memory.fast_steps is on
-        outputs = []
         # Time-major and contiguous, so every step's input has the strides of a fresh (B, I) tensor: the compiled
-        # step guards on strides, and slices of (B, T, I) would compile once more for every sequence length T.
-        for x_t in x.transpose(0, 1).contiguous().unbind(0):  # T x (B, I)
-            y_t, state = step(x_t, state)
-            outputs.append(y_t)
+        # steps guard on strides, and slices of (B, T, I) would compile once more for every sequence length T.
+        inputs = x.transpose(0, 1).contiguous().unbind(0)  # T x (B, I)
+        outputs, state = fast.run(self._step, inputs, state)  # compiled steps where memlib.memory.fast_steps is on
         return torch.stack(outputs, dim=1), state  # (B, T, O)
 
     def step(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         """One time step: ``x`` (B, I) -> output (B, O) and the new state."""
-        return step_function(self._step)(x, self._validate(x, state, sequence=False))
+        return fast.step_function(self._step)(x, self._validate(x, state, sequence=False))

@@ -220,3 +220,17 @@ BAD_INPUTS = [
 def test_bad_inputs(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize(("n", "kernel"), [(1, 1), (1, 3), (2, 5), (5, 3), (7, 5), (8, 1)])
+def test_the_compiled_steps_shift_by_slices_equals_the_indexed_shift(n, kernel):
+    # memlib.memory.addressing._shift_by_slices: the compiled step's shift (S // 2 <= N), the same terms and sum
+    from memlib.memory import addressing
+
+    g = torch.Generator().manual_seed(n * 10 + kernel)
+    weights = torch.rand(2, 3, n, dtype=torch.float64, generator=g).softmax(-1).requires_grad_()
+    s = torch.rand(2, 3, kernel, dtype=torch.float64, generator=g).softmax(-1).requires_grad_()
+    grad = torch.randn(2, 3, n, dtype=torch.float64, generator=g)
+    got, want = addressing._shift_by_slices(weights, s), addressing.shift(weights, s)
+    assert torch.equal(got, want)  # the same products, summed in the same order
+    assert_close(torch.autograd.grad(got, (weights, s), grad), torch.autograd.grad(want, (weights, s), grad))
