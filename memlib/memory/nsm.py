@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from memlib.memory import fast
 from memlib.memory.addressing import address, read, write
-from memlib.memory.fast import step_function
 from memlib.recurrent import LSTMCell
 from memlib.tracing import record
 from memlib.validate import check_int
@@ -266,11 +266,10 @@ class NSM(nn.Module):
             raise TypeError(f"NSM: expected input as a tensor (B, T, I), got {type(x).__name__}")
         if x.dim() != 3 or 0 in x.shape:
             raise ValueError(f"NSM: expected input of shape (B, T, I), non-empty, got {tuple(x.shape)}")
-        step = step_function(self.cell.forward)  # the compiled step where memlib.memory.fast_steps is on
-        outputs = []
+        cell = self.cell
+        state = cell.initial_state(x.shape[0], x) if state is None else cell._check_state(state, x)
         # Time-major and contiguous, so every step's input has the strides of a fresh (B, I) tensor: the compiled
-        # step guards on strides, and slices of (B, T, I) would compile once more for every sequence length T.
-        for x_t in x.transpose(0, 1).contiguous().unbind(0):  # T x (B, I)
-            y, state = step(x_t, state)
-            outputs.append(y)
+        # steps guard on strides, and slices of (B, T, I) would compile once more for every sequence length T.
+        inputs = x.transpose(0, 1).contiguous().unbind(0)  # T x (B, I)
+        outputs, state = fast.run(cell.forward, inputs, state)  # compiled steps where memlib.memory.fast_steps is on
         return torch.stack(outputs, dim=1), state  # (B, T, O)

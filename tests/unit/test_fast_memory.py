@@ -100,10 +100,10 @@ def _check_fast_equals_eager(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["ntm", pytest.param("nsm", marks=pytest.mark.slow)])
 def test_a_sequence_compiles_two_graphs_whatever_its_length(name):
-    # The NTM: two steps per call and a single step for an odd length, the first call's state made to need gradients
-    # like every later one's (without that, one more graph: the first call's). NSM, one step per call: its first step
-    # (no state yet) and the rest. Dynamo guards on the step input's strides; slicing (B, T, I) along T gave each T
-    # its own strides, so every new sequence length compiled the step again (2 more graphs here; minutes on a task).
+    # Two steps per call and a single step for an odd length (NTM and NSM alike, both through fast.run), the first
+    # call's state made to need gradients like every later one's (without that, one more graph: the first call's).
+    # Dynamo guards on the step input's strides; slicing (B, T, I) along T gave each T its own strides,
+    # so every new sequence length compiled the step again (2 more graphs here; minutes on a task).
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()  # compile this model's graphs here (most of them from inductor's cache on disk) and count
