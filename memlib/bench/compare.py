@@ -514,7 +514,9 @@ def time_to_solve(data: dict) -> dict[str, dict[int, tuple[float, int] | None]]:
 
 # --- 3. memory footprint -------------------------------------------------------------------------------------
 
-MEMORY_LIMIT_GIB = 6.0  # a cell whose projected peak passes this is skipped (the CPU machine has 24 GiB, shared)
+#: GiB: a memory cell whose peak, projected from the model's previous length, passes this is skipped (the CPU machine
+#: has 24 GiB, shared with other work).
+MEMORY_LIMIT_GIB = 6.0
 
 
 def memory(run: _Run, models: Sequence[str]) -> dict:
