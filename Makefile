@@ -81,19 +81,18 @@ check-chromium:
 test: setup check-chromium
 	@echo "== lint";     time $(MAKE) --no-print-directory lint
 	@echo "== unit";     time $(MAKE) --no-print-directory unit
-	@echo "== portable"; time $(MAKE) --no-print-directory portable
+	@echo "== portable, and the book's build beside it"; \
+		time $(MAKE) --no-print-directory -j2 --output-sync=target portable build-book
 	@echo "== chapters"; time $(MAKE) --no-print-directory chapters
-	@echo "== build";    time $(MAKE) --no-print-directory build-book
 	@echo "== browser";  time $(MAKE) --no-print-directory browser
 
 lint:
 	$(BIN)/ruff check .
 
-# The unit tests (two at a time: each runs on one thread, see tests/unit/conftest.py), then every docstring
-# example of memlib and widgets as a doctest (the API reference shows them).
+# The unit tests (two at a time: each runs on one thread, see tests/unit/conftest.py) and every docstring example
+# of memlib and widgets as a doctest (the API reference shows them), in one run.
 unit:
-	$(BIN)/pytest -q -n 2 -m "not slow" tests/unit
-	$(BIN)/pytest -q -p no:cacheprovider --doctest-modules memlib widgets --ignore=memlib/bench/__main__.py
+	$(BIN)/pytest -q -n 2 -m "not slow" tests/unit --doctest-modules memlib widgets --ignore=memlib/bench/__main__.py
 
 # Every page executed once by papermill in quick mode, then nbval's comparison of the cells tagged
 # nbval-check-output against the committed outputs (tests/chapters/test_papermill.py).
@@ -132,11 +131,11 @@ build-book:
 	rm -rf _build
 	$(BIN)/jupyter-book build --warningiserror --nitpick --keep-going .
 
-# The built pages read once each (test_book, test_reader) and the explorers driven (test_live, test_voila, and
-# test_book's explorer tests) side by side, one group per worker: a Voila kernel keeps one core busy while Chromium
-# reads the book on the other.
+# The built pages read once each (test_book, test_reader) in two groups, with test_book's explorers driven, and the
+# Voila files (test_live, test_voila) in a third: three workers on two cores, because Chromium mostly waits (for a
+# page's network, fonts and Bokeh, for a Voila kernel); tests/browser/conftest.py (READING_GROUPS) has the split.
 browser:
-	$(BIN)/pytest -q -n 2 --dist loadgroup tests/browser
+	$(BIN)/pytest -q -n 3 --dist loadgroup tests/browser
 # Every built page in headless Chromium as in `browser`, with whole-page screenshots (the tests take the first screen)
 # in _build/screenshots: to look at the rendered book.
 screenshots: setup check-chromium

@@ -6,15 +6,14 @@ import json
 
 import pytest
 
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import READING_GROUPS, in_reading_groups, screenshot
 from tests.chapters.pages import ROOT, toc_files
 
 PAGES = toc_files()
-# `pytest -n 2 --dist loadgroup tests/browser` runs the page checks here and test_reader in one worker (they share the
-# session's readings: each page is loaded once). The explorer tests below load their pages anew to drive them: they
-# run in the other worker, with the Voila files (EXPLORERS), which leave Chromium idle while a kernel runs a page.
-pytestmark = pytest.mark.xdist_group("pages")
-EXPLORERS = pytest.mark.xdist_group("explorers")
+# The page checks here and in test_reader judge one reading of each page (the session's readings); the explorer tests
+# below load their pages anew to drive them. How they are split over the workers: conftest.READING_GROUPS.
+GATE_EXPLORERS = pytest.mark.xdist_group(READING_GROUPS[0])
+CAPTION_EXPLORERS = pytest.mark.xdist_group(READING_GROUPS[1])
 
 def _has_math(name: str) -> bool:
     for suffix in (".ipynb", ".md"):
@@ -28,7 +27,7 @@ def _has_math(name: str) -> bool:
     return False
 
 
-@pytest.mark.parametrize("name", PAGES)
+@pytest.mark.parametrize("name", in_reading_groups(PAGES))
 def test_page_is_clean_offline(name, readings):
     """Read once with test_reader's checks (reading.py): loaded, network idle, MathJax done, then screenshotted."""
     reading = readings[name]
@@ -72,7 +71,7 @@ _CANVASES = """
 """
 
 
-@EXPLORERS
+@CAPTION_EXPLORERS
 def test_chapter1_explorer_answers_its_slider(book_url, open_page):
     page, log = open_page(f"{book_url}/book/ch01_introduction.html")
     page.wait_for_function("() => window.Bokeh && Bokeh.documents.length >= 2")
@@ -120,7 +119,7 @@ _SELECT_OTHER_VARIANT = """
 """
 
 
-@EXPLORERS
+@GATE_EXPLORERS
 @pytest.mark.parametrize("name", ["book/ch02_lstm", "book/ch02_gru"])
 def test_gate_explorer_answers_its_controls(name, book_url, open_page):
     page, log = open_page(f"{book_url}/{name}.html")
@@ -174,7 +173,7 @@ _DIV_TEXT = """
 """
 
 
-@EXPLORERS
+@CAPTION_EXPLORERS
 @pytest.mark.parametrize(
     ("name", "selects", "caption"),
     [
