@@ -78,30 +78,29 @@ void directional_block(const T* const* rows, const T* __restrict x, const T* a, 
   s[0] = s0, s[1] = s1, s[2] = s2, s[3] = s3;
 }
 
-// One head backward over the block: g[k] += a[k] x + c[k] z (the gradient of L_t[i + k, :] from f[r, i + k] and
-// b[r], with a[k] = df[r, i + k], c[k] = rw[r, i + k], z = db[r]); y += sum_k a[k] L_t[i + k, :] (drw[r] from f);
-// s[k] = z . L_t[i + k, :] (drw[r, i + k] from b)
+// One head backward over the block: g[k] = h[k] + a[k] x + c[k] z (the gradient of L_t[i + k, :] from f[r, i + k]
+// and b[r], with a[k] = df[r, i + k], c[k] = rw[r, i + k], z = db[r], added to the gradient so far h[k]: L_t's own for
+// the first head, read where it lies instead of copied first; g[k] itself after it); y += sum_k a[k] L_t[i + k, :]
+// (drw[r] from f); s[k] = z . L_t[i + k, :] (drw[r, i + k] from b)
 template <typename T>
-void directional_block_backward(const T* const* rows, T* const* g, const T* __restrict x, const T* __restrict z,
-                                const T* a, const T* c, int64_t n, T* __restrict y, T* s) {
+void directional_block_backward(const T* const* rows, const T* const* h, T* const* g, const T* __restrict x,
+                                const T* __restrict z, const T* a, const T* c, int64_t n, T* __restrict y, T* s) {
   const T* __restrict r0 = rows[0];
   const T* __restrict r1 = rows[1];
   const T* __restrict r2 = rows[2];
   const T* __restrict r3 = rows[3];
-  T* __restrict g0 = g[0];
-  T* __restrict g1 = g[1];
-  T* __restrict g2 = g[2];
-  T* __restrict g3 = g[3];
+  const T *h0 = h[0], *h1 = h[1], *h2 = h[2], *h3 = h[3];  // g's rows or rows of their own: each j reads, then writes
+  T *g0 = g[0], *g1 = g[1], *g2 = g[2], *g3 = g[3];
   const T a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
   const T c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3];
   T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
 #pragma omp simd reduction(+ : s0, s1, s2, s3)
   for (int64_t j = 0; j < n; ++j) {
     const T xj = x[j], zj = z[j];
-    g0[j] += a0 * xj + c0 * zj;
-    g1[j] += a1 * xj + c1 * zj;
-    g2[j] += a2 * xj + c2 * zj;
-    g3[j] += a3 * xj + c3 * zj;
+    g0[j] = h0[j] + (a0 * xj + c0 * zj);
+    g1[j] = h1[j] + (a1 * xj + c1 * zj);
+    g2[j] = h2[j] + (a2 * xj + c2 * zj);
+    g3[j] = h3[j] + (a3 * xj + c3 * zj);
     y[j] += a0 * r0[j] + a1 * r1[j] + a2 * r2[j] + a3 * r3[j];
     s0 += zj * r0[j];
     s1 += zj * r1[j];
@@ -184,17 +183,18 @@ void backward(const T* grad_link, const T* grad_forward, const T* grad_backward,
     T *dL = out_link + b * N * N, *dp = out_precedence + b * N, *dw = out_write + b * N, *drw = out_read + b * R * N;
     for (int64_t i = 0; i < N; i += K) {
       const int64_t valid = std::min(K, N - i);
-      const T *rows[K], *Lk[K];
+      const T *rows[K], *Lk[K], *Gk[K];
       T *g[K], wk[K], s[K];
       for (int64_t k = 0; k < K; ++k) {
         T* row = rows_buffer.data() + k * N;
         rows[k] = row;
         Lk[k] = k < valid ? L + (i + k) * N : spare.data() + k * N;
         g[k] = k < valid ? dL + (i + k) * N : spare.data() + k * N;
+        Gk[k] = k < valid ? G + (i + k) * N : g[k];
         wk[k] = k < valid ? w[i + k] : T(0);
         if (k < valid) {
           link_row(L + (i + k) * N, p, w, i + k, N, row);  // L_t[i + k, :] again: cheaper than reading it back
-          std::memcpy(g[k], G + (i + k) * N, sizeof(T) * N);
+          if (R == 0) std::memcpy(g[k], Gk[k], sizeof(T) * N);  // else the first head's pass reads Gk[k]
         } else {
           std::memset(row, 0, sizeof(T) * N);
         }
@@ -206,7 +206,8 @@ void backward(const T* grad_link, const T* grad_forward, const T* grad_backward,
           a[k] = k < valid ? gf[r * N + i + k] : T(0);
           c[k] = k < valid ? x[i + k] : T(0);
         }
-        directional_block_backward(rows, g, x, gb + r * N, a, c, N, drw + r * N, s);
+        const T* const* h = r == 0 ? Gk : static_cast<const T* const*>(g);
+        directional_block_backward(rows, h, g, x, gb + r * N, a, c, N, drw + r * N, s);
         for (int64_t k = 0; k < valid; ++k) drw[r * N + i + k] += s[k];
       }
       for (int64_t k = 0; k < valid; ++k) g[k][i + k] = 0;  // L_t[i, i] = 0: no gradient flows through it
