@@ -94,20 +94,22 @@ lint:
 unit:
 	$(BIN)/pytest -q -n 2 -m "not slow" tests/unit --doctest-modules memlib widgets --ignore=memlib/bench/__main__.py
 
+# As on an older CPU: oneDNN limited to AVX2 and ATen's vectorized kernels off. `portable` runs the kernel-sensitive
+# unit tests so; `chapters` runs the hardware, software and optimization pages so a second time.
+PORTABLE_ENV := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=default
+PORTABLE_PAGES := ch06_hardware ch07_software_memory ch08_optimization
+
 # Every page executed once by papermill in quick mode, then nbval's comparison of the cells tagged
-# nbval-check-output against the committed outputs (tests/chapters/test_papermill.py).
+# nbval-check-output against the committed outputs (tests/chapters/test_papermill.py); PORTABLE_PAGES again with
+# their kernels under PORTABLE_ENV, in the same pool of workers (which packs the pages better than a stage of three).
 # Two pages at a time: a page in quick mode is mostly single-threaded Python (small models), and the
 # assertions' margins were measured with two pages sharing the two cores (tests/chapters/MARGINS.md).
 chapters:
-	BOOK_QUICK=1 $(BIN)/pytest -q -n 2 tests/chapters
+	BOOK_QUICK=1 BOOK_PORTABLE_PAGES="$(PORTABLE_PAGES)" BOOK_PORTABLE_ENV="$(PORTABLE_ENV)" \
+		$(BIN)/pytest -q -n 2 tests/chapters
 
-# The kernel-sensitive unit tests and the hardware/software/optimization pages again, with oneDNN
-# limited to AVX2 and ATen's vectorized kernels off, as on an older CPU.
-PORTABLE_ENV := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=default
-PORTABLE_PAGES := ch06_hardware ch07_software_memory ch08_optimization
 portable:
 	$(PORTABLE_ENV) $(BIN)/pytest -q -n 2 -m kernels tests/unit
-	$(PORTABLE_ENV) BOOK_QUICK=1 BOOK_PAGES="$(PORTABLE_PAGES)" $(BIN)/pytest -q -n 2 tests/chapters/test_papermill.py -k test_page_runs_in_quick_mode
 
 # The unit tests that take a device, on CUDA only, then every page in quick mode with device="cuda"
 # (outputs are not compared there: see test_papermill.py). Without a visible CUDA device: one line, exit 0.
@@ -131,11 +133,11 @@ build-book:
 	rm -rf _build
 	$(BIN)/jupyter-book build --warningiserror --nitpick --keep-going .
 
-# The built pages read once each (test_book, test_reader) in two groups, with test_book's explorers driven, and the
-# Voila files (test_live, test_voila) in a third: three workers on two cores, because Chromium mostly waits (for a
-# page's network, fonts and Bokeh, for a Voila kernel); tests/browser/conftest.py (READING_GROUPS) has the split.
+# The built pages read once each (test_book, test_reader) and the explorers driven (test_live, test_voila, and
+# test_book's explorer tests) side by side, one group per worker: a Voila kernel keeps one core busy while Chromium
+# reads the book on the other.
 browser:
-	$(BIN)/pytest -q -n 3 --dist loadgroup tests/browser
+	$(BIN)/pytest -q -n 2 --dist loadgroup tests/browser
 # Every built page in headless Chromium as in `browser`, with whole-page screenshots (the tests take the first screen)
 # in _build/screenshots: to look at the rendered book.
 screenshots: setup check-chromium

@@ -168,19 +168,6 @@ def open_page(browser):
         page.close()
 
 
-# `make browser` runs `pytest -n 3 --dist loadgroup tests/browser`: the Voila files in one worker (VOILA_GROUP: a kernel
-# keeps a core busy while Chromium waits), and the built book's pages in two reading groups, every other page in
-# reading order. A page's test_book and test_reader tests judge one reading, so they share a group: each worker
-# loads its pages once. test_book's explorer tests (a fresh load each, to drive them) join the reading groups.
-READING_GROUPS = ("reading-1", "reading-2")
-VOILA_GROUP = pytest.mark.xdist_group("voila")
-
-
-def in_reading_groups(pages: list[str]) -> list:
-    """``pages`` as pytest parameters, each marked with its reading group (alternating in reading order)."""
-    return [pytest.param(name, marks=pytest.mark.xdist_group(READING_GROUPS[i % 2])) for i, name in enumerate(pages)]
-
-
 @pytest.fixture(scope="session")
 def readings(browser, book_url):
     """Every page of the book in reading order, each loaded and read once for test_book and test_reader."""

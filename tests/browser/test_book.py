@@ -6,14 +6,15 @@ import json
 
 import pytest
 
-from tests.browser.conftest import READING_GROUPS, in_reading_groups, screenshot
+from tests.browser.conftest import screenshot
 from tests.chapters.pages import ROOT, toc_files
 
 PAGES = toc_files()
-# The page checks here and in test_reader judge one reading of each page (the session's readings); the explorer tests
-# below load their pages anew to drive them. How they are split over the workers: conftest.READING_GROUPS.
-GATE_EXPLORERS = pytest.mark.xdist_group(READING_GROUPS[0])
-CAPTION_EXPLORERS = pytest.mark.xdist_group(READING_GROUPS[1])
+# `pytest -n 2 --dist loadgroup tests/browser` runs the page checks here and test_reader in one worker (they share the
+# session's readings: each page is loaded once). The explorer tests below load their pages anew to drive them: they
+# run in the other worker, with the Voila files (EXPLORERS), which leave Chromium idle while a kernel runs a page.
+pytestmark = pytest.mark.xdist_group("pages")
+EXPLORERS = pytest.mark.xdist_group("explorers")
 
 def _has_math(name: str) -> bool:
     for suffix in (".ipynb", ".md"):
@@ -27,7 +28,7 @@ def _has_math(name: str) -> bool:
     return False
 
 
-@pytest.mark.parametrize("name", in_reading_groups(PAGES))
+@pytest.mark.parametrize("name", PAGES)
 def test_page_is_clean_offline(name, readings):
     """Read once with test_reader's checks (reading.py): loaded, network idle, MathJax done, then screenshotted."""
     reading = readings[name]
@@ -71,7 +72,7 @@ _CANVASES = """
 """
 
 
-@CAPTION_EXPLORERS
+@EXPLORERS
 def test_chapter1_explorer_answers_its_slider(book_url, open_page):
     page, log = open_page(f"{book_url}/book/ch01_introduction.html")
     page.wait_for_function("() => window.Bokeh && Bokeh.documents.length >= 2")
@@ -119,7 +120,7 @@ _SELECT_OTHER_VARIANT = """
 """
 
 
-@GATE_EXPLORERS
+@EXPLORERS
 @pytest.mark.parametrize("name", ["book/ch02_lstm", "book/ch02_gru"])
 def test_gate_explorer_answers_its_controls(name, book_url, open_page):
     page, log = open_page(f"{book_url}/{name}.html")
@@ -173,7 +174,7 @@ _DIV_TEXT = """
 """
 
 
-@CAPTION_EXPLORERS
+@EXPLORERS
 @pytest.mark.parametrize(
     ("name", "selects", "caption"),
     [

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import VOILA_GROUP, PageLog, open_logged, screenshot
+from tests.browser.conftest import PageLog, open_logged, screenshot
 
 ROOT = Path(__file__).resolve().parents[2]
 VOILA = Path(sys.executable).with_name("voila")
@@ -34,7 +34,10 @@ VOILA_CAP_S = 15 * 60  # the whole page in quick mode, on a machine busy with ot
 RENDER_S = 120  # after the last cell ran: the browser connects to the kernel and renders the widgets
 ANSWER_S = 60  # the explorer reruns its model on a new input
 POLL_S = 1.0
-pytestmark = VOILA_GROUP  # one worker for the Voila files (conftest.READING_GROUPS says how the rest is split)
+# `pytest -n 2 --dist loadgroup tests/browser` runs the explorer tests (the two Voila files, test_book's explorers) in
+# one worker while the built book's pages (test_book, test_reader) are read in the other: Voila's kernel runs on one
+# core while Chromium draws on the other.
+pytestmark = pytest.mark.xdist_group("explorers")
 
 _READ = """
 () => {

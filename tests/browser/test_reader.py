@@ -21,12 +21,13 @@ import re
 
 import pytest
 
-from tests.browser.conftest import in_reading_groups
 from tests.browser.reading import MIN_TEXT_PX
 from tests.chapters.pages import toc_files
 
 PAGES = toc_files()
-# Each page is judged on test_book's reading of it, in the same worker (conftest.READING_GROUPS).
+# `pytest -n 2 --dist loadgroup tests/browser` runs this file and test_book in one worker (they share the session's
+# readings: each page is loaded once) while the two Voila files run in the other.
+pytestmark = pytest.mark.xdist_group("pages")
 # Text under 10 px that CSS cannot reach (Bokeh draws it in shadow DOM at sizes its Python sets).
 # Each page here must still show small text: once the fix lands the test fails until the entry goes.
 SMALL_TEXT_FIXED_IN_PYTHON: dict[str, str] = {}
@@ -42,7 +43,7 @@ def _summary(kind: str, items: list[str], limit: int = 8) -> list[str]:
     return [f"{kind} ({len(items)}): {shown}"]
 
 
-@pytest.mark.parametrize("name", in_reading_groups(PAGES))
+@pytest.mark.parametrize("name", PAGES)
 def test_page_reads_as_a_book(name, readings):
     """Read once with test_book's checks (reading.py): Bokeh roots drawn, MathJax done, measured, then dark."""
     reading = readings[name]

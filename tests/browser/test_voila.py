@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.browser.conftest import SHOTS, VOILA_GROUP, PageLog, open_logged, screenshot
+from tests.browser.conftest import SHOTS, PageLog, open_logged, screenshot
 from tests.browser.test_live import ROOT, Voila, serving, wait_for_execution
 
 NOTEBOOK = "tests/browser/seven_explorers.ipynb"
@@ -28,7 +28,10 @@ LOADS = 3  # each load runs the page anew (40-50 s on two shared cores): the sta
 RENDER_S = 120  # after the last cell ran: the browser connects to the kernel and renders seven explorers
 ANSWER_S = 60  # an explorer reruns its model
 KERNEL_GONE_S = 90  # a closed page's kernel is shut down (beforeunload), or culled (idle 60 s, checked every 20 s)
-pytestmark = VOILA_GROUP  # one worker for the Voila files (conftest.READING_GROUPS says how the rest is split)
+# `pytest -n 2 --dist loadgroup tests/browser` runs the explorer tests (the two Voila files, test_book's explorers) in
+# one worker while the built book's pages (test_book, test_reader) are read in the other: Voila's kernel runs on one
+# core while Chromium draws on the other.
+pytestmark = pytest.mark.xdist_group("explorers")
 
 # Root model of each explorer's Bokeh document, in page order.
 ROOTS = ["hidden_state_explorer", "gate_explorer", "attention_explorer", "memory_explorer", "addressing_pipeline",

@@ -11,6 +11,9 @@ Environment:
 - BOOK_PAGES="ch06_hardware ch07_software_memory" runs only these pages (stems, spaces or commas).
 - BOOK_DEVICE=cuda passes device="cuda" to every page (`make test-gpu`) and skips the comparison
   (see test_page_runs_in_quick_mode).
+- BOOK_PORTABLE_PAGES="ch06_hardware ..." runs these pages a second time, their kernels started with the variables
+  of BOOK_PORTABLE_ENV ("ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=default": an older CPU), compared the same way.
+  `make test` runs them in the same pool of workers as the other pages (the Makefile's PORTABLE_PAGES).
 """
 
 from __future__ import annotations
@@ -41,23 +44,44 @@ def _selected_pages():
 
 
 PAGES = _selected_pages()
+
+
+def _portable():
+    """The pages to run again under BOOK_PORTABLE_ENV, and that environment as a dict."""
+    stems = {p.stem: p for p in ALL_PAGES}
+    wanted = [w for w in re.split(r"[\s,]+", os.environ.get("BOOK_PORTABLE_PAGES", "")) if w]
+    unknown = [w for w in wanted if w not in stems]
+    if unknown:
+        raise pytest.UsageError(f"BOOK_PORTABLE_PAGES names pages that are not in _toc.yml: {unknown}")
+    pairs = [w for w in re.split(r"\s+", os.environ.get("BOOK_PORTABLE_ENV", "")) if w]
+    bad = [w for w in pairs if "=" not in w]
+    if bad or (wanted and not pairs):
+        raise pytest.UsageError(f"BOOK_PORTABLE_ENV: expected NAME=VALUE pairs for BOOK_PORTABLE_PAGES, got {pairs}")
+    return [stems[w] for w in wanted], dict(w.split("=", 1) for w in pairs)
+
+
+PORTABLE_PAGES, PORTABLE_ENV = _portable()
+# The second runs first: chapter 6 is among the longest pages, and a long run started last would leave a worker idle.
+RUNS = [(p, PORTABLE_ENV) for p in PORTABLE_PAGES] + [(p, {}) for p in PAGES]
 # The committed outputs come from a CPU run, so `make test` compares CPU runs even where a GPU is present;
 # `make test-gpu` sets BOOK_DEVICE=cuda.
 DEVICE = os.environ.get("BOOK_DEVICE", "cpu")
 
 
-@pytest.mark.parametrize("path", PAGES, ids=[p.stem for p in PAGES])
-def test_page_runs_in_quick_mode(path, tmp_path, request, page_seconds):
+@pytest.mark.parametrize(("path", "env"), RUNS, ids=[p.stem + ("-portable" if e else "") for p, e in RUNS])
+def test_page_runs_in_quick_mode(path, env, tmp_path, request, page_seconds, monkeypatch):
     parameters = {"quick": True, "live": False}
     if DEVICE:
         parameters["device"] = DEVICE
+    for name, value in env.items():  # the kernel inherits them when it starts (monkeypatch restores them)
+        monkeypatch.setenv(name, value)
     start = time.perf_counter()
     executed = papermill.execute_notebook(
         str(path), str(tmp_path / path.name), parameters=parameters,
         kernel_name="python3", cwd=str(path.parent), progress_bar=False,
     )
     seconds = time.perf_counter() - start
-    page = str(path.relative_to(ROOT))
+    page = str(path.relative_to(ROOT)) + (" (" + " ".join(f"{k}={v}" for k, v in env.items()) + ")" if env else "")
     page_seconds(page, seconds)
     print(f"{page}: {seconds:.1f} s in quick mode" + (f" on {DEVICE}" if DEVICE else ""))
 
