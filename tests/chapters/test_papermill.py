@@ -32,32 +32,27 @@ from tests.chapters.pages import ROOT, notebook_pages
 ALL_PAGES = notebook_pages()
 
 
-def _selected_pages():
-    wanted = [w for w in re.split(r"[\s,]+", os.environ.get("BOOK_PAGES", "")) if w]
-    if not wanted:
-        return ALL_PAGES
+def _named_pages(variable: str) -> list:
+    """The pages whose stems the environment variable names (spaces or commas); none where it is unset."""
+    wanted = [w for w in re.split(r"[\s,]+", os.environ.get(variable, "")) if w]
     stems = {p.stem: p for p in ALL_PAGES}
     unknown = [w for w in wanted if w not in stems]
     if unknown:
-        raise pytest.UsageError(f"BOOK_PAGES names pages that are not in _toc.yml: {unknown}")
+        raise pytest.UsageError(f"{variable} names pages that are not in _toc.yml: {unknown}")
     return [stems[w] for w in wanted]
 
 
-PAGES = _selected_pages()
+PAGES = _named_pages("BOOK_PAGES") or ALL_PAGES
 
 
 def _portable():
     """The pages to run again under BOOK_PORTABLE_ENV, and that environment as a dict."""
-    stems = {p.stem: p for p in ALL_PAGES}
-    wanted = [w for w in re.split(r"[\s,]+", os.environ.get("BOOK_PORTABLE_PAGES", "")) if w]
-    unknown = [w for w in wanted if w not in stems]
-    if unknown:
-        raise pytest.UsageError(f"BOOK_PORTABLE_PAGES names pages that are not in _toc.yml: {unknown}")
+    pages = _named_pages("BOOK_PORTABLE_PAGES")
     pairs = [w for w in re.split(r"\s+", os.environ.get("BOOK_PORTABLE_ENV", "")) if w]
     bad = [w for w in pairs if "=" not in w]
-    if bad or (wanted and not pairs):
+    if bad or (pages and not pairs):
         raise pytest.UsageError(f"BOOK_PORTABLE_ENV: expected NAME=VALUE pairs for BOOK_PORTABLE_PAGES, got {pairs}")
-    return [stems[w] for w in wanted], dict(w.split("=", 1) for w in pairs)
+    return pages, dict(w.split("=", 1) for w in pairs)
 
 
 PORTABLE_PAGES, PORTABLE_ENV = _portable()
